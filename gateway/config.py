@@ -1,0 +1,127 @@
+"""One typed settings object for the gateway, read from the environment and CLI flags.
+
+Every setting has an environment variable (listed in the README's configuration table); the
+``serve`` command's flags override the few that are handy to change per run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+
+Mode = Literal["auto", "relay", "proxy"]
+MODES: tuple[Mode, ...] = ("auto", "relay", "proxy")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the gateway cannot use; the message names the variable."""
+
+
+def default_data_dir() -> Path:
+    """Where the embedded database, the signing secret and the transcript journal live."""
+    return Path(platformdirs.user_data_dir("interview-gateway"))
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _env_list(env: dict[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+
+def _env_json(env: dict[str, str], name: str, default: Any) -> Any:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name} must be JSON: {exc.msg} at position {exc.pos}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: The URL that browsers use to reach this gateway (invitation links); derived when empty.
+    public_url: str = ""
+    mode: Mode = "auto"
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: None: start the embedded PostgreSQL server in ``data_dir``.
+    database_url: str | None = None
+    migrate_on_start: bool = True
+    jwt_secret: str | None = None
+    #: "openai" when OPENAI_API_KEY is set, else "sim" (an in-process simulated upstream).
+    upstream: Literal["openai", "sim"] = "sim"
+    upstream_base_url: str = "https://api.openai.com/v1"
+    #: "bearer" (OpenAI) or "api-key" (Azure OpenAI's header).
+    upstream_auth: Literal["bearer", "api-key"] = "bearer"
+    upstream_session: dict[str, Any] = field(default_factory=dict)
+    max_relay_sessions: int = 10
+    upstream_connect_timeout: float = 5.0
+    session_time_limit: float = 3600.0
+    hello_timeout: float = 5.0
+    #: Local addresses ICE gathers host candidates on (empty: every interface).
+    ice_addresses: tuple[str, ...] = ()
+    #: RTCConfiguration.iceServers, as W3C dictionaries, for the browser and upstream legs.
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    upstream_ice_servers: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        e = dict(os.environ if env is None else env)
+        mode = e.get("GATEWAY_MODE", "auto")
+        if mode not in MODES:
+            raise ConfigError(f"GATEWAY_MODE must be one of {', '.join(MODES)}, got {mode!r}")
+        auth = e.get("OPENAI_AUTH_HEADER", "bearer")
+        if auth not in ("bearer", "api-key"):
+            raise ConfigError(f"OPENAI_AUTH_HEADER must be 'bearer' or 'api-key', got {auth!r}")
+        upstream = e.get("GATEWAY_UPSTREAM") or ("openai" if e.get("OPENAI_API_KEY") else "sim")
+        if upstream not in ("openai", "sim"):
+            raise ConfigError(f"GATEWAY_UPSTREAM must be 'openai' or 'sim', got {upstream!r}")
+        settings = cls(
+            host=e.get("GATEWAY_HOST", cls.host),
+            port=_env_int(e, "GATEWAY_PORT", cls.port),
+            public_url=e.get("GATEWAY_PUBLIC_URL", ""),
+            mode=mode,  # type: ignore[arg-type]
+            data_dir=Path(e["GATEWAY_DATA_DIR"]) if e.get("GATEWAY_DATA_DIR") else default_data_dir(),
+            database_url=e.get("DATABASE_URL") or None,
+            migrate_on_start=e.get("GATEWAY_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
+            jwt_secret=e.get("GATEWAY_JWT_SECRET") or None,
+            upstream=upstream,  # type: ignore[arg-type]
+            upstream_base_url=e.get("OPENAI_BASE_URL", cls.upstream_base_url).rstrip("/"),
+            upstream_auth=auth,  # type: ignore[arg-type]
+            upstream_session=_env_json(e, "OPENAI_SESSION", {}),
+            max_relay_sessions=_env_int(e, "GATEWAY_MAX_RELAY_SESSIONS", cls.max_relay_sessions),
+            upstream_connect_timeout=_env_float(
+                e, "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", cls.upstream_connect_timeout
+            ),
+            session_time_limit=_env_float(e, "GATEWAY_SESSION_TIME_LIMIT", cls.session_time_limit),
+            hello_timeout=_env_float(e, "GATEWAY_HELLO_TIMEOUT", cls.hello_timeout),
+            ice_addresses=_env_list(e, "GATEWAY_ICE_ADDRESSES"),
+            ice_servers=tuple(_env_json(e, "GATEWAY_ICE_SERVERS", [])),
+            upstream_ice_servers=tuple(_env_json(e, "GATEWAY_UPSTREAM_ICE_SERVERS", [])),
+        )
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
