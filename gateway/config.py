@@ -83,6 +83,10 @@ class Settings:
     upstream_connect_timeout: float = 5.0
     session_time_limit: float = 3600.0
     hello_timeout: float = 5.0
+    #: A relayed browser whose audio stops for this long is taken for lost.
+    peer_timeout: float = 5.0
+    #: How long a lost candidate may take to reconnect before the session fails.
+    reconnect_grace: float = 10.0
     #: Local addresses ICE gathers host candidates on (empty: every interface).
     ice_addresses: tuple[str, ...] = ()
     #: RTCConfiguration.iceServers, as W3C dictionaries, for the browser and upstream legs.
@@ -106,7 +110,9 @@ class Settings:
             port=_env_int(e, "GATEWAY_PORT", cls.port),
             public_url=e.get("GATEWAY_PUBLIC_URL", ""),
             mode=mode,  # type: ignore[arg-type]
-            data_dir=Path(e["GATEWAY_DATA_DIR"]) if e.get("GATEWAY_DATA_DIR") else default_data_dir(),
+            data_dir=Path(e["GATEWAY_DATA_DIR"])
+            if e.get("GATEWAY_DATA_DIR")
+            else default_data_dir(),
             database_url=e.get("DATABASE_URL") or None,
             migrate_on_start=e.get("GATEWAY_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
             jwt_secret=e.get("GATEWAY_JWT_SECRET") or None,
@@ -120,6 +126,8 @@ class Settings:
             ),
             session_time_limit=_env_float(e, "GATEWAY_SESSION_TIME_LIMIT", cls.session_time_limit),
             hello_timeout=_env_float(e, "GATEWAY_HELLO_TIMEOUT", cls.hello_timeout),
+            peer_timeout=_env_float(e, "GATEWAY_PEER_TIMEOUT", cls.peer_timeout),
+            reconnect_grace=_env_float(e, "GATEWAY_RECONNECT_GRACE", cls.reconnect_grace),
             ice_addresses=_env_list(e, "GATEWAY_ICE_ADDRESSES"),
             ice_servers=tuple(_env_json(e, "GATEWAY_ICE_SERVERS", [])),
             upstream_ice_servers=tuple(_env_json(e, "GATEWAY_UPSTREAM_ICE_SERVERS", [])),

@@ -1,0 +1,180 @@
+"""The aiohttp application: routes, and the start-up and shutdown of shared resources.
+
+Shared resources live in ``cleanup_ctx`` generators, created in order and closed in reverse:
+database -> transcript writer -> HTTP client -> upstream -> sessions. Shutdown therefore ends
+every session (recorded as such) before the writer flushes and before the database goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+
+from gateway import aiortc_internals, ice
+from gateway.config import Settings
+from gateway.sessions import SessionManager
+from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
+from signaling.server import signaling_handler
+from signaling.tokens import TokenVerifier
+from storage.database import Database, open_database
+from storage.transcripts import TranscriptWriter
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+WRITER = web.AppKey("writer", TranscriptWriter)
+UPSTREAM = web.AppKey("upstream", RealtimeUpstream)
+SESSIONS = web.AppKey("sessions", SessionManager)
+JWT_SECRET = web.AppKey("jwt_secret", str)
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The configured signing secret, or one made up once and kept in the data directory."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    path = settings.data_dir / "jwt-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The gateway as an aiohttp application; nothing starts until the app does."""
+    aiortc_internals.install()
+    if settings.ice_addresses:
+        ice.set_default_host_addresses(settings.ice_addresses)
+    app = web.Application(client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+    app[JWT_SECRET] = jwt_secret(settings)
+    app.cleanup_ctx.extend([_database, _writer, _upstream, _sessions])
+    verifier = TokenVerifier(app[JWT_SECRET])
+
+    async def connect(claims, channel):  # type: ignore[no-untyped-def]
+        return await app[SESSIONS].connect(claims, channel)
+
+    app.router.add_get(
+        "/v1/interviews/{interview_id}/signal",
+        signaling_handler(connect, verifier, hello_timeout=settings.hello_timeout),
+    )
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DATABASE] = await open_database(
+        settings.database_url, data_dir=settings.data_dir, migrate=settings.migrate_on_start
+    )
+    yield
+    await app[DATABASE].close()
+
+
+async def _writer(app: web.Application) -> AsyncIterator[None]:
+    writer = TranscriptWriter(app[DATABASE], journal_dir=app[SETTINGS].data_dir / "journal")
+    await writer.start()
+    app[WRITER] = writer
+    yield
+    await writer.close()
+
+
+async def _upstream(app: web.Application) -> AsyncIterator[None]:
+    """The configured upstream; with no key, an in-process simulated one on loopback."""
+    settings = app[SETTINGS]
+    async with aiohttp.ClientSession() as http:
+        if settings.upstream == "openai":
+            key = api_key_from_env()
+            if key is None:
+                raise RuntimeError("GATEWAY_UPSTREAM=openai needs OPENAI_API_KEY")
+            app[UPSTREAM] = RealtimeUpstream(
+                kind="openai",
+                base_url=settings.upstream_base_url,
+                api_key=key,
+                http=http,
+                auth_header=settings.upstream_auth,
+                session=settings.upstream_session,
+            )
+            yield
+            return
+        from gateway.upstream.simulated import SimulatedUpstream
+
+        key = "sk-sim-" + secrets.token_urlsafe(16)
+        sim = SimulatedUpstream(api_key=key, ice_addresses=settings.ice_addresses or ("127.0.0.1",))
+        base_url = await sim.start("127.0.0.1", 0)
+        app[UPSTREAM] = RealtimeUpstream(
+            kind="sim", base_url=base_url, api_key=key, http=http, session=settings.upstream_session
+        )
+        try:
+            yield
+        finally:
+            await sim.close()
+
+
+async def _sessions(app: web.Application) -> AsyncIterator[None]:
+    app[SESSIONS] = SessionManager(
+        app[SETTINGS], db=app[DATABASE], writer=app[WRITER], upstream=app[UPSTREAM]
+    )
+    yield
+    await app[SESSIONS].close()
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    """Ready when the database answers, an upstream is configured and a session fits."""
+    app = request.app
+    reasons = []
+    try:
+        async with app[DATABASE].pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+    except Exception:
+        reasons.append("database unreachable")
+    if UPSTREAM not in app:
+        reasons.append("no upstream configured")
+    manager = app[SESSIONS]
+    if manager.settings.mode == "relay" and manager.relay_capacity_left() == 0:
+        reasons.append("no relay capacity left")
+    body = {"status": "ready" if not reasons else "not ready", "reasons": reasons}
+    body["sessions"] = len(manager.sessions)
+    body["relay_capacity_left"] = manager.relay_capacity_left()
+    return web.json_response(body, status=200 if not reasons else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    registry = CollectorRegistry()
+    manager = request.app[SESSIONS]
+    stats = manager.stats
+    Gauge("gateway_sessions_live", "live interview sessions", registry=registry).set(
+        len(manager.sessions)
+    )
+    Gauge("gateway_sessions_relayed", "sessions holding a relay slot", registry=registry).set(
+        manager.relayed
+    )
+    started = Gauge("gateway_sessions_total", "sessions by mode", ["mode"], registry=registry)
+    started.labels("relay").set(stats.relay)
+    started.labels("proxy").set(stats.proxy)
+    Gauge("gateway_relay_fallbacks_total", "auto mode fell back to proxy", registry=registry).set(
+        stats.fallbacks
+    )
+    Gauge("gateway_bad_events_total", "unreadable Realtime events", registry=registry).set(
+        stats.bad_events
+    )
+    ended = Gauge(
+        "gateway_sessions_ended_total", "ended sessions by reason", ["reason"], registry=registry
+    )
+    for reason, count in stats.ended.items():
+        ended.labels(reason).set(count)
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

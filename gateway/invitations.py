@@ -1,0 +1,63 @@
+"""Invitations: an interview row plus a candidate token, and the link that carries both.
+
+The admin API (tenants, API keys, single-use invitations) builds on this; ``serve`` uses it to
+print a ready-to-use link, and ``simulate`` to set up its interviews.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from signaling.tokens import issue_token
+from storage import interviews
+from storage.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    tenant_id: UUID
+    interview_id: UUID
+    token: str
+
+    def room_url(self, base_url: str) -> str:
+        return f"{base_url.rstrip('/')}/interview/{self.interview_id}#token={self.token}"
+
+    def signal_url(self, base_url: str) -> str:
+        ws = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        return f"{ws.rstrip('/')}/v1/interviews/{self.interview_id}/signal"
+
+
+async def invite(
+    db: Database,
+    secret: str,
+    tenant_id: UUID,
+    *,
+    mode: str = "auto",
+    candidate_ref: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    ttl: float = 24 * 3600,
+) -> Invitation:
+    """Create an interview for ``tenant_id`` and a candidate token for it."""
+    interview_id = await interviews.create_session(
+        db, tenant_id, requested_mode=mode, candidate_ref=candidate_ref, metadata=metadata
+    )
+    token = issue_token(
+        secret, tenant_id=str(tenant_id), interview_id=str(interview_id), role="candidate", ttl=ttl
+    )
+    return Invitation(tenant_id, interview_id, token)
+
+
+async def default_tenant(db: Database, data_dir: Path) -> UUID:
+    """The tenant that ``serve`` invites into when nobody configured one; kept across runs."""
+    path = data_dir / "default-tenant"
+    if path.exists():
+        tenant_id = UUID(path.read_text().strip())
+        if await interviews.tenant_exists(db, tenant_id):
+            return tenant_id
+    tenant_id = await interviews.create_tenant(db, "default")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(tenant_id))
+    return tenant_id
