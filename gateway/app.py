@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from gateway import aiortc_internals, ice
+from gateway import aiortc_internals, ice, pages
 from gateway.config import Settings
 from gateway.sessions import SessionManager
 from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
@@ -60,13 +60,11 @@ def create_app(settings: Settings) -> web.Application:
     async def connect(claims, channel):  # type: ignore[no-untyped-def]
         return await app[SESSIONS].connect(claims, channel)
 
-    app.router.add_get(
-        "/v1/interviews/{interview_id}/signal",
-        signaling_handler(connect, verifier, hello_timeout=settings.hello_timeout),
-    )
+    signaling_handler(connect, verifier, hello_timeout=settings.hello_timeout).mount(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    pages.add_routes(app)
     return app
 
 
@@ -105,10 +103,15 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
             )
             yield
             return
-        from gateway.upstream.simulated import SimulatedUpstream
+        from gateway.upstream.simulated import Script, SimulatedUpstream
 
         key = "sk-sim-" + secrets.token_urlsafe(16)
-        sim = SimulatedUpstream(api_key=key, ice_addresses=settings.ice_addresses or ("127.0.0.1",))
+        sim = SimulatedUpstream(
+            script=Script.load(settings.sim_script) if settings.sim_script else None,
+            api_key=key,
+            ice_addresses=settings.ice_addresses or ("127.0.0.1",),
+            words_per_second=settings.sim_words_per_second,
+        )
         base_url = await sim.start("127.0.0.1", 0)
         app[UPSTREAM] = RealtimeUpstream(
             kind="sim", base_url=base_url, api_key=key, http=http, session=settings.upstream_session

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from gateway import ice
@@ -35,6 +35,7 @@ class CandidateReport:
     interviewer_turns: int = 0
     transcript: list[dict[str, Any]] = field(default_factory=list)
     audio_frames_received: int = 0
+    states: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -59,68 +60,90 @@ class HeadlessCandidate:
         self.answers = list(answers)
         self.ice_addresses = ice_addresses
         self.report = CandidateReport(interview_id=interview_id)
+        self._wps, self._seed = words_per_second, seed
         self.speech = SpeechTrack(words_per_second=words_per_second, seed=seed, pitch_hz=190.0)
-        self._finished: asyncio.Future[None] | None = None
+        self.client: SignalingClient | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.channel: RTCDataChannel | None = None
+        self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def run(self, time_limit: float = 60.0) -> CandidateReport:
         """Take the whole interview; never raises, the outcome is in the report."""
         try:
-            await asyncio.wait_for(self._interview(), time_limit)
+            async with asyncio.timeout(time_limit):
+                await self.connect()
+                await self.converse()
+                await self.client.bye()
         except TimeoutError:
             self.report.error = f"interview did not finish within {time_limit:.0f} s"
         except Exception as exc:
             self.report.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            await self.close()
         return self.report
 
-    async def _interview(self) -> None:
+    async def connect(self, *, reconnect: bool = False) -> None:
+        """Signal, offer and wait until the peer connection is connected (``setup_ms``).
+
+        With ``reconnect``, a new socket and a new peer connection join the same session,
+        as a browser does after a network loss.
+        """
         loop = asyncio.get_running_loop()
-        self._finished = loop.create_future()
         connected = loop.create_future()
         started = time.perf_counter()
-        client = SignalingClient()
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        try:
-            await client.connect(self.signal_url, self.token)
-            pc.addTrack(self.speech)
-            channel = pc.createDataChannel("oai-events")
-            channel.on("message", self._on_event)
+        if reconnect:
+            await self.close()
+            self.speech = SpeechTrack(words_per_second=self._wps, seed=self._seed, pitch_hz=190.0)
+        self.client = SignalingClient()
+        self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        await self.client.connect(self.signal_url, self.token)
+        pc.addTrack(self.speech)
+        self.channel = pc.createDataChannel("oai-events")
+        self.channel.on("message", self._on_event)
 
-            @pc.on("connectionstatechange")
-            def _on_state() -> None:
-                if pc.connectionState == "connected" and not connected.done():
-                    connected.set_result(None)
-                elif pc.connectionState == "failed" and not connected.done():
-                    connected.set_exception(ConnectionError("peer connection failed"))
+        @pc.on("connectionstatechange")
+        def _on_state() -> None:
+            if pc.connectionState == "connected" and not connected.done():
+                connected.set_result(None)
+            elif pc.connectionState == "failed" and not connected.done():
+                connected.set_exception(ConnectionError("peer connection failed"))
 
-            pc.on("track", self._drain)
-            with ice.host_addresses(self.ice_addresses):
-                await pc.setLocalDescription(await pc.createOffer())
-            answer = await client.offer(pc.localDescription.sdp)
-            self.report.mode = answer["mode"]
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-            await client.end_of_candidates()  # aiortc put all of its candidates in the offer
-            await connected
-            self.report.setup_ms = (time.perf_counter() - started) * 1000
-            listener = asyncio.create_task(self._listen(client))
-            try:
-                await self._finished
-            finally:
-                listener.cancel()
-            await client.bye()
-        finally:
-            for task in list(self._tasks):
-                task.cancel()
-            self.speech.stop()
-            await pc.close()
-            await client.close()
+        pc.on("track", self._drain)
+        with ice.host_addresses(self.ice_addresses):
+            await pc.setLocalDescription(await pc.createOffer())
+        answer = await self.client.offer(pc.localDescription.sdp, reconnect=reconnect)
+        self.report.mode = answer["mode"]
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        await self.client.end_of_candidates()  # aiortc put all of its candidates in the offer
+        await connected
+        self.report.setup_ms = (time.perf_counter() - started) * 1000
+        self._spawn(self._listen(self.client))
+
+    async def converse(self) -> None:
+        """Answer every question; return after the interviewer's closing turn."""
+        await self._finished
+        if self.report.error is not None:
+            raise RuntimeError(self.report.error)
+
+    async def close(self) -> None:
+        """Drop everything at once, without a bye (what a lost network looks like)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self.pc is not None:
+            await self.pc.close()
+        if self.client is not None:
+            await self.client.close()
+        self.speech.stop()
 
     async def _listen(self, client: SignalingClient) -> None:
         async for message in client:
             if message["type"] == "transcript" and message.get("final"):
                 self.report.transcript.append(message)
-            elif message["type"] == "state" and message.get("state") in ("ended", "failed"):
-                self._finish(f"session {message['state']}: {message.get('detail')}")
+            elif message["type"] == "state":
+                self.report.states.append(message["state"])
+                if message["state"] in ("ended", "failed"):
+                    self._finish(f"session {message['state']}: {message.get('detail')}")
             elif message["type"] == "error" and message.get("fatal"):
                 self._finish(f"signaling error {message.get('code')}: {message.get('message')}")
 
@@ -142,7 +165,7 @@ class HeadlessCandidate:
         self.report.answers_spoken += 1
 
     def _finish(self, error: str | None) -> None:
-        if self._finished is not None and not self._finished.done():
+        if not self._finished.done():
             if error is not None:
                 self.report.error = error
             self._finished.set_result(None)

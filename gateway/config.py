@@ -79,6 +79,10 @@ class Settings:
     #: "bearer" (OpenAI) or "api-key" (Azure OpenAI's header).
     upstream_auth: Literal["bearer", "api-key"] = "bearer"
     upstream_session: dict[str, Any] = field(default_factory=dict)
+    #: The in-process simulated upstream's interview script (None: the built-in one)...
+    sim_script: Path | None = None
+    #: ...and how fast its interviewer speaks.
+    sim_words_per_second: float = 3.0
     max_relay_sessions: int = 10
     upstream_connect_timeout: float = 5.0
     session_time_limit: float = 3600.0
@@ -120,6 +124,10 @@ class Settings:
             upstream_base_url=e.get("OPENAI_BASE_URL", cls.upstream_base_url).rstrip("/"),
             upstream_auth=auth,  # type: ignore[arg-type]
             upstream_session=_env_json(e, "OPENAI_SESSION", {}),
+            sim_script=Path(e["GATEWAY_SIM_SCRIPT"]) if e.get("GATEWAY_SIM_SCRIPT") else None,
+            sim_words_per_second=_env_float(
+                e, "GATEWAY_SIM_WORDS_PER_SECOND", cls.sim_words_per_second
+            ),
             max_relay_sessions=_env_int(e, "GATEWAY_MAX_RELAY_SESSIONS", cls.max_relay_sessions),
             upstream_connect_timeout=_env_float(
                 e, "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", cls.upstream_connect_timeout

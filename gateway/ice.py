@@ -60,3 +60,26 @@ def host_addresses(addresses: Sequence[str] | None) -> Iterator[None]:
 
 
 aioice.ice.get_host_addresses = _get_host_addresses
+
+
+def selected_pair_summary(pc: object) -> str | None:
+    """The nominated candidate pair of a connected aiortc peer, e.g. for the session record.
+
+    aiortc exposes no getSelectedCandidatePair(); this reads aioice's nominated pair.
+    """
+    try:
+        connection = pc.sctp.transport.transport._connection  # type: ignore[attr-defined]
+    except AttributeError:
+        try:
+            transceiver = pc.getTransceivers()[0]  # type: ignore[attr-defined]
+            connection = transceiver.receiver.transport.transport._connection
+        except (AttributeError, IndexError):
+            return None
+    pair = getattr(connection, "_nominated", {}).get(1)
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate, pair.remote_candidate
+    return (
+        f"{local.type} {local.transport} {local.host}:{local.port} -> "
+        f"{remote.type} {remote.transport} {remote.host}:{remote.port}"
+    )

@@ -1,9 +1,11 @@
 """Relay mode: the gateway is a full WebRTC peer on both sides of the conversation.
 
 The browser leg answers the candidate's offer; the upstream leg is the gateway's own offer to
-the AI upstream (audio plus the ``oai-events`` data channel). Audio crosses between them through
-``ForwardedTrack``s; data-channel messages cross as they are, text in and text out, and each
-upstream server event is also handed to the session (``on_server_event``) for transcripts.
+the AI upstream (audio plus the ``oai-events`` data channel). Audio crosses between them as Opus
+packets, neither decoded nor held (``forwarding.AudioRoute``; decoded and re-encoded only for a
+codec that cannot be forwarded); data-channel messages cross as they are, text in and text out,
+and each upstream server event is also handed to the session (``on_server_event``) for
+transcripts.
 
 The upstream leg is built first and must connect within a deadline before the browser gets its
 answer: that way a relay that cannot reach the upstream fails before the browser committed to
@@ -34,7 +36,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from gateway import ice
-from gateway.media import ForwardedTrack
+from gateway.forwarding import AudioRoute, LegAudio
 from gateway.upstream.openai import RealtimeUpstream, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -130,9 +132,9 @@ class Relay:
         self.call_id: str | None = None
         self.browser_pc: RTCPeerConnection | None = None
         self.upstream_pc: RTCPeerConnection | None = None
-        self._to_upstream_audio: ForwardedTrack | None = None
-        self._to_browser_audio: ForwardedTrack | None = None
-        self._upstream_audio: MediaStreamTrack | None = None
+        self._to_upstream_audio: AudioRoute | None = None
+        self._to_browser_audio: AudioRoute | None = None
+        self._upstream_audio: LegAudio | None = None
         self._to_upstream = ChannelBridge()
         self._to_browser = ChannelBridge()
         self._sinks: set[asyncio.Task[None]] = set()
@@ -148,7 +150,7 @@ class Relay:
             reason = str(exc) or "upstream leg did not connect in time"
             await self.close()
             raise RelayUnavailable(reason) from exc
-        return await self._answer_browser(browser_pc)
+        return await self._answer_browser(browser_pc, browser_audio)
 
     async def reconnect(self, offer_sdp: str) -> str:
         """A new browser leg for the same upstream conversation (the candidate reconnected)."""
@@ -158,9 +160,9 @@ class Relay:
             await old.close()
         assert self._to_upstream_audio is not None
         self._to_upstream_audio.replace_source(browser_audio)
-        return await self._answer_browser(browser_pc)
+        return await self._answer_browser(browser_pc, browser_audio)
 
-    async def _open_browser_leg(self, offer_sdp: str) -> tuple[RTCPeerConnection, MediaStreamTrack]:
+    async def _open_browser_leg(self, offer_sdp: str) -> tuple[RTCPeerConnection, LegAudio]:
         pc = RTCPeerConnection(rtc_configuration(self._browser_ice_servers))
         self.browser_pc = pc
         tracks: list[MediaStreamTrack] = []
@@ -190,23 +192,21 @@ class Relay:
         for track in tracks:
             if track.kind == "video":
                 self._sink(track)
-        return pc, audio
+        return pc, LegAudio.of(pc, audio)
 
-    async def _open_upstream_leg(self, browser_audio: MediaStreamTrack) -> None:
+    async def _open_upstream_leg(self, browser_audio: LegAudio) -> None:
         pc = RTCPeerConnection(rtc_configuration(self._upstream_ice_servers))
         self.upstream_pc = pc
         connected = asyncio.get_running_loop().create_future()
-        self._to_upstream_audio = ForwardedTrack(browser_audio)
-        pc.addTrack(self._to_upstream_audio)
+        # The sender gets its track once the answer says which codec this leg sends.
+        sender = pc.addTransceiver("audio", direction="sendrecv").sender
         channel = pc.createDataChannel(EVENTS_LABEL)
         self._to_upstream.attach(channel)
         channel.on("message", self._from_upstream)
         channel.on("open", lambda: connected.done() or connected.set_result(None))
 
-        @pc.on("track")
-        def _on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "audio":
-                self._upstream_audio = track
+        upstream_tracks: list[MediaStreamTrack] = []
+        pc.on("track", upstream_tracks.append)
 
         @pc.on("connectionstatechange")
         def _on_state() -> None:
@@ -219,17 +219,22 @@ class Relay:
         call = await self._upstream.create_call(pc.localDescription.sdp, self._session)
         self.call_id = call.call_id
         await pc.setRemoteDescription(RTCSessionDescription(sdp=call.answer_sdp, type="answer"))
-        await connected
-        if self._upstream_audio is None:
+        audio = next((t for t in upstream_tracks if t.kind == "audio"), None)
+        if audio is None:
             raise UpstreamError("upstream answered without audio")
+        self._upstream_audio = LegAudio.of(pc, audio)
+        self._to_upstream_audio = AudioRoute(browser_audio, self._upstream_audio)
+        sender.replaceTrack(self._to_upstream_audio.track)
+        await connected
 
-    async def _answer_browser(self, pc: RTCPeerConnection) -> str:
+    async def _answer_browser(self, pc: RTCPeerConnection, browser_audio: LegAudio) -> str:
         assert self._upstream_audio is not None
-        if self._to_browser_audio is None:
-            # Closing a peer connection stops its senders, not their tracks: a reconnected
-            # browser leg takes the same forwarder.
-            self._to_browser_audio = ForwardedTrack(self._upstream_audio)
-        pc.addTrack(self._to_browser_audio)
+        # Each browser leg gets its own route: closing a peer connection stops its senders'
+        # tracks, and a reconnected browser may have negotiated another codec.
+        if self._to_browser_audio is not None:
+            self._to_browser_audio.track.stop()
+        self._to_browser_audio = AudioRoute(self._upstream_audio, browser_audio)
+        pc.addTrack(self._to_browser_audio.track)
         with ice.host_addresses(self._ice_addresses):
             await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
@@ -262,7 +267,7 @@ class Relay:
     @property
     def last_browser_media_at(self) -> float | None:
         """When the browser's audio last reached the relay (monotonic), for dead-peer checks."""
-        return self._to_upstream_audio.last_frame_at if self._to_upstream_audio else None
+        return self._to_upstream_audio.last_media_at if self._to_upstream_audio else None
 
     def selected_pair(self) -> str | None:
         return ice.selected_pair_summary(self.browser_pc) if self.browser_pc else None
@@ -270,9 +275,9 @@ class Relay:
     async def close(self) -> None:
         for task in list(self._sinks):
             task.cancel()
-        for track in (self._to_upstream_audio, self._to_browser_audio):
-            if track is not None:
-                track.stop()
+        for route in (self._to_upstream_audio, self._to_browser_audio):
+            if route is not None:
+                route.track.stop()
         for pc in (self.browser_pc, self.upstream_pc):
             if pc is not None:
                 await pc.close()

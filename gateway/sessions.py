@@ -147,7 +147,7 @@ class InterviewSession:
         self.current: ConnectionHandler | None = None
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
-        self._ending = False
+        self._end_task: asyncio.Future[None] | None = None
         self._holds_relay_slot = False
         self._offer_lock = asyncio.Lock()
         self._live: asyncio.Queue[TranscriptEvent] = asyncio.Queue(LIVE_LINES)
@@ -157,6 +157,10 @@ class InterviewSession:
         self._deadline = asyncio.get_running_loop().call_later(
             self.settings.session_time_limit, self._spawn_end, "ended", "time_limit"
         )
+
+    @property
+    def _ending(self) -> bool:
+        return self._end_task is not None
 
     @property
     def log_extra(self) -> dict[str, str]:
@@ -227,7 +231,7 @@ class InterviewSession:
             except RelayUnavailable as exc:
                 self._release_relay_slot()
                 if self._wanted_mode() == "relay":
-                    await self.end("failed", "relay_unavailable")
+                    await self.end("failed", "relay_unavailable", notify=False)
                     raise SignalingError("relay_unavailable", str(exc), fatal=True) from None
                 self.manager.stats.fallbacks += 1
                 log.warning(
@@ -238,12 +242,12 @@ class InterviewSession:
                 self._spawn(self._watch_browser_media())
                 return answer
         elif self._wanted_mode() == "relay":
-            await self.end("failed", "at_capacity")
+            await self.end("failed", "at_capacity", notify=False)
             raise SignalingError("at_capacity", "no relay capacity left", fatal=True)
         try:
             answer = await self._start_proxy(sdp)
         except UpstreamError as exc:
-            await self.end("failed", f"upstream_{exc.code}")
+            await self.end("failed", f"upstream_{exc.code}", notify=False)
             raise SignalingError("upstream_unavailable", str(exc), fatal=True) from None
         self.mode = "proxy"
         return answer
@@ -291,7 +295,7 @@ class InterviewSession:
         try:
             answer = await self._start_proxy(sdp)
         except UpstreamError as exc:
-            await self.end("failed", f"upstream_{exc.code}")
+            await self.end("failed", f"upstream_{exc.code}", notify=False)
             raise SignalingError("upstream_unavailable", str(exc), fatal=True) from None
         await self._record(upstream_call_id=self.proxy.call_id)
         return answer
@@ -396,12 +400,21 @@ class InterviewSession:
     def _spawn_end(self, status: Literal["ended", "failed"], reason: str) -> None:
         self._spawn(self.end(status, reason))
 
-    async def end(self, status: Literal["ended", "failed"], reason: str) -> None:
-        """End the session once: hang up, record the outcome, tell the browser."""
-        if self._ending:
-            await self.ended.wait()
-            return
-        self._ending = True
+    async def end(
+        self, status: Literal["ended", "failed"], reason: str, *, notify: bool = True
+    ) -> None:
+        """End the session once: hang up, record the outcome, tell the browser (if ``notify``).
+
+        The work runs in a task of its own and callers wait on it shielded: the signaling
+        server cancels a handler call whose socket closed, and that must not leave a session
+        half-ended. Refusals during an offer pass ``notify=False``: the signaling server then
+        sends the fatal error itself, before it closes the socket.
+        """
+        if self._end_task is None:
+            self._end_task = asyncio.ensure_future(self._finish(status, reason, notify))
+        await asyncio.shield(self._end_task)
+
+    async def _finish(self, status: Literal["ended", "failed"], reason: str, notify: bool) -> None:
         self.end_reason = reason
         self._deadline.cancel()
         self._cancel_grace()
@@ -410,9 +423,10 @@ class InterviewSession:
             if call is not None:
                 await call.close()
         self._release_relay_slot()
-        await self._send_state(status, {"reason": reason})
-        if self.current is not None:
-            await self.current.channel.close(reason)
+        current, self.current = self.current, None
+        if notify and current is not None:
+            await current.channel.send_state(status, {"reason": reason})
+            await current.channel.close(reason)
         try:
             await interviews.end_session(
                 self.manager.db, self.tenant_id, self.interview_id, status=status, reason=reason
@@ -423,8 +437,7 @@ class InterviewSession:
         stats[reason] = stats.get(reason, 0) + 1
         self.manager.sessions.pop(self.interview_id, None)
         for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
+            task.cancel()
         self.ended.set()
 
     # -- helpers --------------------------------------------------------------------------

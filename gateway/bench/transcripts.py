@@ -1,0 +1,194 @@
+"""``interview-gateway bench transcripts``: the transcript writer against the configured database.
+
+Pushes synthetic, transcript-shaped events for many sessions through
+:class:`storage.transcripts.TranscriptWriter` (as fast as it takes them, or at ``--rate``
+events/s), then reads every session back to count what was lost or duplicated. Prints sustained
+events/s and enqueue-to-commit latency; with ``--json`` the last line is one JSON object.
+The bench's tenants (and, through them, its sessions and rows) are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from gateway.config import ConfigError, Settings
+from storage import interviews
+from storage.database import Database, DatabaseUnavailable, open_database
+from storage.transcripts import TranscriptEntry, TranscriptWriter
+
+_TYPES = (
+    ("interviewer", "response.output_audio_transcript.done"),
+    ("candidate", "conversation.item.input_audio_transcription.completed"),
+)
+_SENTENCE = "Tell me about a time you had to debug a production incident under pressure."
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interview-gateway bench transcripts", description=__doc__)
+    p.add_argument("--events", type=int, default=100_000, help="events to write (100000)")
+    p.add_argument("--rate", type=float, default=0.0, help="events/s; 0: as fast as possible")
+    p.add_argument("--sessions", type=int, default=200, help="interview sessions (200)")
+    p.add_argument("--tenants", type=int, default=4, help="tenants the sessions belong to (4)")
+    p.add_argument("--batch-size", type=int, default=1000, help="writer batch size (1000)")
+    p.add_argument("--json", action="store_true", help="end with one JSON object")
+    return p
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+def _entry(n: int, tenant_id: UUID, session_id: UUID) -> TranscriptEntry:
+    role, event_type = _TYPES[n % 2]
+    event_id = f"event_{n:09d}"
+    text = f"{_SENTENCE} ({n})"
+    raw = json.dumps(
+        {"type": event_type, "event_id": event_id, "item_id": f"item_{n // 2}", "transcript": text}
+    )
+    return TranscriptEntry(
+        tenant_id=tenant_id,
+        session_id=session_id,
+        event_id=event_id,
+        role=role,  # type: ignore[arg-type]
+        text=text,
+        source="relay",
+        event_type=event_type,
+        item_id=f"item_{n // 2}",
+        audio_start_ms=n * 10,
+        audio_end_ms=n * 10 + 900,
+        raw=raw,
+    )
+
+
+async def _produce(
+    writer: TranscriptWriter, sessions: list[tuple[UUID, UUID]], events: int, rate: float
+) -> None:
+    start = time.perf_counter()
+    chunk = 500
+    for first in range(0, events, chunk):
+        for n in range(first, min(events, first + chunk)):
+            if rate:
+                delay = start + n / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # pacing the load, not synchronising
+            writer.submit(_entry(n, *sessions[n % len(sessions)]))
+        # bounded memory: let the writer catch up rather than spill a synthetic flood to disk
+        await writer.wait_backlog(10 * chunk)
+
+
+async def _read_back(db: Database, tenants: list[UUID], run: str) -> tuple[int, int, int]:
+    """(rows, distinct event ids, sessions whose seq is not dense 1..n) for this run."""
+    rows = distinct = gaps = 0
+    for tenant_id in tenants:
+        async with db.tenant(tenant_id) as conn:
+            cur = await conn.execute(
+                "SELECT count(*), count(DISTINCT e.event_id), max(e.seq)"
+                " FROM transcript_entries e JOIN interview_sessions s ON s.id = e.session_id"
+                " WHERE s.metadata->>'bench' = %s GROUP BY e.session_id",
+                [run],
+            )
+            for count, unique, top in await cur.fetchall():
+                rows += count
+                distinct += unique
+                gaps += top != count
+    return rows, distinct, gaps
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    db = await open_database(
+        settings.database_url, data_dir=settings.data_dir, migrate=settings.migrate_on_start
+    )
+    run_id = uuid.uuid4().hex
+    tenants = [
+        await interviews.create_tenant(db, f"bench {run_id[:8]} #{i}") for i in range(args.tenants)
+    ]
+    sessions = [
+        (
+            t,
+            await interviews.create_session(
+                db, t, requested_mode="relay", metadata={"bench": run_id}
+            ),
+        )
+        for i in range(args.sessions)
+        for t in [tenants[i % len(tenants)]]
+    ]
+    latencies: list[float] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="igw-bench-journal-") as journal:
+            writer = TranscriptWriter(
+                db, Path(journal), batch_size=args.batch_size, on_commit=latencies.extend
+            )
+            await writer.start()
+            started = time.perf_counter()
+            await _produce(writer, sessions, args.events, args.rate)
+            await writer.flush()
+            elapsed = time.perf_counter() - started
+            stats = writer.stats
+            await writer.close()
+        rows, distinct, gaps = await _read_back(db, tenants, run_id)
+    finally:
+        for t in tenants:
+            async with db.tenant(t) as conn:
+                await conn.execute("DELETE FROM tenants WHERE id = %s", [t])
+        await db.close()
+    latencies.sort()
+    return {
+        "events": args.events,
+        "events_per_s": round(args.events / elapsed, 1),
+        "commit_latency_ms": {
+            "p50": round(_percentile(latencies, 0.50) * 1000, 2),
+            "p99": round(_percentile(latencies, 0.99) * 1000, 2),
+        },
+        "lost": args.events - distinct,
+        "duplicates": rows - distinct,
+        "seconds": round(elapsed, 3),
+        "rate": args.rate or None,
+        "sessions": args.sessions,
+        "tenants": args.tenants,
+        "batches": stats.batches,
+        "journaled": stats.journaled,
+        "retries": stats.retries,
+        "sessions_with_seq_gaps": gaps,
+        "database": "embedded" if settings.database_url is None else "DATABASE_URL",
+    }
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.events < 1 or args.sessions < 1 or args.tenants < 1 or args.rate < 0:
+        print(
+            "bench transcripts: --events, --sessions and --tenants must be positive",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = Settings.from_env()
+        report = asyncio.run(run(args, settings))
+    except (ConfigError, DatabaseUnavailable) as exc:
+        print(f"interview-gateway bench transcripts: {exc}", file=sys.stderr)
+        return 1
+    lat = report["commit_latency_ms"]
+    rate = f"at {args.rate:g}/s" if args.rate else "as fast as possible"
+    print(
+        f"{report['events']} events for {report['sessions']} sessions ({rate}) into the "
+        f"{report['database']} database in {report['seconds']} s\n"
+        f"  sustained      {report['events_per_s']:,.0f} events/s\n"
+        f"  commit latency p50 {lat['p50']} ms, p99 {lat['p99']} ms (enqueue to commit)\n"
+        f"  lost {report['lost']}, duplicates {report['duplicates']}, "
+        f"batches {report['batches']}, journaled {report['journaled']}"
+    )
+    if args.json:
+        print(json.dumps(report))
+    return 0 if report["lost"] == 0 and report["duplicates"] == 0 else 1

@@ -1,0 +1,522 @@
+// interview-client.js: the browser side of an AI-run interview, with no dependencies.
+//
+// One InterviewClient takes one candidate through one interview: it opens the gateway's
+// signaling socket with the invitation token, gets the microphone (camera optional), offers a
+// peer connection with the `oai-events` data channel, trickles its ICE candidates, applies the
+// answer, plays the AI's audio, and reports transcript lines, connection state and errors as
+// DOM events. When the network drops it reconnects to the same interview with a new socket and a
+// new peer connection (the gateway keeps the session for a grace period).
+//
+// Protocol: docs/signaling.md. API and example: docs/browser-client.md.
+
+/** The Realtime data channel's label; the AI's events flow on it. */
+export const EVENTS_CHANNEL = "oai-events";
+
+/** States a client goes through; `ended` and `failed` are final. */
+export const STATES = Object.freeze([
+  "idle",
+  "connecting",
+  "connected",
+  "reconnecting",
+  "ended",
+  "failed",
+]);
+
+/** Error codes after which trying again cannot help: the invitation or the interview is over. */
+const FINAL_CODES = new Set([
+  "token_missing",
+  "token_invalid",
+  "token_expired",
+  "wrong_interview",
+  "interview_ended",
+  "interview_not_found",
+  "invitation_used",
+  "microphone_denied",
+  "microphone_missing",
+  "microphone_busy",
+  "media_unavailable",
+]);
+
+/** Errors about one trickled candidate: the connection may well succeed without it. */
+const CANDIDATE_ERRORS = new Set(["bad_candidate", "unknown_mline"]);
+
+/** An error with a stable `code` (the gateway's signaling codes, plus the client's own). */
+export class InterviewError extends Error {
+  constructor(code, message, { fatal = true } = {}) {
+    super(message);
+    this.name = "InterviewError";
+    this.code = code;
+    this.fatal = fatal;
+  }
+}
+
+/** The signaling URL of an interview on the gateway that served `base` (default: this page). */
+export function signalUrlFor(interviewId, base = globalThis.location?.href) {
+  const url = new URL(`/v1/interviews/${encodeURIComponent(interviewId)}/signal`, base);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+
+/**
+ * Ask for the microphone (and the camera if `video`); rejects with an InterviewError whose code
+ * says what the candidate can do about it: microphone_denied, microphone_missing,
+ * microphone_busy or media_unavailable (no mediaDevices: the page is not on HTTPS).
+ */
+export async function openMedia({ video = false } = {}) {
+  if (!globalThis.navigator?.mediaDevices?.getUserMedia) {
+    throw new InterviewError(
+      "media_unavailable",
+      "This browser cannot use a microphone here; the page must be opened over HTTPS.",
+    );
+  }
+  const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio, video });
+  } catch (err) {
+    throw mediaError(err);
+  }
+}
+
+function mediaError(err) {
+  const name = err?.name ?? "";
+  if (name === "NotAllowedError" || name === "SecurityError") {
+    return new InterviewError("microphone_denied", "Access to the microphone was denied.");
+  }
+  if (name === "NotFoundError" || name === "OverconstrainedError") {
+    return new InterviewError("microphone_missing", "No microphone was found.");
+  }
+  if (name === "NotReadableError" || name === "AbortError") {
+    return new InterviewError("microphone_busy", "The microphone is in use by another program.");
+  }
+  return new InterviewError("media_unavailable", `The microphone could not be opened (${name}).`);
+}
+
+/**
+ * One candidate's interview.
+ *
+ * Events (all CustomEvents, data in `event.detail`):
+ * - `statechange` {state, reason}: see STATES;
+ * - `transcript` {id, role, text, final, at}: a line, repeated with growing text while spoken,
+ *   once more with `final: true`; `role` is "candidate" or "interviewer", `at` a Date;
+ * - `error` {code, message, fatal}: from the gateway, the media or the connection;
+ * - `realtime` {event}: each Realtime event received on the data channel;
+ * - `remotestream` {stream}: the AI's audio arrived (also played by the client).
+ */
+export class InterviewClient extends EventTarget {
+  #signalUrl;
+  #token;
+  #options;
+  #state = "idle";
+  #mode = null;
+  #stream = null;
+  #ownsStream = false;
+  #remoteStream = null;
+  #audio = null;
+  #muted = false;
+  #link = null; // the current {ws, pc, channel, ...}: one socket and one peer connection
+  #partials = new Map(); // item id -> text spoken so far
+  #generation = 0; // bumped per link, so callbacks of a replaced link do nothing
+
+  /**
+   * @param {object} options
+   * @param {string} options.signalUrl ws(s) URL of /v1/interviews/{id}/signal (see signalUrlFor)
+   * @param {string} options.token the candidate's invitation token
+   * @param {RTCIceServer[]} [options.iceServers] STUN/TURN servers (default: none)
+   * @param {boolean} [options.video] also send the camera (default: false)
+   * @param {MediaStream} [options.stream] media to send, if already opened (see openMedia)
+   * @param {HTMLAudioElement} [options.audioElement] where to play the AI (default: a new one)
+   * @param {number} [options.reconnectAttempts] tries after a network loss (default: 6)
+   * @param {number} [options.reconnectDelayMs] first pause between tries, doubled each time
+   * @param {number} [options.answerTimeoutMs] how long to wait for the gateway's answer
+   */
+  constructor(options) {
+    super();
+    if (!options?.signalUrl || !options?.token) {
+      throw new TypeError("InterviewClient needs a signalUrl and a token");
+    }
+    this.#signalUrl = options.signalUrl;
+    this.#token = options.token;
+    this.#options = {
+      iceServers: [],
+      video: false,
+      reconnectAttempts: 6,
+      reconnectDelayMs: 500,
+      answerTimeoutMs: 20000,
+      ...options,
+    };
+    this.#stream = options.stream ?? null;
+    this.#audio = options.audioElement ?? null;
+  }
+
+  get state() {
+    return this.#state;
+  }
+
+  /** "relay" or "proxy" once the gateway answered; null before. */
+  get mode() {
+    return this.#mode;
+  }
+
+  get localStream() {
+    return this.#stream;
+  }
+
+  get remoteStream() {
+    return this.#remoteStream;
+  }
+
+  /** The current RTCPeerConnection (a new one after each reconnect), or null. */
+  get peerConnection() {
+    return this.#link?.pc ?? null;
+  }
+
+  get muted() {
+    return this.#muted;
+  }
+
+  /** Mute or unmute the microphone; the connection stays up (silence is sent). */
+  setMuted(muted) {
+    this.#muted = Boolean(muted);
+    for (const track of this.#stream?.getAudioTracks() ?? []) track.enabled = !this.#muted;
+  }
+
+  /**
+   * Open the media (unless given), connect, and resolve once the peer connection is up.
+   * Rejects with an InterviewError when the interview cannot start; the state is then `failed`.
+   */
+  async start() {
+    if (this.#state !== "idle") throw new InterviewError("already_started", "start() runs once");
+    this.#setState("connecting");
+    try {
+      if (!this.#stream) {
+        this.#stream = await openMedia({ video: this.#options.video });
+        this.#ownsStream = true;
+      }
+      this.setMuted(this.#muted);
+      await this.#establish(false);
+    } catch (err) {
+      const error = asInterviewError(err);
+      this.#fail(error);
+      throw error;
+    }
+  }
+
+  /** End the interview for good: tell the gateway (bye), then close everything. */
+  async end(reason = "candidate_ended") {
+    if (this.#state === "ended" || this.#state === "failed") return;
+    const link = this.#link;
+    this.#setState("ended", reason); // first: the closing socket must not look like a loss
+    if (link?.ws.readyState === WebSocket.OPEN) {
+      link.ws.send(JSON.stringify({ type: "bye", reason }));
+      await Promise.race([link.closed, delay(2000)]);
+    }
+    this.#teardown();
+  }
+
+  /** The inbound-rtp stats of the AI's audio (packets, bytes, levels), or null before any. */
+  async inboundAudioStats() {
+    const pc = this.peerConnection;
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    for (const report of stats.values()) {
+      if (report.type === "inbound-rtp" && report.kind === "audio") {
+        return {
+          packetsReceived: report.packetsReceived ?? 0,
+          packetsLost: report.packetsLost ?? 0,
+          bytesReceived: report.bytesReceived ?? 0,
+          jitter: report.jitter ?? 0,
+          audioLevel: report.audioLevel ?? 0,
+          totalAudioEnergy: report.totalAudioEnergy ?? 0,
+          totalSamplesReceived: report.totalSamplesReceived ?? 0,
+        };
+      }
+    }
+    return null;
+  }
+
+  // --- connecting -----------------------------------------------------------------------------
+
+  /** Connect, retrying transient failures; the first try of a reconnect already says so. */
+  async #establish(reconnect) {
+    const { reconnectAttempts, reconnectDelayMs } = this.#options;
+    let pause = reconnectDelayMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#connect(reconnect || attempt > 0);
+        return;
+      } catch (err) {
+        const error = asInterviewError(err);
+        this.#closeLink();
+        if (error.fatal || FINAL_CODES.has(error.code) || attempt >= reconnectAttempts) {
+          throw error;
+        }
+        if (this.#state === "ended") return;
+        this.#emit("error", { code: error.code, message: error.message, fatal: false });
+        await delay(pause);
+        pause = Math.min(pause * 2, 4000);
+        if (this.#state === "ended") return;
+      }
+    }
+  }
+
+  /** One socket and one peer connection, up to `connected`. */
+  async #connect(reconnect) {
+    const generation = ++this.#generation;
+    const link = this.#openLink(generation);
+    this.#link = link;
+    await link.opened;
+    link.ws.send(JSON.stringify({ type: "hello", token: this.#token }));
+    const welcome = await link.next("welcome");
+    link.pingInterval = (welcome.ping_interval ?? 10) * 1000;
+    this.#watchLiveness(link);
+
+    const pc = new RTCPeerConnection({ iceServers: this.#options.iceServers });
+    link.pc = pc;
+    for (const track of this.#stream.getTracks()) pc.addTrack(track, this.#stream);
+    link.channel = pc.createDataChannel(EVENTS_CHANNEL);
+    link.channel.onmessage = (msg) => this.#onRealtime(msg.data);
+    pc.ontrack = (ev) => this.#onTrack(ev);
+    const connected = new Promise((resolve, reject) => {
+      pc.onconnectionstatechange = () => {
+        if (generation !== this.#generation) return;
+        const state = pc.connectionState;
+        if (state === "connected") resolve();
+        if (state === "failed") reject(new InterviewError("peer_failed", "no media path", { fatal: false }));
+        this.#onPeerState(link, state);
+      };
+    });
+    connected.catch(() => {}); // observed below; a late failure is handled by #onPeerState
+    // Candidates found before the offer is on its way wait for it: the gateway wants it first.
+    const pending = [];
+    let offerSent = false;
+    const sendCandidate = (candidate) => {
+      const msg = candidate?.candidate
+        ? { type: "candidate", candidate: candidate.candidate, sdpMid: candidate.sdpMid, sdpMLineIndex: candidate.sdpMLineIndex }
+        : { type: "end-of-candidates" };
+      link.send(msg);
+    };
+    pc.onicecandidate = (ev) => (offerSent ? sendCandidate(ev.candidate) : pending.push(ev.candidate));
+
+    await pc.setLocalDescription(await pc.createOffer());
+    link.send({ type: "offer", sdp: pc.localDescription.sdp, ...(reconnect ? { reconnect: true } : {}) });
+    offerSent = true;
+    pending.splice(0).forEach(sendCandidate);
+
+    const answer = await withTimeout(link.next("answer"), this.#options.answerTimeoutMs, "answer_timeout");
+    this.#mode = answer.mode;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    await withTimeout(Promise.race([connected, link.failed]), this.#options.answerTimeoutMs, "connect_timeout");
+    link.up = true;
+    this.#setState("connected");
+  }
+
+  /** A WebSocket with promises for its opening, its closing and the next message of a type. */
+  #openLink(generation) {
+    const ws = new WebSocket(this.#signalUrl);
+    const link = { ws, pc: null, channel: null, up: false, lastHeard: Date.now(), pingInterval: 10000, timers: [] };
+    const waiters = new Map(); // message type -> resolve
+    let failLink;
+    link.failed = new Promise((_, reject) => (failLink = reject));
+    link.failed.catch(() => {});
+    link.opened = new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new InterviewError("signaling_unreachable", "cannot reach the interview server", { fatal: false }));
+    });
+    link.opened.catch(() => {});
+    link.closed = new Promise((resolve) => {
+      ws.onclose = (ev) => {
+        resolve();
+        const error = new InterviewError("signaling_closed", `connection closed (${ev.code})`, { fatal: false });
+        failLink(error);
+        if (generation === this.#generation) this.#onSocketClosed(link);
+      };
+    });
+    link.send = (msg) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+    };
+    link.next = (type) =>
+      Promise.race([new Promise((resolve) => waiters.set(type, resolve)), link.failed]);
+    ws.onmessage = (ev) => {
+      if (generation !== this.#generation) return;
+      link.lastHeard = Date.now();
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      const waiter = waiters.get(msg.type);
+      if (waiter) {
+        waiters.delete(msg.type);
+        waiter(msg);
+      }
+      this.#onSignal(link, msg, failLink);
+    };
+    return link;
+  }
+
+  #onSignal(link, msg, failLink) {
+    switch (msg.type) {
+      case "ping":
+        link.send({ type: "pong", id: msg.id });
+        break;
+      case "transcript":
+        this.#onTranscript(msg);
+        break;
+      case "state":
+        if (msg.state === "ended" || msg.state === "failed") {
+          this.#finish(msg.state, msg.detail?.reason ?? msg.state);
+        }
+        break;
+      case "error": {
+        const fatal = Boolean(msg.fatal);
+        const error = new InterviewError(msg.code, msg.message, { fatal });
+        // A refused offer spoils this attempt (#establish reports it); a refused candidate does not.
+        if (fatal || (!link.up && !CANDIDATE_ERRORS.has(msg.code))) failLink(error);
+        else this.#emit("error", { code: msg.code, message: msg.message, fatal });
+        if (fatal && link.up) this.#fail(error);
+        break;
+      }
+      case "bye":
+        // The gateway ended the conversation (the interview is over, or another tab took over).
+        this.#finish("ended", msg.reason);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // --- incoming media and events --------------------------------------------------------------
+
+  #onTrack(ev) {
+    if (ev.track.kind !== "audio") return;
+    const stream = ev.streams[0] ?? new MediaStream([ev.track]);
+    this.#remoteStream = stream;
+    if (!this.#audio) {
+      this.#audio = new Audio();
+      this.#audio.autoplay = true;
+    }
+    this.#audio.srcObject = stream;
+    this.#audio.play().catch(() => {}); // autoplay may wait for a click; the element keeps trying
+    this.#emit("remotestream", { stream });
+  }
+
+  #onRealtime(data) {
+    try {
+      this.#emit("realtime", { event: JSON.parse(data) });
+    } catch {
+      // not JSON: not a Realtime event, nothing to report
+    }
+  }
+
+  #onTranscript(msg) {
+    const id = msg.item_id ?? msg.event_id;
+    let text = msg.text;
+    if (msg.final) {
+      this.#partials.delete(id);
+    } else {
+      text = (this.#partials.get(id) ?? "") + msg.text;
+      this.#partials.set(id, text);
+    }
+    const at = msg.at ? new Date(msg.at) : new Date();
+    this.#emit("transcript", { id, role: msg.role, text: text.trim(), final: Boolean(msg.final), at });
+  }
+
+  // --- losing and regaining the connection ----------------------------------------------------
+
+  #onSocketClosed(link) {
+    if (link.up) this.#lost("signaling_lost");
+  }
+
+  #onPeerState(link, state) {
+    if (!link.up) return;
+    clearTimeout(link.disconnectTimer);
+    if (state === "failed") this.#lost("media_lost");
+    // "disconnected" often heals by itself within a few seconds; give ICE that chance.
+    if (state === "disconnected") link.disconnectTimer = setTimeout(() => this.#lost("media_lost"), 3000);
+  }
+
+  /** The gateway pings every ping_interval; two silent intervals and a half mean a dead path. */
+  #watchLiveness(link) {
+    const timer = setInterval(() => {
+      if (Date.now() - link.lastHeard > link.pingInterval * 2.5) {
+        clearInterval(timer);
+        if (link.up) this.#lost("signaling_silent");
+        else link.ws.close();
+      }
+    }, 1000);
+    link.timers.push(timer);
+  }
+
+  async #lost(reason) {
+    if (this.#state !== "connected") return;
+    this.#setState("reconnecting", reason);
+    this.#closeLink();
+    try {
+      await this.#establish(true);
+    } catch (err) {
+      const error = asInterviewError(err);
+      if (this.#state !== "reconnecting") return;
+      // Out of tries on a transient error: say what the candidate experienced, a lost connection.
+      this.#fail(FINAL_CODES.has(error.code) ? error : new InterviewError("connection_lost", error.message));
+    }
+  }
+
+  // --- ending ---------------------------------------------------------------------------------
+
+  #finish(state, reason) {
+    if (this.#state === "ended" || this.#state === "failed") return;
+    this.#setState(state, reason);
+    this.#teardown();
+  }
+
+  #fail(error) {
+    if (this.#state === "ended" || this.#state === "failed") return;
+    this.#emit("error", { code: error.code, message: error.message, fatal: true });
+    this.#finish("failed", error.code);
+  }
+
+  #closeLink() {
+    const link = this.#link;
+    if (!link) return;
+    this.#link = null;
+    this.#generation++;
+    link.timers.forEach(clearInterval);
+    clearTimeout(link.disconnectTimer);
+    link.pc?.close();
+    if (link.ws.readyState <= WebSocket.OPEN) link.ws.close(1000);
+  }
+
+  #teardown() {
+    this.#closeLink();
+    if (this.#ownsStream) this.#stream?.getTracks().forEach((t) => t.stop());
+    if (this.#audio) this.#audio.srcObject = null;
+  }
+
+  #setState(state, reason = null) {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#emit("statechange", { state, reason });
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+function asInterviewError(err) {
+  if (err instanceof InterviewError) return err;
+  return new InterviewError("client_error", String(err?.message ?? err), { fatal: false });
+}
+
+function delay(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function withTimeout(promise, ms, code) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new InterviewError(code, `no reply within ${ms} ms`, { fatal: false })), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,271 @@
+// The interview room: the page a candidate reaches from an invitation link
+// (/interview/{id}#token=...). It drives an InterviewClient and turns its events into words:
+// connection status, the live transcript, and a clear message for whatever went wrong.
+import { InterviewClient, openMedia, signalUrlFor } from "./interview-client.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  status: $("status"),
+  alert: $("alert"),
+  micLevel: $("mic-level"),
+  micHint: $("mic-hint"),
+  micCheck: $("mic-check"),
+  start: $("start"),
+  mute: $("mute"),
+  end: $("end"),
+  transcript: $("transcript"),
+  speaking: $("speaking"),
+  empty: $("transcript-empty"),
+  audio: $("remote-audio"),
+};
+
+const STATUS_TEXT = {
+  idle: "Not connected",
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  ended: "Interview ended",
+  failed: "Disconnected",
+};
+
+const INVITATION_GONE =
+  "This invitation has already been used and the interview is over. If you think this is a mistake, contact the person who invited you.";
+const INVITATION_BAD =
+  "This invitation link is not valid. Check that you opened the whole link from your invitation.";
+const UNAVAILABLE = "The interviewer is not available right now. Please try again in a few minutes.";
+
+/** What the candidate reads for each error code: what happened, and what they can do. */
+const MESSAGES = {
+  microphone_denied: [
+    "Microphone access is blocked",
+    "Allow this site to use your microphone (in your browser's address bar or settings), then press “Check microphone” again.",
+  ],
+  microphone_missing: ["No microphone found", "Connect a microphone or headset, then press “Check microphone” again."],
+  microphone_busy: ["The microphone is busy", "Another program is using it. Close that program, then try again."],
+  media_unavailable: ["The microphone cannot be used here", "Open the invitation link in an up-to-date browser, over HTTPS."],
+  token_expired: ["This invitation has expired", "Ask the person who invited you for a new link."],
+  token_missing: ["This link is incomplete", INVITATION_BAD],
+  token_invalid: ["This invitation is not valid", INVITATION_BAD],
+  wrong_interview: ["This invitation is for another interview", INVITATION_BAD],
+  interview_not_found: ["No interview at this address", INVITATION_BAD],
+  interview_ended: ["This invitation was already used", INVITATION_GONE],
+  invitation_used: ["This invitation was already used", INVITATION_GONE],
+  at_capacity: ["The interviewer is busy", UNAVAILABLE],
+  upstream_failed: ["The interviewer could not be reached", UNAVAILABLE],
+  upstream_unavailable: ["The interviewer could not be reached", UNAVAILABLE],
+  relay_unavailable: ["The interviewer could not be reached", UNAVAILABLE],
+  connection_lost: [
+    "The connection was lost",
+    "We could not reconnect. Check your network, then reload this page to rejoin the interview.",
+  ],
+  signaling_unreachable: ["The interview server cannot be reached", "Check your network, then reload this page."],
+};
+
+const interviewId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() ?? "");
+const token = takeToken();
+let stream = null;
+let client = null;
+let meterFrame = 0;
+
+/** The token from the link's fragment, kept for this tab only so that a reload can rejoin. */
+function takeToken() {
+  const key = `interview-token:${interviewId}`;
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    sessionStorage.setItem(key, fromLink);
+    history.replaceState(null, "", location.pathname + location.search); // off the address bar
+    return fromLink;
+  }
+  return sessionStorage.getItem(key);
+}
+
+/** Seconds-since-epoch expiry of a JWT, read without verifying (the gateway verifies). */
+function tokenExpiry(jwt) {
+  try {
+    const payload = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload)).exp ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function showAlert(title, text, kind = "error") {
+  ui.alert.replaceChildren();
+  const strong = document.createElement("strong");
+  strong.textContent = title;
+  ui.alert.append(strong, document.createTextNode(text));
+  ui.alert.dataset.kind = kind;
+  ui.alert.setAttribute("role", kind === "error" ? "alert" : "status");
+  ui.alert.hidden = false;
+}
+
+function hideAlert() {
+  ui.alert.hidden = true;
+}
+
+function showError(code, message) {
+  const [title, text] = MESSAGES[code] ?? ["Something went wrong", message ?? code];
+  showAlert(title, text, "error");
+}
+
+function setStatus(state, mode) {
+  ui.status.dataset.state = state;
+  ui.status.textContent = STATUS_TEXT[state] + (state === "connected" && mode ? ` (${mode})` : "");
+}
+
+// --- microphone ---------------------------------------------------------------------------------
+
+async function getMicrophone() {
+  if (stream) return stream;
+  try {
+    stream = await openMedia();
+  } catch (err) {
+    showError(err.code, err.message);
+    ui.micHint.textContent = "The microphone is not available.";
+    throw err;
+  }
+  hideAlert();
+  ui.micHint.textContent = "Microphone ready: speak, and the bar should move.";
+  showLevel(stream);
+  return stream;
+}
+
+/** Drive the level meter from the microphone: the candidate sees they are heard. */
+function showLevel(mediaStream) {
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 512;
+  context.createMediaStreamSource(mediaStream).connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  const tick = () => {
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const s of samples) sum += s * s;
+    ui.micLevel.value = Math.min(1, Math.sqrt(sum / samples.length) * 4);
+    meterFrame = requestAnimationFrame(tick);
+  };
+  tick();
+}
+
+// --- transcript ---------------------------------------------------------------------------------
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const speakerName = (role) => (role === "candidate" ? "You" : "Interviewer");
+
+function addLine({ role, text, at }) {
+  const item = document.createElement("li");
+  item.className = "line";
+  item.dataset.role = role;
+  const speaker = document.createElement("span");
+  speaker.className = "speaker";
+  speaker.textContent = speakerName(role);
+  const time = document.createElement("time");
+  time.dateTime = at.toISOString();
+  time.textContent = timeFormat.format(at);
+  const body = document.createElement("p");
+  body.className = "text";
+  body.textContent = text;
+  item.append(speaker, time, body);
+  ui.transcript.append(item);
+  ui.empty.hidden = true;
+  item.scrollIntoView({ block: "nearest" });
+}
+
+function onTranscript({ detail }) {
+  if (detail.final) {
+    ui.speaking.hidden = true;
+    if (detail.text) addLine(detail);
+  } else {
+    ui.speaking.textContent = `${speakerName(detail.role)}: ${detail.text}…`;
+    ui.speaking.hidden = false;
+  }
+}
+
+// --- the interview ------------------------------------------------------------------------------
+
+function onState({ detail: { state, reason } }) {
+  setStatus(state, client.mode);
+  const live = state === "connected" || state === "reconnecting";
+  ui.mute.disabled = !live;
+  ui.end.disabled = !live;
+  if (state === "reconnecting") {
+    showAlert("Connection lost", "Reconnecting to your interview… please stay on this page.", "warn");
+  } else if (state === "connected") {
+    hideAlert();
+  } else if (state === "ended") {
+    ui.speaking.hidden = true;
+    cancelAnimationFrame(meterFrame);
+    showAlert(
+      "The interview has ended",
+      reason === "replaced"
+        ? "It continues in another window or tab."
+        : "Thank you for your time. You can close this page.",
+      "info",
+    );
+  } else if (state === "failed") {
+    cancelAnimationFrame(meterFrame);
+  }
+}
+
+async function startInterview() {
+  ui.start.disabled = true;
+  ui.micCheck.disabled = true;
+  try {
+    await getMicrophone();
+  } catch {
+    ui.start.disabled = false;
+    ui.micCheck.disabled = false;
+    return;
+  }
+  client = new InterviewClient({
+    signalUrl: signalUrlFor(interviewId),
+    token,
+    stream,
+    audioElement: ui.audio,
+  });
+  globalThis.interviewClient = client; // for diagnostics from the console (and the tests)
+  client.addEventListener("statechange", onState);
+  client.addEventListener("transcript", onTranscript);
+  client.addEventListener("error", ({ detail }) => {
+    if (detail.fatal) showError(detail.code, detail.message);
+  });
+  try {
+    await client.start();
+    ui.mute.focus();
+  } catch {
+    // the error event already said what happened
+  }
+}
+
+function toggleMute() {
+  const muted = !client.muted;
+  client.setMuted(muted);
+  ui.mute.setAttribute("aria-pressed", String(muted));
+  ui.micHint.textContent = muted ? "You are muted." : "Microphone on.";
+}
+
+async function endInterview() {
+  ui.end.disabled = true;
+  ui.mute.disabled = true;
+  await client.end();
+}
+
+function init() {
+  setStatus("idle");
+  ui.micCheck.addEventListener("click", () => getMicrophone().catch(() => {}));
+  ui.start.addEventListener("click", startInterview);
+  ui.mute.addEventListener("click", toggleMute);
+  ui.end.addEventListener("click", endInterview);
+  if (!token) {
+    showError("token_missing");
+    ui.start.disabled = true;
+    return;
+  }
+  const exp = tokenExpiry(token);
+  if (exp !== null && exp * 1000 < Date.now()) {
+    showError("token_expired");
+    ui.start.disabled = true;
+  }
+}
+
+init();

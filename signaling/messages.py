@@ -1,0 +1,254 @@
+"""Wire messages: client frames parsed into typed messages, server messages built as JSON objects.
+
+Pure functions, no I/O. Parsing checks *shape* only (types of fields); what a message means in
+the conversation (hello first, one offer) is the session's business, and what an SDP or an ICE
+candidate says is ``sdp.py``'s. Unknown extra fields are ignored, so clients may send more.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from signaling.errors import SignalingError
+
+#: A frame over this size is refused with ``too_large``; the server configures the same value.
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+
+#: Free-text fields the client sends (bye reason, ping ids) are cut to this length.
+_MAX_SHORT_TEXT = 200
+
+
+@dataclass(frozen=True)
+class Hello:
+    token: str | None
+
+
+@dataclass(frozen=True)
+class Offer:
+    sdp: str
+    reconnect: bool
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trickled ICE candidate; ``candidate is None`` (or ``""``) marks end-of-candidates."""
+
+    candidate: str | None
+    sdp_mid: str | None
+    sdp_mline_index: int | None
+
+
+@dataclass(frozen=True)
+class ClientEvent:
+    """A Realtime event the browser forwards; least trusted of the transcript sources."""
+
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ping:
+    id: str | int | None
+
+
+@dataclass(frozen=True)
+class Pong:
+    id: str | int | None
+
+
+@dataclass(frozen=True)
+class Bye:
+    reason: str | None
+
+
+ClientMessage = Hello | Offer | Candidate | ClientEvent | Ping | Pong | Bye
+
+
+def parse_client_message(
+    frame: str | bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE
+) -> ClientMessage:
+    """Parse one WebSocket frame, or raise ``SignalingError`` naming what is wrong with it."""
+    if isinstance(frame, bytes):
+        raise SignalingError("bad_message", "binary frames are not accepted; send JSON text")
+    # A str's UTF-8 size is at most 4 bytes a character: skip the encode for the common case.
+    if len(frame) * 4 > max_size and len(frame.encode("utf-8", "surrogatepass")) > max_size:
+        raise SignalingError("too_large", f"frame exceeds {max_size} bytes")
+    try:
+        data = json.loads(frame)
+    except (ValueError, RecursionError) as exc:
+        raise SignalingError("bad_json", f"not valid JSON: {_describe(exc)}") from None
+    if not isinstance(data, dict):
+        raise SignalingError("bad_message", "a message is a JSON object with a 'type'")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise SignalingError("bad_message", "a message needs a string 'type'")
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise SignalingError("unknown_type", f"unknown message type {kind[:40]!r}")
+    return parser(data)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at position {exc.pos}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return "undecodable text"
+
+
+def _field(data: dict[str, Any], name: str, types: type | tuple[type, ...], kind: str) -> Any:
+    """An optional field: absent or null gives None, a wrong type is ``bad_message``."""
+    value = data.get(name)
+    if value is None:
+        return None
+    wanted = types if isinstance(types, tuple) else (types,)
+    # bool is an int subclass: true/false must not pass as a number.
+    if isinstance(value, wanted) and (bool in wanted or not isinstance(value, bool)):
+        return value
+    raise SignalingError("bad_message", f"{kind}.{name} must be {_type_name(types)}")
+
+
+def _type_name(types: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", bool: "a boolean", dict: "an object"}
+    if isinstance(types, tuple):
+        return " or ".join(names[t] for t in types)
+    return names[types]
+
+
+def _parse_hello(data: dict[str, Any]) -> Hello:
+    return Hello(token=_field(data, "token", str, "hello"))
+
+
+def _parse_offer(data: dict[str, Any]) -> Offer:
+    sdp = _field(data, "sdp", str, "offer")
+    if sdp is None:
+        raise SignalingError("bad_message", "offer.sdp is required")
+    return Offer(sdp=sdp, reconnect=bool(_field(data, "reconnect", bool, "offer")))
+
+
+def _parse_candidate(data: dict[str, Any]) -> Candidate:
+    candidate = _field(data, "candidate", str, "candidate")
+    return Candidate(
+        candidate=candidate or None,
+        sdp_mid=_field(data, "sdpMid", str, "candidate"),
+        sdp_mline_index=_field(data, "sdpMLineIndex", int, "candidate"),
+    )
+
+
+def _parse_end_of_candidates(data: dict[str, Any]) -> Candidate:
+    return Candidate(candidate=None, sdp_mid=None, sdp_mline_index=None)
+
+
+def _parse_event(data: dict[str, Any]) -> ClientEvent:
+    event = _field(data, "event", dict, "event")
+    if event is None or not isinstance(event.get("type"), str):
+        raise SignalingError("bad_message", "event.event must be an object with a string 'type'")
+    return ClientEvent(event=event)
+
+
+def _parse_id(data: dict[str, Any], kind: str) -> str | int | None:
+    value = _field(data, "id", (str, int), kind)
+    return value[:_MAX_SHORT_TEXT] if isinstance(value, str) else value
+
+
+def _parse_ping(data: dict[str, Any]) -> Ping:
+    return Ping(id=_parse_id(data, "ping"))
+
+
+def _parse_pong(data: dict[str, Any]) -> Pong:
+    return Pong(id=_parse_id(data, "pong"))
+
+
+def _parse_bye(data: dict[str, Any]) -> Bye:
+    reason = _field(data, "reason", str, "bye")
+    return Bye(reason=reason[:_MAX_SHORT_TEXT] if reason else None)
+
+
+_PARSERS: dict[str, Any] = {
+    "hello": _parse_hello,
+    "offer": _parse_offer,
+    "candidate": _parse_candidate,
+    "end-of-candidates": _parse_end_of_candidates,
+    "event": _parse_event,
+    "ping": _parse_ping,
+    "pong": _parse_pong,
+    "bye": _parse_bye,
+}
+
+#: The message types a client may send, for documentation and property tests.
+CLIENT_TYPES = frozenset(_PARSERS)
+
+
+# --- server -> client -------------------------------------------------------------------------
+
+
+def welcome(
+    *,
+    interview_id: str,
+    role: str,
+    session_id: str | None,
+    ping_interval: float,
+    max_message_size: int,
+) -> dict[str, Any]:
+    return {
+        "type": "welcome",
+        "interview_id": interview_id,
+        "role": role,
+        "session_id": session_id,
+        "ping_interval": ping_interval,
+        "max_message_size": max_message_size,
+    }
+
+
+def answer(sdp: str, mode: str) -> dict[str, Any]:
+    return {"type": "answer", "sdp": sdp, "mode": mode}
+
+
+def transcript(
+    *,
+    role: str,
+    text: str,
+    final: bool,
+    item_id: str | None,
+    event_id: str | None,
+    at: datetime,
+) -> dict[str, Any]:
+    return {
+        "type": "transcript",
+        "role": role,
+        "text": text,
+        "final": final,
+        "item_id": item_id,
+        "event_id": event_id,
+        "at": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
+def state(name: str, detail: dict[str, Any] | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "state", "state": name}
+    if detail:
+        message["detail"] = detail
+    return message
+
+
+def error(err: SignalingError) -> dict[str, Any]:
+    return {"type": "error", "code": err.code, "message": err.message, "fatal": err.fatal}
+
+
+def ping(id_: str | int | None) -> dict[str, Any]:
+    return {"type": "ping", "id": id_}
+
+
+def pong(id_: str | int | None) -> dict[str, Any]:
+    return {"type": "pong", "id": id_}
+
+
+def bye(reason: str) -> dict[str, Any]:
+    return {"type": "bye", "reason": reason}
+
+
+def encode(message: dict[str, Any]) -> str:
+    """One server message as a text frame."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)

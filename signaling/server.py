@@ -1,0 +1,351 @@
+"""The aiohttp WebSocket endpoint: a thin asyncio shell around ``SignalingSession``.
+
+Per connection, three small tasks share one session: the reader feeds frames in, the
+dispatcher calls the gateway's handler one call at a time (so candidates trickled while
+``on_offer`` runs reach the handler after it), and timers fire the hello deadline and
+keepalive pings. Every task drains the session's actions under one lock, so messages leave in
+the order the session produced them. Whatever ends the connection, ``on_close`` runs once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
+
+from signaling import messages
+from signaling.errors import SignalingError
+from signaling.messages import DEFAULT_MAX_MESSAGE_SIZE
+from signaling.sdp import IceCandidate
+from signaling.session import (
+    Answer,
+    Authenticate,
+    CloseConnection,
+    DeliverCandidate,
+    DeliverClientEvent,
+    DeliverOffer,
+    HandlerCall,
+    SendMessage,
+    SignalingSession,
+)
+from signaling.tokens import TokenClaims, TokenVerifier
+
+__all__ = [
+    "SIGNAL_PATH",
+    "Answer",
+    "HandlerFactory",
+    "IceCandidate",
+    "SignalingChannel",
+    "SignalingEndpoint",
+    "SignalingError",
+    "SignalingHandler",
+    "signaling_handler",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where the gateway serves signaling, on the same port as its HTTP API.
+SIGNAL_PATH = "/v1/interviews/{interview_id}/signal"
+
+#: aiohttp itself drops (close 1009, no error message) frames beyond this multiple of the limit;
+#: frames between the limit and this get a ``too_large`` error and the socket lives on.
+_HARD_LIMIT_FACTOR = 4
+#: How long closing waits for the client's close frame.
+_CLOSE_TIMEOUT = 5.0
+#: How long a shutdown waits for handlers' on_close before aiohttp cancels what is left.
+_SHUTDOWN_GRACE = 5.0
+
+
+class SignalingHandler(Protocol):
+    """The gateway's side of one admitted connection. Calls arrive one at a time, in the
+    client's order. Raising ``SignalingError`` sends that error (fatal or not, as it says);
+    raising anything else is an ``internal`` error that closes this connection only.
+    A handler may also expose ``session_id: str | None``; the welcome message carries it."""
+
+    async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer: ...
+
+    async def on_candidate(self, candidate: IceCandidate | None) -> None: ...
+
+    async def on_client_event(self, event: dict[str, Any]) -> None: ...
+
+    async def on_close(self, reason: str) -> None: ...
+
+
+class SignalingChannel:
+    """What the gateway holds to talk to the browser. Safe to call from any task of the loop;
+    after the connection closed, sends are silently dropped."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    @property
+    def closed(self) -> bool:
+        return self._connection.session.closed
+
+    async def send_transcript(
+        self,
+        *,
+        role: str,
+        text: str,
+        final: bool,
+        item_id: str | None = None,
+        event_id: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        self._connection.session.send_transcript(
+            role=role, text=text, final=final, item_id=item_id, event_id=event_id, at=at
+        )
+        await self._connection.flush()
+
+    async def send_state(self, state: str, detail: dict[str, Any] | None = None) -> None:
+        self._connection.session.send_state(state, detail)
+        await self._connection.flush()
+
+    async def send_error(self, code: str, message: str, *, fatal: bool = False) -> None:
+        self._connection.session.report(SignalingError(code, message, fatal=fatal))
+        await self._connection.flush()
+
+    async def close(self, reason: str = "bye") -> None:
+        """Send ``bye`` and close the socket; the handler's ``on_close(reason)`` follows."""
+        self._connection.session.close(reason)
+        await self._connection.flush()
+
+
+HandlerFactory = Callable[[TokenClaims, SignalingChannel], Awaitable[SignalingHandler]]
+
+
+def signaling_handler(
+    factory: HandlerFactory,
+    verifier: TokenVerifier,
+    *,
+    hello_timeout: float = 5.0,
+    ping_interval: float = 10.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+) -> SignalingEndpoint:
+    """The WebSocket endpoint; ``signaling_handler(...).mount(app)`` serves it at
+    ``SIGNAL_PATH`` and says bye to every browser when the application shuts down.
+    (``endpoint.handle`` is the bare aiohttp request handler.)"""
+    return SignalingEndpoint(
+        factory,
+        verifier,
+        hello_timeout=hello_timeout,
+        ping_interval=ping_interval,
+        max_message_size=max_message_size,
+    )
+
+
+class SignalingEndpoint:
+    """An aiohttp request handler that also knows its live connections, so that a shutdown can
+    close them with ``bye`` and 1001 (going away) instead of aiohttp cancelling them mid-call."""
+
+    def __init__(
+        self,
+        factory: HandlerFactory,
+        verifier: TokenVerifier,
+        *,
+        hello_timeout: float,
+        ping_interval: float,
+        max_message_size: int,
+    ) -> None:
+        self._factory = factory
+        self._verifier = verifier
+        self._hello_timeout = hello_timeout
+        self._ping_interval = ping_interval
+        self._max_message_size = max_message_size
+        self._connections: set[_Connection] = set()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def mount(self, app: web.Application, path: str = SIGNAL_PATH) -> None:
+        """Route ``GET path`` here and close the connections on ``app.on_shutdown``."""
+        app.router.add_get(path, self.handle)
+        app.on_shutdown.append(self.shutdown)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            max_msg_size=self._max_message_size * _HARD_LIMIT_FACTOR, timeout=_CLOSE_TIMEOUT
+        )
+        await ws.prepare(request)
+        session = SignalingSession(
+            request.match_info["interview_id"],
+            self._verifier,
+            ping_interval=self._ping_interval,
+            max_message_size=self._max_message_size,
+        )
+        connection = _Connection(
+            ws, session, self._factory, self._hello_timeout, self._ping_interval
+        )
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+        return ws
+
+    async def shutdown(self, app: web.Application | None = None) -> None:
+        """Say bye (reason ``shutdown``) to every connection and wait, a bounded time, for
+        their handlers' ``on_close``. Fits ``app.on_shutdown``."""
+        connections = list(self._connections)
+        for connection in connections:
+            connection.session.shutdown()
+        await asyncio.gather(*(c.flush() for c in connections), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_SHUTDOWN_GRACE):
+                await asyncio.gather(*(c.finished.wait() for c in connections))
+
+
+class _Connection:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        session: SignalingSession,
+        factory: HandlerFactory,
+        hello_timeout: float,
+        ping_interval: float,
+    ) -> None:
+        self.session = session
+        self._ws = ws
+        self._factory = factory
+        self._hello_timeout = hello_timeout
+        self._ping_interval = ping_interval
+        self._lock = asyncio.Lock()
+        self._calls: asyncio.Queue[HandlerCall] = asyncio.Queue()
+        self._handler: SignalingHandler | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._label = f"{secrets.token_hex(4)} interview={session.interview_id[:64]!r}"
+        #: Set once the connection is over and ``on_close`` has returned.
+        self.finished = asyncio.Event()
+
+    async def run(self) -> None:
+        self._spawn(self._hello_deadline())
+        self._spawn(self._dispatch())
+        try:
+            await self._read()
+        except asyncio.CancelledError:
+            self.session.shutdown()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), 1.0)
+            raise
+        except Exception:
+            log.exception("signaling %s: reader failed", self._label)
+            self.session.report(SignalingError("internal", "the server failed"))
+            with contextlib.suppress(Exception):
+                await self.flush()
+        finally:
+            await self._finish()
+
+    async def _read(self) -> None:
+        while not self.session.closed:
+            msg = await self._ws.receive()
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                self.session.receive_frame(msg.data)
+            elif msg.type is WSMsgType.ERROR and _too_big(msg.data):
+                self.session.connection_lost("too_large")
+            else:
+                self.session.connection_lost()
+            await self.flush()
+
+    async def _finish(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.session.connection_lost()
+        if not self._ws.closed:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        reason = self.session.close_reason or "disconnected"
+        log.info("signaling %s: closed (%s)", self._label, reason)
+        try:
+            if self._handler is not None:
+                await self._handler.on_close(reason)
+        except Exception:
+            log.exception("signaling %s: on_close failed", self._label)
+        finally:
+            self.finished.set()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    async def flush(self) -> None:
+        """Carry out the session's pending actions, in order."""
+        async with self._lock:
+            for action in self.session.actions():
+                if isinstance(action, SendMessage):
+                    await self._send(action.message)
+                elif isinstance(action, CloseConnection):
+                    with contextlib.suppress(Exception):
+                        await self._ws.close(code=action.code, message=action.reason.encode()[:120])
+                else:
+                    self._calls.put_nowait(action)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "error":
+            log.info("signaling %s: error %s sent", self._label, message["code"])
+        try:
+            await self._ws.send_str(messages.encode(message))
+        except Exception:  # the socket went away under us; the reader will notice too
+            self.session.connection_lost()
+
+    async def _hello_deadline(self) -> None:
+        await asyncio.sleep(self._hello_timeout)
+        self.session.hello_timed_out()
+        await self.flush()
+
+    async def _keepalive(self) -> None:
+        while not self.session.closed:
+            await asyncio.sleep(self._ping_interval)
+            self.session.keepalive_due()
+            await self.flush()
+
+    async def _dispatch(self) -> None:
+        offer_answered = False  # candidates of a failed offer are dropped, not delivered
+        while True:
+            call = await self._calls.get()
+            if self.session.closed:
+                continue
+            try:
+                if isinstance(call, Authenticate):
+                    await self._admit(call.claims)
+                elif self._handler is None:
+                    continue
+                elif isinstance(call, DeliverOffer):
+                    offer_answered = False
+                    answer = await self._handler.on_offer(call.sdp, reconnect=call.reconnect)
+                    offer_answered = True
+                    self.session.answer_ready(answer)
+                elif isinstance(call, DeliverCandidate):
+                    if offer_answered:
+                        await self._handler.on_candidate(call.candidate)
+                elif isinstance(call, DeliverClientEvent):
+                    await self._handler.on_client_event(call.event)
+            except SignalingError as exc:
+                if isinstance(call, Authenticate):
+                    self.session.refuse(exc)
+                elif isinstance(call, DeliverOffer):
+                    self.session.offer_failed(exc)
+                else:
+                    self.session.report(exc)
+            except Exception:
+                log.exception(
+                    "signaling %s: handler failed on %s", self._label, type(call).__name__
+                )
+                self.session.report(SignalingError("internal", "the server failed"))
+            await self.flush()
+
+    async def _admit(self, claims: TokenClaims) -> None:
+        self._handler = await self._factory(claims, SignalingChannel(self))
+        self.session.accept(getattr(self._handler, "session_id", None))
+        self._spawn(self._keepalive())
+
+
+def _too_big(error: object) -> bool:
+    """aiohttp refused a frame beyond its hard limit (and already closed with 1009)."""
+    return isinstance(error, WebSocketError) and error.code == WSCloseCode.MESSAGE_TOO_BIG

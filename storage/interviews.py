@@ -1,0 +1,250 @@
+"""Tenants, interview sessions and their video segments: rows the gateway reads and updates.
+
+Every function works inside :meth:`Database.tenant`, so a caller that names the wrong tenant
+finds nothing and changes nothing; the row-level security policies, not these queries, are
+what guarantee it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from psycopg import sql
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from storage.database import Database
+
+SessionStatus = Literal["created", "waiting", "connecting", "active", "ended", "failed"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"ended", "failed"})
+
+#: Columns :func:`update_session` may set; jsonb ones are wrapped for the driver.
+SESSION_FIELDS: frozenset[str] = frozenset(
+    {
+        "status",
+        "actual_mode",
+        "upstream_kind",
+        "upstream_call_id",
+        "connection_state",
+        "ice_state",
+        "selected_pair",
+        "connected_at",
+        "candidate_ref",
+        "metadata",
+    }
+)
+SEGMENT_FIELDS: frozenset[str] = frozenset(
+    {"storage_uri", "codec", "started_at", "duration_ms", "bytes", "status"}
+)
+_JSON_FIELDS = frozenset({"selected_pair", "metadata"})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: UUID
+    tenant_id: UUID
+    status: SessionStatus
+    requested_mode: str
+    actual_mode: str | None
+    upstream_kind: str | None
+    upstream_call_id: str | None
+    connection_state: str | None
+    ice_state: str | None
+    selected_pair: dict[str, Any] | None
+    connected_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    candidate_ref: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSegmentRecord:
+    id: UUID
+    tenant_id: UUID
+    session_id: UUID
+    participant: str
+    kind: str
+    sequence: int
+    storage_uri: str | None
+    codec: str | None
+    started_at: datetime | None
+    duration_ms: int | None
+    bytes: int | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+_SESSION_COLUMNS = sql.SQL(", ").join(
+    sql.Identifier(name) for name in SessionRecord.__dataclass_fields__
+)
+_SEGMENT_COLUMNS = sql.SQL(", ").join(
+    sql.Identifier(name) for name in VideoSegmentRecord.__dataclass_fields__
+)
+
+
+def _assignments(fields: dict[str, Any], allowed: frozenset[str]) -> tuple[sql.Composable, list]:
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"cannot set {', '.join(sorted(unknown))}")
+    values = [Jsonb(v) if k in _JSON_FIELDS and v is not None else v for k, v in fields.items()]
+    clause = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(name)) for name in fields)
+    return clause, values
+
+
+async def create_tenant(db: Database, name: str) -> UUID:
+    """A new tenant; its id is chosen here so the insert itself passes the tenant's policy."""
+    tenant_id = uuid.uuid4()
+    async with db.tenant(tenant_id) as conn:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES (%s, %s)", [tenant_id, name])
+    return tenant_id
+
+
+async def create_session(
+    db: Database,
+    tenant_id: UUID,
+    *,
+    requested_mode: str,
+    candidate_ref: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UUID:
+    """A new interview session in status 'created'."""
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(
+            "INSERT INTO interview_sessions (tenant_id, requested_mode, candidate_ref, metadata)"
+            " VALUES (%s, %s, %s, %s) RETURNING id",
+            [tenant_id, requested_mode, candidate_ref, Jsonb(metadata or {})],
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+async def update_session(db: Database, tenant_id: UUID, session_id: UUID, **fields: Any) -> bool:
+    """Sets the given fields unless the session has ended; True when a row changed.
+
+    Terminal statuses go through :func:`end_session`, which also records when and why.
+    """
+    if fields.get("status") in TERMINAL_STATUSES:
+        raise ValueError("use end_session() to end or fail a session")
+    if not fields:
+        return False
+    assignments, values = _assignments(fields, SESSION_FIELDS)
+    query = sql.SQL(
+        "UPDATE interview_sessions SET {} WHERE id = %s AND status NOT IN ('ended', 'failed')"
+    ).format(assignments)
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(query, [*values, session_id])
+        return cur.rowcount == 1
+
+
+async def end_session(
+    db: Database,
+    tenant_id: UUID,
+    session_id: UUID,
+    *,
+    status: Literal["ended", "failed"],
+    reason: str,
+) -> bool:
+    """Records the session's end once; False when it had already ended (the first end stands)."""
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"status must be 'ended' or 'failed', got {status!r}")
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(
+            "UPDATE interview_sessions SET status = %s, ended_at = now(), end_reason = %s"
+            " WHERE id = %s AND status NOT IN ('ended', 'failed')",
+            [status, reason, session_id],
+        )
+        return cur.rowcount == 1
+
+
+async def get_session(db: Database, tenant_id: UUID, session_id: UUID) -> SessionRecord | None:
+    async with db.tenant(tenant_id) as conn:
+        cur = conn.cursor(row_factory=class_row(SessionRecord))
+        await cur.execute(
+            sql.SQL("SELECT {} FROM interview_sessions WHERE id = %s").format(_SESSION_COLUMNS),
+            [session_id],
+        )
+        return await cur.fetchone()
+
+
+async def list_sessions(
+    db: Database, tenant_id: UUID, *, limit: int = 50, offset: int = 0
+) -> list[SessionRecord]:
+    """The tenant's sessions, newest first."""
+    async with db.tenant(tenant_id) as conn:
+        cur = conn.cursor(row_factory=class_row(SessionRecord))
+        await cur.execute(
+            sql.SQL(
+                "SELECT {} FROM interview_sessions ORDER BY created_at DESC, id LIMIT %s OFFSET %s"
+            ).format(_SESSION_COLUMNS),
+            [limit, offset],
+        )
+        return await cur.fetchall()
+
+
+async def add_video_segment(
+    db: Database,
+    tenant_id: UUID,
+    session_id: UUID,
+    *,
+    participant: Literal["candidate", "interviewer"],
+    kind: Literal["audio", "video"],
+    sequence: int,
+    **fields: Any,
+) -> UUID:
+    """A new segment of one participant's audio or video track, status 'recording' by default."""
+    names = ["tenant_id", "session_id", "participant", "kind", "sequence"]
+    values: list[Any] = [tenant_id, session_id, participant, kind, sequence]
+    unknown = set(fields) - SEGMENT_FIELDS
+    if unknown:
+        raise ValueError(f"cannot set {', '.join(sorted(unknown))}")
+    names += list(fields)
+    values += list(fields.values())
+    query = sql.SQL("INSERT INTO video_segments ({}) VALUES ({}) RETURNING id").format(
+        sql.SQL(", ").join(map(sql.Identifier, names)),
+        sql.SQL(", ").join(sql.Placeholder() * len(names)),
+    )
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(query, values)
+        row = await cur.fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+async def update_video_segment(
+    db: Database, tenant_id: UUID, segment_id: UUID, **fields: Any
+) -> bool:
+    if not fields:
+        return False
+    assignments, values = _assignments(fields, SEGMENT_FIELDS)
+    query = sql.SQL("UPDATE video_segments SET {} WHERE id = %s").format(assignments)
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(query, [*values, segment_id])
+        return cur.rowcount == 1
+
+
+async def list_video_segments(
+    db: Database, tenant_id: UUID, session_id: UUID
+) -> list[VideoSegmentRecord]:
+    async with db.tenant(tenant_id) as conn:
+        cur = conn.cursor(row_factory=class_row(VideoSegmentRecord))
+        await cur.execute(
+            sql.SQL(
+                "SELECT {} FROM video_segments WHERE session_id = %s"
+                " ORDER BY participant, kind, sequence"
+            ).format(_SEGMENT_COLUMNS),
+            [session_id],
+        )
+        return await cur.fetchall()

@@ -1,0 +1,209 @@
+"""Real-browser fixtures: Debian's Chromium driven by Playwright, and a gateway on loopback.
+
+Nothing here downloads a browser: Playwright only drives ``/usr/bin/chromium`` (``scripts/test``
+installs Debian's package when it is missing). The browser hears a WAV this module writes —
+speech-like syllables, then a pause, looped by Chromium — so that the simulated interviewer's
+voice-activity detector sees the candidate take turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import numpy as np
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from gateway.app import DATABASE, JWT_SECRET, WRITER, create_app
+from gateway.config import Settings
+from gateway.invitations import Invitation, invite
+from gateway.speech import SAMPLE_RATE, synthesize
+from storage import interviews
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+#: A phone-sized viewport: the room must be usable there.
+PHONE = {"width": 390, "height": 844}
+
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-device-for-media-stream",
+]
+
+
+#: Every browser test carries this: the marker, and a clear skip when there is no Chromium.
+browser_test = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None,
+        reason=f"no Chromium at {CHROMIUM}: apt-get install chromium",
+    ),
+]
+
+
+def write_speech_wav(path: Path) -> Path:
+    """Two seconds or so of speech-like sound, then 1.5 s of silence: one turn per loop."""
+    speech = synthesize(
+        "I have worked on realtime systems and I enjoy debugging hard problems",
+        words_per_second=4.0,
+        pitch_hz=190.0,
+    )
+    silence = np.zeros(int(1.5 * SAMPLE_RATE), dtype=np.int16)
+    samples = np.concatenate([silence[: SAMPLE_RATE // 2], speech, silence])
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+@pytest.fixture
+def speech_wav(tmp_path: Path) -> Path:
+    return write_speech_wav(tmp_path / "candidate.wav")
+
+
+LaunchBrowser = Callable[..., Awaitable[Browser]]
+
+
+@pytest.fixture
+async def launch_browser(speech_wav: Path) -> AsyncIterator[LaunchBrowser]:
+    """Start Chromium; ``microphone="deny"`` makes every getUserMedia fail as if refused."""
+    async with async_playwright() as playwright:
+        browsers: list[Browser] = []
+
+        async def launch(microphone: str = "allow") -> Browser:
+            fake_ui = "--use-fake-ui-for-media-stream"
+            args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}"]
+            args.append(fake_ui if microphone == "allow" else f"{fake_ui}=deny")
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+            browsers.append(browser)
+            return browser
+
+        try:
+            yield launch
+        finally:
+            for browser in browsers:
+                await browser.close()
+
+
+#: Connecting takes well under a second; the margin is for a loaded 2-core CI machine.
+expect.set_options(timeout=20_000)
+
+
+async def phone_page(browser: Browser) -> Page:
+    """A phone-sized page whose console output lands in the test's captured stdout."""
+    page = await browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True)
+    page.set_default_timeout(20_000)
+    page.on("console", lambda msg: print(f"browser console [{msg.type}] {msg.text}"))
+    page.on("pageerror", lambda exc: print(f"browser page error: {exc}"))
+    return page
+
+
+@dataclass
+class Gateway:
+    app: web.Application
+    base_url: str
+    tenant_id: UUID
+
+    async def invite(self, mode: str, *, ttl: float = 3600) -> Invitation:
+        return await invite(
+            self.app[DATABASE], self.app[JWT_SECRET], self.tenant_id, mode=mode, ttl=ttl
+        )
+
+    async def flush_transcripts(self) -> None:
+        await self.app[WRITER].flush()
+
+
+@pytest.fixture
+async def gateway(fresh_database_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The whole gateway in this process (simulated upstream included), ICE on 127.0.0.1."""
+    settings = Settings(
+        data_dir=tmp_path / "gateway",
+        database_url=fresh_database_url,
+        jwt_secret="browser-tests-secret-" + "x" * 32,
+        ice_addresses=("127.0.0.1",),
+    )
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        tenant_id = await interviews.create_tenant(app[DATABASE], "browser-tests")
+        yield Gateway(app, f"http://127.0.0.1:{port}", tenant_id)
+    finally:
+        await runner.cleanup()
+
+
+class CuttableLink:
+    """A loopback TCP forwarder to the gateway whose live connections the test can cut at once:
+    to the browser that is a network loss (the signaling socket dies without a close frame),
+    while new connections still get through, as when the network comes back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.cuts = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def cut(self) -> None:
+        self.cuts += 1
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            self._writers.difference_update((writer, up_writer))
+
+
+@pytest.fixture
+async def cuttable_link(gateway: Gateway) -> AsyncIterator[CuttableLink]:
+    link = CuttableLink(int(gateway.base_url.rsplit(":", 1)[1]))
+    await link.start()
+    try:
+        yield link
+    finally:
+        await link.close()

@@ -1,0 +1,94 @@
+"""A real gateway for each test: the aiohttp app on 127.0.0.1, a fresh database, the in-process
+simulated upstream, and ICE pinned to loopback (the suite runs in a loopback-only namespace)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.app import DATABASE, JWT_SECRET, SESSIONS, WRITER, create_app
+from gateway.candidate import HeadlessCandidate
+from gateway.config import Settings
+from gateway.invitations import Invitation, invite
+from gateway.sessions import SessionManager
+from gateway.upstream.simulated import Script
+from storage import interviews
+from storage.database import Database
+from storage.transcripts import TranscriptWriter
+
+FAST_SPEECH = 8.0  # words per second: keeps a whole scripted interview to a few seconds
+
+
+@dataclasses.dataclass
+class RunningGateway:
+    app: web.Application
+    runner: web.AppRunner
+    base_url: str
+    tenant_id: Any
+
+    @property
+    def db(self) -> Database:
+        return self.app[DATABASE]
+
+    @property
+    def writer(self) -> TranscriptWriter:
+        return self.app[WRITER]
+
+    @property
+    def sessions(self) -> SessionManager:
+        return self.app[SESSIONS]
+
+    async def invite(self, mode: str = "auto") -> Invitation:
+        return await invite(self.db, self.app[JWT_SECRET], self.tenant_id, mode=mode)
+
+    def candidate(self, invitation: Invitation, **kwargs: Any) -> HeadlessCandidate:
+        answers = [turn.answer for turn in Script.default().turns]
+        return HeadlessCandidate(
+            invitation.signal_url(self.base_url),
+            invitation.token,
+            interview_id=str(invitation.interview_id),
+            answers=answers,
+            words_per_second=FAST_SPEECH,
+            **kwargs,
+        )
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+GatewayFactory = Callable[..., Awaitable[RunningGateway]]
+
+
+@pytest.fixture
+async def start_gateway(fresh_database_url: str, tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+    """Start a gateway with settings overrides; every one started is stopped after the test."""
+    started: list[RunningGateway] = []
+
+    async def start(**overrides: Any) -> RunningGateway:
+        settings = Settings(
+            database_url=fresh_database_url,
+            data_dir=tmp_path,
+            jwt_secret="test-secret-" + "x" * 32,
+            ice_addresses=("127.0.0.1",),
+            sim_words_per_second=FAST_SPEECH,
+        )
+        settings = dataclasses.replace(settings, **overrides)
+        app = create_app(settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        tenant_id = await interviews.create_tenant(app[DATABASE], "tests")
+        gateway = RunningGateway(app, runner, f"http://127.0.0.1:{port}", tenant_id)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        await gateway.stop()

@@ -1,0 +1,49 @@
+"""Sample offers, candidates and secrets for the signaling tests (importable by test modules)."""
+
+from __future__ import annotations
+
+SECRET = "test-secret-0123456789abcdef-0123456789"
+INTERVIEW = "iv-1"
+TENANT = "tenant-a"
+
+ICE = (
+    "a=ice-ufrag:Hx4e\r\na=ice-pwd:2X4sB1yRkqtF0zH3u9wqYk6C\r\na=fingerprint:sha-256 "
+    + ":".join(["AB"] * 32)
+    + "\r\na=setup:actpass\r\n"
+)
+
+
+def _offer(*sections: str) -> str:
+    mids = " ".join(str(i) for i in range(len(sections)))
+    head = (
+        "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+        f"a=group:BUNDLE {mids}\r\n"
+    )
+    return head + "".join(
+        section.replace("MID", str(index)) for index, section in enumerate(sections)
+    )
+
+
+AUDIO = (
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8\r\nc=IN IP4 0.0.0.0\r\n" + ICE + "a=mid:MID\r\n"
+    "a=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n"
+    "a=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+)
+VIDEO = (
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n" + ICE + "a=mid:MID\r\n"
+    "a=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n"
+)
+DATA = (
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n"
+    + ICE
+    + "a=mid:MID\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n"
+)
+
+#: audio (mid 0) + video (mid 1) + data channel (mid 2), like Chrome's offer with a camera.
+OFFER_AV = _offer(AUDIO, VIDEO, DATA)
+#: audio (mid 0) + data channel (mid 1): the usual interview offer.
+OFFER = _offer(AUDIO, DATA)
+#: video and data channel, no audio.
+OFFER_NO_AUDIO = _offer(VIDEO, DATA)
+
+HOST_CANDIDATE = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0"

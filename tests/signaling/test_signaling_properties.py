@@ -1,0 +1,123 @@
+"""Property: no frame, however random, crashes the session; every refusal is a clear error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from signaling_samples import HOST_CANDIDATE, INTERVIEW, OFFER, SECRET
+
+from signaling.errors import ERRORS
+from signaling.messages import CLIENT_TYPES
+from signaling.session import Answer, CloseConnection, SendMessage, SignalingSession
+from signaling.tokens import TokenVerifier, issue_token
+
+VERIFIER = TokenVerifier(SECRET)
+TOKEN = issue_token(SECRET, tenant_id="t", interview_id=INTERVIEW)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+field_values = st.one_of(
+    json_values, st.sampled_from([OFFER, HOST_CANDIDATE, "0", "1", TOKEN, "v=0\r\n"])
+)
+messages = st.fixed_dictionaries(
+    {"type": st.sampled_from(sorted(CLIENT_TYPES)) | st.text(max_size=12)},
+    optional={
+        key: field_values
+        for key in (
+            "token",
+            "sdp",
+            "reconnect",
+            "candidate",
+            "sdpMid",
+            "sdpMLineIndex",
+            "event",
+            "id",
+            "reason",
+        )
+    },
+)
+frames = st.one_of(
+    messages.map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=200),
+    st.binary(max_size=200),
+)
+
+
+def is_message_shaped(frame: str | bytes) -> bool:
+    """An independent oracle: a JSON object whose 'type' is one the protocol knows."""
+    if isinstance(frame, bytes):
+        return False
+    try:
+        data: Any = json.loads(frame)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("type") in CLIENT_TYPES
+
+
+def session_in(phase: str) -> SignalingSession:
+    session = SignalingSession(INTERVIEW, VERIFIER, max_errors=10_000)
+    if phase != "fresh":
+        session.receive_frame(json.dumps({"type": "hello", "token": TOKEN}))
+        session.accept()
+    if phase == "answered":
+        session.receive_frame(json.dumps({"type": "offer", "sdp": OFFER}))
+        session.answer_ready(Answer("v=0\r\n", "relay"))
+    session.actions()
+    return session
+
+
+def check_errors_are_clear(actions: list[Any]) -> list[dict[str, Any]]:
+    errors = [
+        a.message for a in actions if isinstance(a, SendMessage) and a.message["type"] == "error"
+    ]
+    for index, action in enumerate(actions):
+        if isinstance(action, SendMessage) and action.message["type"] == "error":
+            error = action.message
+            assert (
+                error["code"] in ERRORS and isinstance(error["message"], str) and error["message"]
+            )
+            if error["fatal"]:
+                close = actions[index + 1]
+                assert isinstance(close, CloseConnection) and 4000 <= close.code < 5000
+    return errors
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    phase=st.sampled_from(["fresh", "ready", "answered"]),
+    batch=st.lists(frames, min_size=1, max_size=6),
+)
+def test_random_frames_never_crash_and_always_get_a_clear_answer(
+    phase: str, batch: list[str | bytes]
+) -> None:
+    session = session_in(phase)
+    for frame in batch:
+        if session.closed:
+            break
+        session.receive_frame(frame)
+        actions = session.actions()
+        errors = check_errors_are_clear(actions)
+        if not is_message_shaped(frame):
+            assert errors, f"no error for {frame!r}"
+        if errors and not errors[-1]["fatal"]:
+            assert not session.closed  # a non-fatal error leaves the conversation open
+
+
+@settings(max_examples=200, deadline=None)
+@given(batch=st.lists(frames, min_size=1, max_size=6))
+def test_before_hello_every_bad_frame_is_fatal(batch: list[str | bytes]) -> None:
+    session = session_in("fresh")
+    session.receive_frame(batch[0])
+    actions = session.actions()
+    errors = check_errors_are_clear(actions)
+    if errors:
+        assert errors[0]["fatal"] and session.closed
