@@ -13,14 +13,15 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gateway import aiortc_internals, ice, pages
+from gateway import aiortc_internals, api, ice, metrics, pages, security
 from gateway.config import Settings
+from gateway.invitations import Admission
 from gateway.sessions import SessionManager
 from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
 from signaling.server import signaling_handler
-from signaling.tokens import TokenVerifier
+from signaling.tokens import JwksKeySet, TokenVerifier
 from storage.database import Database, open_database
 from storage.transcripts import TranscriptWriter
 
@@ -32,6 +33,9 @@ WRITER = web.AppKey("writer", TranscriptWriter)
 UPSTREAM = web.AppKey("upstream", RealtimeUpstream)
 SESSIONS = web.AppKey("sessions", SessionManager)
 JWT_SECRET = web.AppKey("jwt_secret", str)
+METRICS = web.AppKey("metrics", CollectorRegistry)
+#: the in-process simulated upstream, when that is the upstream (tests look at its calls)
+SIMULATED_UPSTREAM = web.AppKey("simulated_upstream", object)
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -55,12 +59,36 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[JWT_SECRET] = jwt_secret(settings)
     app.cleanup_ctx.extend([_database, _writer, _upstream, _sessions])
-    verifier = TokenVerifier(app[JWT_SECRET])
+    verifier = TokenVerifier(
+        app[JWT_SECRET],
+        jwks=JwksKeySet(settings.jwks_url, min_refresh_interval=settings.jwks_min_refresh)
+        if settings.jwks_url
+        else None,
+        audience=settings.jwt_audience,
+        admin_roles=frozenset(settings.admin_roles),
+    )
+    limits = security.Limits.from_settings(settings)
+    security.Security(settings, limits).install(app)
+    admission = Admission(verifier, limits.signal_tenant)
 
     async def connect(claims, channel):  # type: ignore[no-untyped-def]
-        return await app[SESSIONS].connect(claims, channel)
+        return await admission.connect(claims, channel, app[DATABASE], app[SESSIONS])
 
-    signaling_handler(connect, verifier, hello_timeout=settings.hello_timeout).mount(app)
+    signaling_handler(
+        connect,
+        verifier,
+        hello_timeout=settings.hello_timeout,
+        ping_interval=settings.ping_interval,
+        max_message_size=settings.signal_max_message,
+    ).mount(app)
+    api.AdminApi(
+        settings,
+        verifier=verifier,
+        secret=app[JWT_SECRET],
+        limiter=limits.api_tenant,
+        database=lambda: app[DATABASE],
+        sessions=lambda: app[SESSIONS],
+    ).mount(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -113,6 +141,7 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
             words_per_second=settings.sim_words_per_second,
         )
         base_url = await sim.start("127.0.0.1", 0)
+        app[SIMULATED_UPSTREAM] = sim
         app[UPSTREAM] = RealtimeUpstream(
             kind="sim", base_url=base_url, api_key=key, http=http, session=settings.upstream_session
         )
@@ -126,6 +155,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = SessionManager(
         app[SETTINGS], db=app[DATABASE], writer=app[WRITER], upstream=app[UPSTREAM]
     )
+    app[METRICS] = metrics.registry_for(app[SESSIONS], app[WRITER])
     yield
     await app[SESSIONS].close()
 
@@ -148,36 +178,16 @@ async def _readyz(request: web.Request) -> web.Response:
     manager = app[SESSIONS]
     if manager.settings.mode == "relay" and manager.relay_capacity_left() == 0:
         reasons.append("no relay capacity left")
-    body = {"status": "ready" if not reasons else "not ready", "reasons": reasons}
-    body["sessions"] = len(manager.sessions)
-    body["relay_capacity_left"] = manager.relay_capacity_left()
+    body = {
+        "status": "ready" if not reasons else "not ready",
+        "reasons": reasons,
+        "sessions": len(manager.sessions),
+        "relay_capacity_left": manager.relay_capacity_left(),
+    }
     return web.json_response(body, status=200 if not reasons else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    registry = CollectorRegistry()
-    manager = request.app[SESSIONS]
-    stats = manager.stats
-    Gauge("gateway_sessions_live", "live interview sessions", registry=registry).set(
-        len(manager.sessions)
-    )
-    Gauge("gateway_sessions_relayed", "sessions holding a relay slot", registry=registry).set(
-        manager.relayed
-    )
-    started = Gauge("gateway_sessions_total", "sessions by mode", ["mode"], registry=registry)
-    started.labels("relay").set(stats.relay)
-    started.labels("proxy").set(stats.proxy)
-    Gauge("gateway_relay_fallbacks_total", "auto mode fell back to proxy", registry=registry).set(
-        stats.fallbacks
-    )
-    Gauge("gateway_bad_events_total", "unreadable Realtime events", registry=registry).set(
-        stats.bad_events
-    )
-    ended = Gauge(
-        "gateway_sessions_ended_total", "ended sessions by reason", ["reason"], registry=registry
-    )
-    for reason, count in stats.ended.items():
-        ended.labels(reason).set(count)
     return web.Response(
-        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        body=generate_latest(request.app[METRICS]), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

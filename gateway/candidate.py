@@ -74,6 +74,7 @@ class HeadlessCandidate:
             async with asyncio.timeout(time_limit):
                 await self.connect()
                 await self.converse()
+                assert self.client is not None
                 await self.client.bye()
         except TimeoutError:
             self.report.error = f"interview did not finish within {time_limit:.0f} s"
@@ -144,6 +145,8 @@ class HeadlessCandidate:
                 self.report.states.append(message["state"])
                 if message["state"] in ("ended", "failed"):
                     self._finish(f"session {message['state']}: {message.get('detail')}")
+            elif message["type"] == "bye":
+                self._finish(f"the gateway said bye: {message.get('reason')}")
             elif message["type"] == "error" and message.get("fatal"):
                 self._finish(f"signaling error {message.get('code')}: {message.get('message')}")
 

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim-upstream": ("gateway.upstream.simulated", "run the OpenAI-compatible simulated upstream"),
     "simulate": ("gateway.simulate", "run headless interviews through a gateway and report"),
     "bench": ("gateway.bench", "benchmarks: `bench transcripts`, `bench relay`"),
+    "invite": ("gateway.invite", "create an interview for a tenant and print its join URL"),
 }
 
 

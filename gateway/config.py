@@ -96,6 +96,24 @@ class Settings:
     #: RTCConfiguration.iceServers, as W3C dictionaries, for the browser and upstream legs.
     ice_servers: tuple[dict[str, Any], ...] = ()
     upstream_ice_servers: tuple[dict[str, Any], ...] = ()
+    #: Tokens: the audience (``aud``) they must name, a JWKS for RS256/ES256 ones, how often at
+    #: most an unknown ``kid`` may refetch it, and the roles an admin bearer token may carry.
+    jwt_audience: str | None = None
+    jwks_url: str | None = None
+    jwks_min_refresh: float = 30.0
+    admin_roles: tuple[str, ...] = ("admin",)
+    #: Browser origins allowed to call the admin API and open signaling sockets cross-origin.
+    cors_origins: tuple[str, ...] = ()
+    #: Rate limits, per minute (a burst of that many, refilled evenly); 0 switches one off.
+    rate_api_per_ip: float = 120.0
+    rate_api_per_tenant: float = 600.0
+    rate_signal_per_ip: float = 30.0
+    rate_signal_per_tenant: float = 300.0
+    max_sessions_per_tenant: int = 50
+    api_max_body: int = 64 * 1024
+    signal_max_message: int = 64 * 1024
+    #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
+    ping_interval: float = 10.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -139,5 +157,24 @@ class Settings:
             ice_addresses=_env_list(e, "GATEWAY_ICE_ADDRESSES"),
             ice_servers=tuple(_env_json(e, "GATEWAY_ICE_SERVERS", [])),
             upstream_ice_servers=tuple(_env_json(e, "GATEWAY_UPSTREAM_ICE_SERVERS", [])),
+            jwt_audience=e.get("GATEWAY_JWT_AUDIENCE") or None,
+            jwks_url=e.get("GATEWAY_JWKS_URL") or None,
+            jwks_min_refresh=_env_float(e, "GATEWAY_JWKS_MIN_REFRESH", cls.jwks_min_refresh),
+            admin_roles=_env_list(e, "GATEWAY_ADMIN_ROLES") or cls.admin_roles,
+            cors_origins=_env_list(e, "GATEWAY_CORS_ORIGINS"),
+            rate_api_per_ip=_env_float(e, "GATEWAY_RATE_API_PER_IP", cls.rate_api_per_ip),
+            rate_api_per_tenant=_env_float(
+                e, "GATEWAY_RATE_API_PER_TENANT", cls.rate_api_per_tenant
+            ),
+            rate_signal_per_ip=_env_float(e, "GATEWAY_RATE_SIGNAL_PER_IP", cls.rate_signal_per_ip),
+            rate_signal_per_tenant=_env_float(
+                e, "GATEWAY_RATE_SIGNAL_PER_TENANT", cls.rate_signal_per_tenant
+            ),
+            max_sessions_per_tenant=_env_int(
+                e, "GATEWAY_MAX_SESSIONS_PER_TENANT", cls.max_sessions_per_tenant
+            ),
+            api_max_body=_env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
+            signal_max_message=_env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
+            ping_interval=_env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

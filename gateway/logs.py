@@ -42,5 +42,5 @@ def configure(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # aiortc and aioice narrate every packet at INFO/DEBUG; keep their warnings only.
-    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+    for noisy in ("aioice", "aiortc", "aiohttp.access", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

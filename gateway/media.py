@@ -14,6 +14,7 @@ import time
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.frame import Frame
+from av.packet import Packet
 
 
 class ForwardedTrack(MediaStreamTrack):
@@ -38,7 +39,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._source = source
         self._replaced.set()
 
-    async def recv(self) -> Frame:
+    async def recv(self) -> Frame | Packet:
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -57,7 +58,7 @@ class ForwardedTrack(MediaStreamTrack):
             self.frames += 1
             return frame
 
-    def _retime(self, frame: Frame) -> None:
+    def _retime(self, frame: Frame | Packet) -> None:
         """Number frames continuously, whatever the origin's own clock did across a swap."""
         samples = getattr(frame, "samples", None)
         if samples is None:  # video keeps its own clock

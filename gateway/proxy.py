@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from gateway.upstream.openai import RealtimeUpstream, UpstreamError
 
@@ -52,7 +53,7 @@ class ProxyCall:
         self._listener = asyncio.create_task(self._listen(sideband))
         return call.answer_sdp
 
-    async def _listen(self, sideband: websockets.asyncio.client.ClientConnection) -> None:
+    async def _listen(self, sideband: ClientConnection) -> None:
         reason = "sideband closed"
         try:
             async for message in sideband:

@@ -203,14 +203,16 @@ class Relay:
         channel = pc.createDataChannel(EVENTS_LABEL)
         self._to_upstream.attach(channel)
         channel.on("message", self._from_upstream)
-        channel.on("open", lambda: connected.done() or connected.set_result(None))
-
         upstream_tracks: list[MediaStreamTrack] = []
         pc.on("track", upstream_tracks.append)
 
         @pc.on("connectionstatechange")
         def _on_state() -> None:
-            if pc.connectionState == "failed" and not connected.done():
+            # "connected" (ICE and DTLS done) is enough to answer the browser: the data
+            # channel opens a few round trips later and the bridge holds messages till then.
+            if pc.connectionState == "connected" and not connected.done():
+                connected.set_result(None)
+            elif pc.connectionState == "failed" and not connected.done():
                 connected.set_exception(UpstreamError("upstream leg failed to connect"))
             self._on_upstream_state(pc.connectionState)
 

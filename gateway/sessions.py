@@ -36,7 +36,7 @@ from signaling.server import (
     SignalingHandler,
 )
 from signaling.tokens import TokenClaims
-from storage import interviews
+from storage import interviews, tenants
 from storage.database import Database
 from storage.transcripts import TranscriptEntry, TranscriptWriter
 
@@ -83,21 +83,40 @@ class SessionManager:
     def relay_capacity_left(self) -> int:
         return max(0, self.settings.max_relay_sessions - self.relayed)
 
+    def tenant_sessions(self, tenant_id: UUID) -> int:
+        """How many live sessions one tenant has (``max_sessions_per_tenant`` bounds it)."""
+        return sum(1 for s in self.sessions.values() if s.tenant_id == tenant_id)
+
     async def connect(self, claims: TokenClaims, channel: SignalingChannel) -> SignalingHandler:
         """The signaling server's handler factory: attach a new connection to its session."""
         try:
             tenant_id, interview_id = UUID(claims.tenant_id), UUID(claims.interview_id)
         except ValueError:
             raise SignalingError("token_invalid", "token names no valid interview") from None
+        if not claims.verified:  # the admission confirms JWKS signatures before this
+            raise SignalingError("token_invalid", "the token's signature is unchecked")
         async with self._lock:  # two connections of one interview must not both create it
             session = self.sessions.get(interview_id)
             if session is None:
+                if self.tenant_sessions(tenant_id) >= self.settings.max_sessions_per_tenant:
+                    raise SignalingError("at_capacity", "your organisation's live interview limit")
                 record = await interviews.get_session(self.db, tenant_id, interview_id)
                 if record is None:
                     raise SignalingError("interview_not_found", "no such interview")
                 if record.status in ("ended", "failed"):
                     raise SignalingError("interview_ended", "this interview has already ended")
-                session = InterviewSession(self, tenant_id, interview_id, record.requested_mode)
+                options = await tenants.get_interview_options(self.db, tenant_id, interview_id)
+                session = InterviewSession(
+                    self,
+                    tenant_id,
+                    interview_id,
+                    record.requested_mode,
+                    time_limit=min(
+                        self.settings.session_time_limit,
+                        (options and options.max_duration_s) or self.settings.session_time_limit,
+                    ),
+                    upstream_session=options.upstream_session if options else None,
+                )
                 self.sessions[interview_id] = session
                 self.stats.started += 1
         handler = ConnectionHandler(session, channel)
@@ -134,13 +153,22 @@ class ConnectionHandler(SignalingHandler):
 
 class InterviewSession:
     def __init__(
-        self, manager: SessionManager, tenant_id: UUID, interview_id: UUID, requested_mode: str
+        self,
+        manager: SessionManager,
+        tenant_id: UUID,
+        interview_id: UUID,
+        requested_mode: str,
+        *,
+        time_limit: float,
+        upstream_session: dict[str, Any] | None = None,
     ) -> None:
         self.manager = manager
         self.settings = manager.settings
         self.tenant_id = tenant_id
         self.interview_id = interview_id
         self.requested_mode = requested_mode if requested_mode in ("relay", "proxy") else "auto"
+        #: the interview's own upstream session settings (instructions, voice), over the defaults
+        self.upstream_session = upstream_session
         self.mode: Literal["relay", "proxy"] | None = None
         self.relay: Relay | None = None
         self.proxy: ProxyCall | None = None
@@ -155,7 +183,7 @@ class InterviewSession:
         self._grace: asyncio.TimerHandle | None = None
         self._spawn(self._pump_live_lines())
         self._deadline = asyncio.get_running_loop().call_later(
-            self.settings.session_time_limit, self._spawn_end, "ended", "time_limit"
+            time_limit, self._spawn_end, "ended", "time_limit"
         )
 
     @property
@@ -224,31 +252,28 @@ class InterviewSession:
             return Answer(sdp=answer, mode=self.mode)
 
     async def _first_offer(self, sdp: str) -> str:
-        wants_relay = self._wanted_mode() != "proxy"
-        if wants_relay and self._take_relay_slot():
-            try:
-                answer = await self._start_relay(sdp)
-            except RelayUnavailable as exc:
-                self._release_relay_slot()
-                if self._wanted_mode() == "relay":
-                    await self.end("failed", "relay_unavailable", notify=False)
-                    raise SignalingError("relay_unavailable", str(exc), fatal=True) from None
-                self.manager.stats.fallbacks += 1
-                log.warning(
-                    "relay unavailable (%s); falling back to proxy", exc, extra=self.log_extra
-                )
-            else:
-                self.mode = "relay"
-                self._spawn(self._watch_browser_media())
-                return answer
-        elif self._wanted_mode() == "relay":
-            await self.end("failed", "at_capacity", notify=False)
-            raise SignalingError("at_capacity", "no relay capacity left", fatal=True)
-        try:
-            answer = await self._start_proxy(sdp)
-        except UpstreamError as exc:
-            await self.end("failed", f"upstream_{exc.code}", notify=False)
-            raise SignalingError("upstream_unavailable", str(exc), fatal=True) from None
+        wanted = self._wanted_mode()
+        if wanted != "proxy":
+            if self._take_relay_slot():
+                try:
+                    answer = await self._start_relay(sdp)
+                except RelayUnavailable as exc:
+                    if wanted == "relay":
+                        await self.end("failed", "relay_unavailable", notify=False)
+                        raise SignalingError("relay_unavailable", str(exc), fatal=True) from None
+                    self.manager.stats.fallbacks += 1
+                    log.warning("relay unavailable (%s); using proxy", exc, extra=self.log_extra)
+                else:
+                    self.mode = "relay"
+                    self._spawn(self._watch_browser_media())
+                    return answer
+                finally:
+                    if self.mode != "relay":  # fallback, bad offer, cancellation
+                        self._release_relay_slot()
+            elif wanted == "relay":
+                await self.end("failed", "at_capacity", notify=False)
+                raise SignalingError("at_capacity", "no relay capacity left", fatal=True)
+        answer = await self._start_proxy(sdp)
         self.mode = "proxy"
         return answer
 
@@ -258,6 +283,7 @@ class InterviewSession:
     async def _start_relay(self, sdp: str) -> str:
         self.relay = Relay(
             self.manager.upstream,
+            session=self.upstream_session,
             on_server_event=lambda message: self.server_event(message, "relay"),
             on_browser_state=self._browser_state,
             on_upstream_state=self._upstream_state,
@@ -269,18 +295,29 @@ class InterviewSession:
         try:
             return await self.relay.start(sdp)
         except ValueError as exc:
+            self.relay = None
             raise SignalingError("bad_sdp", str(exc)) from None
-        except RelayUnavailable:
+        except BaseException:
             self.relay = None
             raise
 
     async def _start_proxy(self, sdp: str) -> str:
-        self.proxy = ProxyCall(
+        """A proxied call; the upstream judging the offer bad is the browser's error, not ours."""
+        proxy = ProxyCall(
             self.manager.upstream,
+            session=self.upstream_session,
             on_server_event=lambda message: self.server_event(message, "sideband"),
             on_sideband_closed=lambda reason: self._spawn_end("failed", "upstream_sideband_closed"),
         )
-        return await self.proxy.start(sdp)
+        try:
+            answer = await proxy.start(sdp)
+        except UpstreamError as exc:
+            if exc.status == 400:
+                raise SignalingError("bad_sdp", f"the upstream refused the offer: {exc}") from None
+            await self.end("failed", f"upstream_{exc.code}", notify=False)
+            raise SignalingError("upstream_unavailable", str(exc), fatal=True) from None
+        self.proxy = proxy
+        return answer
 
     async def _reconnect(self, sdp: str) -> str:
         self._cancel_grace()
@@ -292,11 +329,7 @@ class InterviewSession:
         # Proxy: each upstream call is a new conversation; the old one cannot be resumed.
         assert self.proxy is not None
         await self.proxy.close()
-        try:
-            answer = await self._start_proxy(sdp)
-        except UpstreamError as exc:
-            await self.end("failed", f"upstream_{exc.code}", notify=False)
-            raise SignalingError("upstream_unavailable", str(exc), fatal=True) from None
+        answer = await self._start_proxy(sdp)
         await self._record(upstream_call_id=self.proxy.call_id)
         return answer
 
@@ -339,10 +372,11 @@ class InterviewSession:
     async def _watch_browser_media(self) -> None:
         """Notice a silent peer within ``peer_timeout`` (aiortc's consent check takes ~30 s)."""
         timeout = self.settings.peer_timeout
+        watching_since = time.monotonic()  # a peer that never sends is silent too
         while not self._ending:
             await asyncio.sleep(min(1.0, timeout / 2))
-            last = self.relay.last_browser_media_at if self.relay else None
-            if last is not None and time.monotonic() - last > timeout:
+            last = (self.relay.last_browser_media_at if self.relay else None) or watching_since
+            if time.monotonic() - last > timeout:
                 self._lost("peer_silent")
 
     # -- events and transcripts -----------------------------------------------------------

@@ -44,6 +44,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--duration", type=float, default=90.0, help="time limit for each interview, seconds"
     )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=0.0,
+        help="spread the interviews' starts evenly over this many seconds (default: all at once)",
+    )
     parser.add_argument("--gateway", help="URL of a running gateway (default: start one)")
     parser.add_argument("--script", type=Path, help="interview script JSON (default: built in)")
     parser.add_argument("--words-per-second", type=float, default=6.0, help="speaking speed")
@@ -193,7 +199,13 @@ async def run_candidates(
         )
         for n, inv in enumerate(invitations)
     ]
-    return list(await asyncio.gather(*(c.run(time_limit=args.duration) for c in candidates)))
+    step = args.ramp / len(candidates)
+
+    async def run(n: int, candidate: HeadlessCandidate) -> CandidateReport:
+        await asyncio.sleep(n * step)  # arrival time, not synchronization
+        return await candidate.run(time_limit=args.duration)
+
+    return list(await asyncio.gather(*(run(n, c) for n, c in enumerate(candidates))))
 
 
 async def build_report(

@@ -35,6 +35,10 @@ ERRORS: dict[str, ErrorSpec] = {
     "token_invalid": ErrorSpec(4101, True, "the token is malformed, forged or lacks a claim"),
     "token_expired": ErrorSpec(4102, True, "the token has expired"),
     "wrong_interview": ErrorSpec(4103, True, "the token is for another interview"),
+    "token_not_yet_valid": ErrorSpec(4104, True, "the token's nbf or iat lies in the future"),
+    "wrong_audience": ErrorSpec(4105, True, "the token is for another audience (aud)"),
+    "invitation_used": ErrorSpec(4106, True, "a single-use invitation was already used"),
+    "role_not_allowed": ErrorSpec(4107, True, "the token's role may not join this way"),
     "offer_already_made": ErrorSpec(4200, False, "an offer was already made on this socket"),
     "offer_required": ErrorSpec(4201, False, "a candidate arrived before any offer"),
     "bad_sdp": ErrorSpec(4202, False, "the offer's SDP does not parse"),
@@ -45,7 +49,9 @@ ERRORS: dict[str, ErrorSpec] = {
     "interview_ended": ErrorSpec(4301, True, "the interview is over"),
     "at_capacity": ErrorSpec(4302, True, "the gateway has no room for another session"),
     "upstream_failed": ErrorSpec(4303, False, "the AI interviewer could not be reached"),
+    "rate_limited": ErrorSpec(4304, True, "too many connections from this tenant; retry later"),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
+    "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),
 }
 
 #: Close codes outside the error table: a normal end (bye) and a server going away (shutdown).

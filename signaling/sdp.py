@@ -22,6 +22,13 @@ _MEDIA_KINDS = frozenset({"audio", "video", "application", "text", "message"})
 _LINE = re.compile(r"[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*")
 _MLINE = re.compile(r"m=([a-z]+) (\d{1,5})(?:/\d{1,5})? (\S+)(?: \S+)+")
 _CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
+#: Without these no WebRTC connection can form (RFC 8829): refuse such an offer up front
+#: rather than let the peer connection fail later and quietly.
+_REQUIRED_ATTRIBUTES = (
+    ("a=ice-ufrag:", "ICE credentials"),
+    ("a=ice-pwd:", "ICE credentials"),
+    ("a=fingerprint:", "the DTLS certificate fingerprint"),
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,9 @@ def parse_offer(sdp: str) -> OfferSummary:
         raise SignalingError("bad_sdp", "SDP has no m-line")
     if not any(s.kind == "audio" and s.active for s in sections):
         raise SignalingError("no_audio", "the offer has no active audio m-line")
+    for attribute, purpose in _REQUIRED_ATTRIBUTES:
+        if not any(line.startswith(attribute) for line in lines):
+            raise SignalingError("bad_sdp", f"the offer has no {attribute[2:-1]} ({purpose})")
     return OfferSummary(sections=tuple(sections))
 
 

@@ -60,6 +60,8 @@ _HARD_LIMIT_FACTOR = 4
 _CLOSE_TIMEOUT = 5.0
 #: How long a shutdown waits for handlers' on_close before aiohttp cancels what is left.
 _SHUTDOWN_GRACE = 5.0
+#: How long a closing connection waits for its queued handler calls.
+_DRAIN_TIMEOUT = 2.0
 
 
 class SignalingHandler(Protocol):
@@ -254,6 +256,11 @@ class _Connection:
             await self.flush()
 
     async def _finish(self) -> None:
+        # What the client sent before it left (a bye right behind its last events) is
+        # delivered first, within a bound: forwarded events are transcript data.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_DRAIN_TIMEOUT):
+                await self._calls.join()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -309,9 +316,9 @@ class _Connection:
         offer_answered = False  # candidates of a failed offer are dropped, not delivered
         while True:
             call = await self._calls.get()
-            if self.session.closed:
-                continue
             try:
+                if self.session.closed and not isinstance(call, DeliverClientEvent):
+                    continue  # no offers or candidates for a closed socket; events are data
                 if isinstance(call, Authenticate):
                     await self._admit(call.claims)
                 elif self._handler is None:
@@ -338,6 +345,8 @@ class _Connection:
                     "signaling %s: handler failed on %s", self._label, type(call).__name__
                 )
                 self.session.report(SignalingError("internal", "the server failed"))
+            finally:
+                self._calls.task_done()
             await self.flush()
 
     async def _admit(self, claims: TokenClaims) -> None:

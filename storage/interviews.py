@@ -111,6 +111,13 @@ async def create_tenant(db: Database, name: str) -> UUID:
     return tenant_id
 
 
+async def tenant_exists(db: Database, tenant_id: UUID) -> bool:
+    """Whether the tenant exists (its own policy shows it only to itself)."""
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute("SELECT 1 FROM tenants WHERE id = %s", [tenant_id])
+        return await cur.fetchone() is not None
+
+
 async def create_session(
     db: Database,
     tenant_id: UUID,

@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, default=200, help="interview sessions (200)")
     p.add_argument("--tenants", type=int, default=4, help="tenants the sessions belong to (4)")
     p.add_argument("--batch-size", type=int, default=1000, help="writer batch size (1000)")
+    p.add_argument("--connections", type=int, default=2, help="writer connections (2)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     return p
 
@@ -72,18 +73,16 @@ def _entry(n: int, tenant_id: UUID, session_id: UUID) -> TranscriptEntry:
     )
 
 
-async def _produce(
-    writer: TranscriptWriter, sessions: list[tuple[UUID, UUID]], events: int, rate: float
-) -> None:
+async def _produce(writer: TranscriptWriter, entries: list[TranscriptEntry], rate: float) -> None:
     start = time.perf_counter()
     chunk = 500
-    for first in range(0, events, chunk):
-        for n in range(first, min(events, first + chunk)):
+    for first in range(0, len(entries), chunk):
+        for n in range(first, min(len(entries), first + chunk)):
             if rate:
                 delay = start + n / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)  # pacing the load, not synchronising
-            writer.submit(_entry(n, *sessions[n % len(sessions)]))
+            writer.submit(entries[n])
         # bounded memory: let the writer catch up rather than spill a synthetic flood to disk
         await writer.wait_backlog(10 * chunk)
 
@@ -125,14 +124,20 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         for t in [tenants[i % len(tenants)]]
     ]
     latencies: list[float] = []
+    # built before the clock starts: what is measured is the writer, not the making of events
+    entries = [_entry(n, *sessions[n % len(sessions)]) for n in range(args.events)]
     try:
         with tempfile.TemporaryDirectory(prefix="igw-bench-journal-") as journal:
             writer = TranscriptWriter(
-                db, Path(journal), batch_size=args.batch_size, on_commit=latencies.extend
+                db,
+                Path(journal),
+                batch_size=args.batch_size,
+                connections=args.connections,
+                on_commit=latencies.extend,
             )
             await writer.start()
             started = time.perf_counter()
-            await _produce(writer, sessions, args.events, args.rate)
+            await _produce(writer, entries, args.rate)
             await writer.flush()
             elapsed = time.perf_counter() - started
             stats = writer.stats
@@ -158,6 +163,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "sessions": args.sessions,
         "tenants": args.tenants,
         "batches": stats.batches,
+        "connections": args.connections,
         "journaled": stats.journaled,
         "retries": stats.retries,
         "sessions_with_seq_gaps": gaps,
@@ -167,9 +173,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.events < 1 or args.sessions < 1 or args.tenants < 1 or args.rate < 0:
+    if min(args.events, args.sessions, args.tenants, args.connections) < 1 or args.rate < 0:
         print(
-            "bench transcripts: --events, --sessions and --tenants must be positive",
+            "bench transcripts: --events, --sessions, --tenants and --connections must be positive",
             file=sys.stderr,
         )
         return 2

@@ -3,6 +3,7 @@ simulated upstream, and ICE pinned to loopback (the suite runs in a loopback-onl
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from gateway.sessions import SessionManager
 from gateway.upstream.simulated import Script
 from storage import interviews
 from storage.database import Database
+from storage.interviews import SessionRecord
 from storage.transcripts import TranscriptWriter
 
 FAST_SPEECH = 8.0  # words per second: keeps a whole scripted interview to a few seconds
@@ -45,6 +47,18 @@ class RunningGateway:
 
     async def invite(self, mode: str = "auto") -> Invitation:
         return await invite(self.db, self.app[JWT_SECRET], self.tenant_id, mode=mode)
+
+    async def ended_record(self, invitation: Invitation, within: float = 15.0) -> SessionRecord:
+        """The session's row once the session has ended: the browser may hear the socket
+        close a moment before the gateway records why."""
+        session = self.sessions.sessions.get(invitation.interview_id)
+        if session is not None:
+            await asyncio.wait_for(session.ended.wait(), within)
+        record = await interviews.get_session(
+            self.db, invitation.tenant_id, invitation.interview_id
+        )
+        assert record is not None
+        return record
 
     def candidate(self, invitation: Invitation, **kwargs: Any) -> HeadlessCandidate:
         answers = [turn.answer for turn in Script.default().turns]

@@ -6,7 +6,7 @@ from typing import Any
 
 from gateway.candidate import CandidateReport
 from gateway.upstream.simulated import Script
-from storage import interviews, transcripts
+from storage import transcripts
 
 from .conftest import GatewayFactory, RunningGateway
 
@@ -24,7 +24,7 @@ async def take_interview(
     rows = await transcripts.read_transcript(
         gateway.db, invitation.tenant_id, invitation.interview_id
     )
-    record = await interviews.get_session(gateway.db, invitation.tenant_id, invitation.interview_id)
+    record = await gateway.ended_record(invitation)
     return report, rows, record
 
 
@@ -95,5 +95,5 @@ async def test_relay_requested_without_capacity_fails_clearly(
     invitation = await gateway.invite("relay")
     report = await gateway.candidate(invitation).run(time_limit=20)
     assert report.error is not None and "at_capacity" in report.error
-    record = await interviews.get_session(gateway.db, invitation.tenant_id, invitation.interview_id)
+    record = await gateway.ended_record(invitation)
     assert (record.status, record.end_reason) == ("failed", "at_capacity")

@@ -35,7 +35,7 @@ def test_audience_is_enforced_when_configured() -> None:
     assert verifier.verify(good, INTERVIEW).tenant_id == "t"
     with pytest.raises(TokenError) as refused:
         verifier.verify(other, INTERVIEW)
-    assert refused.value.code == "token_invalid"
+    assert refused.value.code == "wrong_audience"
 
 
 def test_leeway_tolerates_clock_skew() -> None:

@@ -14,7 +14,9 @@ from openai.types.realtime import RealtimeServerEvent
 from pydantic import Field, TypeAdapter
 from sim_peer import TRANSCRIPTION, Offerer, post_call
 
-from gateway.upstream.simulated import SERVER_EVENT_TYPES, Script, ScriptTurn, SimulatedUpstream
+from gateway.upstream.sim_call import SERVER_EVENT_TYPES
+from gateway.upstream.sim_script import Script, ScriptTurn
+from gateway.upstream.simulated import SimulatedUpstream
 
 RESPONSE_ORDER = [
     "response.created",

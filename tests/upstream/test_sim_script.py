@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.upstream import simulated
-from gateway.upstream.simulated import Script, ScriptError, ScriptTurn
+from gateway.upstream.sim_script import Script, ScriptError, ScriptTurn
 
 
 def test_the_default_script_is_a_short_interview() -> None:
