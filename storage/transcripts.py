@@ -240,7 +240,7 @@ class TranscriptWriter:
         db: Database,
         journal_dir: Path,
         *,
-        batch_size: int = 1000,
+        batch_size: int = 2000,
         flush_interval: float = 0.01,
         max_pending: int = 20_000,
         write_timeout: float = 10.0,

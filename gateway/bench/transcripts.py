@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.0, help="events/s; 0: as fast as possible")
     p.add_argument("--sessions", type=int, default=200, help="interview sessions (200)")
     p.add_argument("--tenants", type=int, default=4, help="tenants the sessions belong to (4)")
-    p.add_argument("--batch-size", type=int, default=1000, help="writer batch size (1000)")
+    p.add_argument("--batch-size", type=int, default=2000, help="writer batch size (2000)")
     p.add_argument("--connections", type=int, default=2, help="writer connections (2)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     return p
