@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +17,6 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from gateway.upstream.openai import RealtimeUpstream, UpstreamError
-
-log = logging.getLogger(__name__)
 
 
 class ProxyCall:
@@ -73,7 +70,4 @@ class ProxyCall:
                 await self._listener
         if self.call_id is not None:
             call_id, self.call_id = self.call_id, None
-            try:
-                await self._upstream.hangup(call_id)
-            except UpstreamError as exc:
-                log.warning("hangup of %s failed: %s", call_id, exc)
+            await self._upstream.hangup(call_id)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,8 +37,6 @@ from aiortc.sdp import candidate_from_sdp
 from gateway import ice
 from gateway.forwarding import AudioRoute, LegAudio
 from gateway.upstream.openai import RealtimeUpstream, UpstreamError
-
-log = logging.getLogger(__name__)
 
 EVENTS_LABEL = "oai-events"
 #: Messages held for a data channel that is not open yet; beyond this the oldest are dropped
@@ -285,7 +282,4 @@ class Relay:
                 await pc.close()
         if self.call_id is not None:
             call_id, self.call_id = self.call_id, None
-            try:
-                await self._upstream.hangup(call_id)
-            except UpstreamError as exc:
-                log.warning("hangup of %s failed: %s", call_id, exc)
+            await self._upstream.hangup(call_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from typing import Any, Literal
 import aiohttp
 import websockets
 from websockets.asyncio.client import ClientConnection
+
+log = logging.getLogger(__name__)
 
 #: What the gateway asks of every call unless configured otherwise: input transcription must be
 #: on, or the upstream never says what the candidate said.
@@ -125,20 +128,25 @@ class RealtimeUpstream:
             raise UpstreamError("upstream answered without a call id", code="upstream_protocol")
         return RealtimeCall(call_id=call_id, answer_sdp=body)
 
-    async def hangup(self, call_id: str) -> None:
-        """End the call upstream; failures are reported, since a call left open costs money."""
+    async def hangup(self, call_id: str) -> bool:
+        """End the call upstream; False (and a warning) if that failed.
+
+        A call left open costs money, so a failure is logged loudly; but ending a session must
+        not fail because the upstream is gone, so nothing is raised.
+        """
         try:
             async with self._http.post(
                 f"{self.base_url}/realtime/calls/{call_id}/hangup",
                 headers=self._headers,
                 timeout=self._timeout,
             ) as response:
-                if response.status >= 400 and response.status != 404:
-                    raise self._error_from(response.status, await response.text())
+                if response.status < 400 or response.status == 404:
+                    return True
+                error = self._error_from(response.status, await response.text())
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(
-                f"hangup failed: {type(exc).__name__}", code="upstream_unreachable"
-            ) from None
+            error = UpstreamError(f"unreachable: {type(exc).__name__}", code="upstream_unreachable")
+        log.warning("hangup of %s failed: %s", call_id, error)
+        return False
 
     async def open_sideband(self, call_id: str) -> ClientConnection:
         """Join the call's sideband WebSocket, which carries the same server events."""
