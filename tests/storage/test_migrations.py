@@ -102,3 +102,56 @@ def test_runtime_role_is_neither_superuser_nor_bypassrls(fresh_database_url: str
 def test_migration_files_are_numbered_and_named(version: str) -> None:
     number, _, name = version.partition("_")
     assert number.isdigit() and len(number) == 4 and name
+
+
+async def test_the_counter_migration_continues_existing_transcripts(
+    empty_database_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0004 adds per-session counters: a database that already holds transcripts must carry on
+    numbering each session after its last line, not restart at 1 (a unique violation forever)."""
+    from uuid import uuid4
+
+    from storage import migrate as migrate_module
+    from storage.database import open_database
+    from storage.transcripts import TranscriptEntry, TranscriptWriter, read_transcript
+
+    before = [m for m in available_migrations() if m.version < "0004"]
+    monkeypatch.setattr(migrate_module, "available_migrations", lambda: before)
+    await migrate(empty_database_url)
+    tenant, session = uuid4(), uuid4()
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:  # the owner: no policies
+        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, 'old')", [tenant])
+        conn.execute(
+            "INSERT INTO interview_sessions (id, tenant_id, requested_mode)"
+            " VALUES (%s, %s, 'auto')",
+            [session, tenant],
+        )
+        for seq in (1, 2, 3):
+            conn.execute(
+                "INSERT INTO transcript_entries (tenant_id, session_id, seq, event_id, role, text,"
+                " source, event_type, received_at) VALUES (%s, %s, %s, %s, 'interviewer', %s,"
+                " 'relay', 'response.output_audio_transcript.done', now())",
+                [tenant, session, seq, f"old_{seq}", f"line {seq}"],
+            )
+    monkeypatch.undo()
+    assert await migrate(empty_database_url) == [
+        m.version for m in available_migrations() if m.version >= "0004"
+    ]
+    db = await open_database(empty_database_url, data_dir=tmp_path, migrate=False)
+    writer = TranscriptWriter(db, tmp_path / "journal")
+    await writer.start()
+    writer.submit(
+        TranscriptEntry(
+            tenant_id=tenant,
+            session_id=session,
+            event_id="new_1",
+            role="candidate",
+            text="line 4",
+            source="relay",
+            event_type="conversation.item.input_audio_transcription.completed",
+        )
+    )
+    await writer.close()
+    rows = await read_transcript(db, tenant, session)
+    await db.close()
+    assert [(row.seq, row.text) for row in rows] == [(n, f"line {n}") for n in (1, 2, 3, 4)]
