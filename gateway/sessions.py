@@ -46,6 +46,8 @@ Source = Literal["relay", "sideband", "client"]
 #: Live transcript lines waiting for the browser; beyond this, deltas are dropped (finals are
 #: stored regardless, so nothing durable depends on this queue).
 LIVE_LINES = 512
+#: How long ending a session waits for its queued state updates to reach the database.
+RECORD_DRAIN_TIMEOUT = 2.0
 
 
 @dataclass
@@ -78,14 +80,17 @@ class SessionManager:
         self.sessions: dict[UUID, InterviewSession] = {}
         self.relayed = 0
         self.stats = SessionStats()
-        self._lock = asyncio.Lock()
+        #: sessions being created: interview -> (tenant, the creation)
+        self._creating: dict[UUID, tuple[UUID, asyncio.Future[InterviewSession]]] = {}
 
     def relay_capacity_left(self) -> int:
         return max(0, self.settings.max_relay_sessions - self.relayed)
 
     def tenant_sessions(self, tenant_id: UUID) -> int:
-        """How many live sessions one tenant has (``max_sessions_per_tenant`` bounds it)."""
-        return sum(1 for s in self.sessions.values() if s.tenant_id == tenant_id)
+        """How many live sessions one tenant has, counting those being set up
+        (``max_sessions_per_tenant`` bounds it)."""
+        live = sum(1 for s in self.sessions.values() if s.tenant_id == tenant_id)
+        return live + sum(1 for tenant, _ in self._creating.values() if tenant == tenant_id)
 
     async def connect(self, claims: TokenClaims, channel: SignalingChannel) -> SignalingHandler:
         """The signaling server's handler factory: attach a new connection to its session."""
@@ -95,33 +100,48 @@ class SessionManager:
             raise SignalingError("token_invalid", "token names no valid interview") from None
         if not claims.verified:  # the admission confirms JWKS signatures before this
             raise SignalingError("token_invalid", "the token's signature is unchecked")
-        async with self._lock:  # two connections of one interview must not both create it
-            session = self.sessions.get(interview_id)
-            if session is None:
-                if self.tenant_sessions(tenant_id) >= self.settings.max_sessions_per_tenant:
-                    raise SignalingError("at_capacity", "your organisation's live interview limit")
-                record = await interviews.get_session(self.db, tenant_id, interview_id)
-                if record is None:
-                    raise SignalingError("interview_not_found", "no such interview")
-                if record.status in ("ended", "failed"):
-                    raise SignalingError("interview_ended", "this interview has already ended")
-                options = await tenants.get_interview_options(self.db, tenant_id, interview_id)
-                session = InterviewSession(
-                    self,
-                    tenant_id,
-                    interview_id,
-                    record.requested_mode,
-                    time_limit=min(
-                        self.settings.session_time_limit,
-                        (options and options.max_duration_s) or self.settings.session_time_limit,
-                    ),
-                    upstream_session=options.upstream_session if options else None,
-                )
-                self.sessions[interview_id] = session
-                self.stats.started += 1
+        session = self.sessions.get(interview_id)
+        if session is None:
+            session = await self._session_for(tenant_id, interview_id)
         handler = ConnectionHandler(session, channel)
         await session.attach(handler)
         return handler
+
+    async def _session_for(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
+        """Create the interview's session once, however many connections ask at the same time.
+
+        Creation is single-flight per interview (not one lock for all: a burst of interviews
+        starting together must not queue behind each other's database reads).
+        """
+        pending = self._creating.get(interview_id)
+        if pending is None:
+            if self.tenant_sessions(tenant_id) >= self.settings.max_sessions_per_tenant:
+                raise SignalingError("at_capacity", "your organisation's live interview limit")
+            future = asyncio.ensure_future(self._create(tenant_id, interview_id))
+            future.add_done_callback(lambda f: self._creating.pop(interview_id, None))
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # observed
+            pending = self._creating[interview_id] = (tenant_id, future)
+        return await asyncio.shield(pending[1])
+
+    async def _create(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
+        record = await interviews.get_session(self.db, tenant_id, interview_id)
+        if record is None:
+            raise SignalingError("interview_not_found", "no such interview")
+        if record.status in ("ended", "failed"):
+            raise SignalingError("interview_ended", "this interview has already ended")
+        options = await tenants.get_interview_options(self.db, tenant_id, interview_id)
+        limit = self.settings.session_time_limit
+        session = InterviewSession(
+            self,
+            tenant_id,
+            interview_id,
+            record.requested_mode,
+            time_limit=min(limit, (options and options.max_duration_s) or limit),
+            upstream_session=options.upstream_session if options else None,
+        )
+        self.sessions[interview_id] = session
+        self.stats.started += 1
+        return session
 
     async def close(self) -> None:
         """Shutdown: end every live session, in a recorded state."""
@@ -181,7 +201,9 @@ class InterviewSession:
         self._live: asyncio.Queue[TranscriptEvent] = asyncio.Queue(LIVE_LINES)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._grace: asyncio.TimerHandle | None = None
+        self._records: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._spawn(self._pump_live_lines())
+        self._spawn(self._write_records())
         self._deadline = asyncio.get_running_loop().call_later(
             time_limit, self._spawn_end, "ended", "time_limit"
         )
@@ -201,7 +223,7 @@ class InterviewSession:
         self._cancel_grace()
         if previous is not None:  # the same candidate came back before we noticed it left
             await previous.channel.close("replaced")
-        await self._record(status="waiting" if self.mode is None else "connecting")
+        self._record(status="waiting" if self.mode is None else "connecting")
 
     async def detach(self, handler: ConnectionHandler, reason: str) -> None:
         if handler is not self.current:
@@ -238,12 +260,12 @@ class InterviewSession:
                         "offer_already_made", "this interview is already connected"
                     )
                 return Answer(sdp=await self._reconnect(sdp), mode=self.mode)
-            await self._record(status="connecting")
+            self._record(status="connecting")
             answer = await self._first_offer(sdp)
             assert self.mode is not None
             self.manager.stats.relay += self.mode == "relay"
             self.manager.stats.proxy += self.mode == "proxy"
-            await self._record(
+            self._record(
                 actual_mode=self.mode,
                 upstream_kind=self.manager.upstream.kind,
                 upstream_call_id=(self.relay or self.proxy).call_id,  # type: ignore[union-attr]
@@ -330,7 +352,7 @@ class InterviewSession:
         assert self.proxy is not None
         await self.proxy.close()
         answer = await self._start_proxy(sdp)
-        await self._record(upstream_call_id=self.proxy.call_id)
+        self._record(upstream_call_id=self.proxy.call_id)
         return answer
 
     async def candidate(self, candidate: IceCandidate | None) -> None:
@@ -352,17 +374,15 @@ class InterviewSession:
     def _browser_state(self, state: str) -> None:
         if state == "connected":
             assert self.relay is not None
-            self._spawn(
-                self._record(
-                    status="active",
-                    connection_state=state,
-                    connected_at=datetime.now(UTC),
-                    selected_pair=self.relay.selected_pair(),
-                )
+            self._record(
+                status="active",
+                connection_state=state,
+                connected_at=datetime.now(UTC),
+                selected_pair=self.relay.selected_pair(),
             )
             self._spawn(self._send_state("connected"))
         elif state in ("failed", "closed"):
-            self._spawn(self._record(connection_state=state))
+            self._record(connection_state=state)
             self._lost(f"peer_{state}")
 
     def _upstream_state(self, state: str) -> None:
@@ -457,6 +477,9 @@ class InterviewSession:
             if call is not None:
                 await call.close()
         self._release_relay_slot()
+        with contextlib.suppress(TimeoutError):  # what was recorded before the end lands first
+            async with asyncio.timeout(RECORD_DRAIN_TIMEOUT):
+                await self._records.join()
         current, self.current = self.current, None
         if notify and current is not None:
             await current.channel.send_state(status, {"reason": reason})
@@ -488,16 +511,29 @@ class InterviewSession:
             self._holds_relay_slot = False
             self.manager.relayed -= 1
 
-    async def _record(self, **fields: Any) -> None:
-        """Record state on the session row; a database outage must not break the interview."""
-        if self._ending:
-            return
-        try:
-            await interviews.update_session(
-                self.manager.db, self.tenant_id, self.interview_id, **fields
-            )
-        except Exception:
-            log.exception("could not record session state %s", fields, extra=self.log_extra)
+    def _record(self, **fields: Any) -> None:
+        """Record state on the session row, in order, without making signaling wait for it."""
+        if not self._ending:
+            self._records.put_nowait(fields)
+
+    async def _write_records(self) -> None:
+        """Apply recorded state in order, merging what queued up into one update; a database
+        outage must not break the interview (update_session never touches an ended row)."""
+        while True:
+            fields = await self._records.get()
+            merged, taken = dict(fields), 1
+            while not self._records.empty():
+                merged.update(self._records.get_nowait())
+                taken += 1
+            try:
+                await interviews.update_session(
+                    self.manager.db, self.tenant_id, self.interview_id, **merged
+                )
+            except Exception:
+                log.exception("could not record session state %s", merged, extra=self.log_extra)
+            finally:
+                for _ in range(taken):
+                    self._records.task_done()
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
