@@ -343,8 +343,10 @@ class TranscriptWriter:
                 await asyncio.wait_for(asyncio.shield(self._task), grace)
             except TimeoutError:
                 self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                # Bounded too: a database call that does not take cancellation promptly (a
+                # connection half-way through an outage) must not hold the shutdown. What is
+                # in flight is journaled below; if it commits after all, replay skips it.
+                await asyncio.wait({self._task}, timeout=grace)
         leftovers = self._inflight + list(self._queue)
         if leftovers:
             self._journal.prepend([self._codec.encode(i) for i in leftovers])
