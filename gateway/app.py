@@ -20,8 +20,8 @@ from gateway.config import Settings
 from gateway.invitations import Admission
 from gateway.sessions import SessionManager
 from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
-from signaling.server import signaling_handler
-from signaling.tokens import JwksKeySet, TokenVerifier
+from signaling.server import SignalingChannel, SignalingHandler, signaling_handler
+from signaling.tokens import JwksKeySet, TokenClaims, TokenVerifier
 from storage.database import Database, open_database
 from storage.transcripts import TranscriptWriter
 
@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     security.Security(settings, limits).install(app)
     admission = Admission(verifier, limits.signal_tenant)
 
-    async def connect(claims, channel):  # type: ignore[no-untyped-def]
+    async def connect(claims: TokenClaims, channel: SignalingChannel) -> SignalingHandler:
         return await admission.connect(claims, channel, app[DATABASE], app[SESSIONS])
 
     signaling_handler(
