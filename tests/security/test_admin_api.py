@@ -97,10 +97,7 @@ async def test_end_hangs_up_a_live_session_and_is_idempotent(
     created = await acme.create(mode="proxy")
     invitation = Invitation(acme.id, UUID(str(created["id"])), str(created["token"]))
     candidate = gateway.candidate(invitation)
-    running = asyncio.ensure_future(candidate.run(time_limit=60))
-    while invitation.interview_id not in gateway.sessions.sessions:  # bounded by wait_for
-        await asyncio.wait_for(asyncio.shield(asyncio.sleep(0.05)), 1)
-        assert not running.done(), running.result()
+    await candidate.connect()  # once connected, the session is live
     session = gateway.sessions.sessions[invitation.interview_id]
     for _ in range(2):
         async with await acme.request("POST", f"/v1/interviews/{created['id']}/end") as r:
@@ -108,8 +105,9 @@ async def test_end_hangs_up_a_live_session_and_is_idempotent(
             body = await r.json()
         assert (body["status"], body["end_reason"]) == ("ended", "ended_by_admin")
     assert session.ended.is_set()
-    report = await asyncio.wait_for(running, 30)
-    assert "ended" in report.states or report.error is not None
+    with pytest.raises(RuntimeError, match="ended"):  # the candidate hears it is over
+        await asyncio.wait_for(candidate.converse(), 30)
+    await candidate.close()
     never_started = await acme.create()
     async with await acme.request("POST", f"/v1/interviews/{never_started['id']}/end") as r:
         assert (await r.json())["status"] == "ended"
