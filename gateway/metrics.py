@@ -32,6 +32,9 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "gateway_relay_slots_used", "sessions holding a relay slot", value=manager.relayed
         )
+        yield CounterMetricFamily(
+            "gateway_sessions_started", "sessions a candidate joined", value=stats.started
+        )
         modes = CounterMetricFamily(
             "gateway_sessions", "sessions connected, by mode", labels=["mode"]
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
+
 from gateway.candidate import CandidateReport
 from gateway.upstream.simulated import Script
 from storage import transcripts
@@ -54,6 +56,16 @@ async def test_relay_interview_stores_every_line_once_and_ends_with_bye(
     assert record.connected_at is not None and record.ended_at is not None
     assert "127.0.0.1" in record.selected_pair
     assert gateway.sessions.relayed == 0  # the relay slot was given back
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway.base_url}/metrics") as r:
+        metrics = await r.text()
+    for line in (
+        "gateway_sessions_started_total 1.0",
+        'gateway_sessions_total{mode="relay"} 1.0',
+        'gateway_sessions_ended_total{reason="bye"} 1.0',
+        f'gateway_transcript_writer_events_total{{outcome="committed"}} {TRANSCRIPT_LINES}.0',
+        "gateway_sessions_live 0.0",
+    ):
+        assert line in metrics.splitlines(), line
 
 
 async def test_proxy_interview_captures_transcripts_from_the_sideband(
