@@ -36,11 +36,12 @@ from tests.gateway.conftest import FAST_SPEECH, RunningGateway
 from tests.signaling.signaling_samples import (
     AUDIO,
     DATA,
-    HOST_CANDIDATE,
     OFFER,
     OFFER_AV,
     VIDEO,
     _offer,
+    frames,
+    json_values,
 )
 
 T = TypeVar("T")
@@ -180,41 +181,6 @@ async def hello(env: FuzzGateway) -> aiohttp.ClientWebSocketResponse:
 
 
 # -- signaling frames -----------------------------------------------------------------------
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-field_values = st.one_of(
-    json_values, st.sampled_from([OFFER, HOST_CANDIDATE, "0", "1", "v=0\r\n", "", None])
-)
-TYPES = ["hello", "offer", "candidate", "end-of-candidates", "event", "ping", "pong", "bye"]
-messages = st.fixed_dictionaries(
-    {"type": st.sampled_from(TYPES) | st.text(max_size=12)},
-    optional={
-        key: field_values
-        for key in (
-            "token",
-            "sdp",
-            "reconnect",
-            "candidate",
-            "sdpMid",
-            "sdpMLineIndex",
-            "event",
-            "id",
-        )
-    },
-)
-frames = st.one_of(
-    messages.map(json.dumps),
-    json_values.map(json.dumps),
-    st.text(max_size=200),
-    st.binary(max_size=200),
-    st.integers(1, 4).map(lambda depth: "[" * (depth * 300) + "]" * (depth * 300)),
-)
 
 
 @settings(

@@ -1,6 +1,14 @@
-"""Sample offers, candidates and secrets for the signaling tests (importable by test modules)."""
+"""Sample offers, candidates, secrets and hostile frames for the signaling tests (importable by
+test modules, and by the gateway's fuzzing in tests/security)."""
 
 from __future__ import annotations
+
+import json
+
+from hypothesis import strategies as st
+
+from signaling.messages import CLIENT_TYPES
+from signaling.tokens import issue_token
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 INTERVIEW = "iv-1"
@@ -47,3 +55,45 @@ OFFER = _offer(AUDIO, DATA)
 OFFER_NO_AUDIO = _offer(VIDEO, DATA)
 
 HOST_CANDIDATE = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0"
+
+TOKEN = issue_token(SECRET, tenant_id="t", interview_id=INTERVIEW)
+
+# -- hostile input, for the property tests of the session and the fuzzing of a live gateway --
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_field_values = st.one_of(
+    json_values,
+    st.sampled_from([OFFER, HOST_CANDIDATE, "0", "1", TOKEN, "v=0\r\n", "", None]),
+)
+_messages = st.fixed_dictionaries(
+    {"type": st.sampled_from(sorted(CLIENT_TYPES)) | st.text(max_size=12)},
+    optional={
+        key: _field_values
+        for key in (
+            "token",
+            "sdp",
+            "reconnect",
+            "candidate",
+            "sdpMid",
+            "sdpMLineIndex",
+            "event",
+            "id",
+            "reason",
+        )
+    },
+)
+#: Client frames a hostile or broken client might send: message-shaped objects with wrong field
+#: values, other JSON, text, bytes, and arrays nested deeper than a JSON parser recurses.
+frames = st.one_of(
+    _messages.map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=200),
+    st.binary(max_size=200),
+    st.integers(1, 4).map(lambda depth: "[" * (depth * 300) + "]" * (depth * 300)),
+)
