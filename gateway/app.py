@@ -15,10 +15,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gateway import aiortc_internals, api, ice, metrics, pages, security
 from gateway.config import Settings
-from gateway.invitations import Admission
-from gateway.sessions import SessionManager
+from gateway.http import api, metrics, pages, security
+from gateway.media import aiortc_internals, ice
+from gateway.sessions.invitations import Admission
+from gateway.sessions.session import SessionManager
 from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
 from signaling.server import SignalingChannel, SignalingHandler, signaling_handler
 from signaling.tokens import JwksKeySet, TokenClaims, TokenVerifier
@@ -131,7 +132,7 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
             )
             yield
             return
-        from gateway.upstream.simulated import Script, SimulatedUpstream
+        from gateway.sim.upstream import Script, SimulatedUpstream
 
         key = "sk-sim-" + secrets.token_urlsafe(16)
         sim = SimulatedUpstream(

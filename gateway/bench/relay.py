@@ -38,9 +38,9 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
-from gateway import aiortc_internals, ice
 from gateway.bench.relay_peers import FRAME_SECONDS, LOCAL, MARK_PERIOD, read_call
-from gateway.relay import Relay, rtc_configuration
+from gateway.media import aiortc_internals, ice
+from gateway.media.relay import Relay, rtc_configuration
 from gateway.upstream.openai import RealtimeUpstream
 
 MODULE = "gateway.bench.relay"

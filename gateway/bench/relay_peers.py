@@ -37,8 +37,8 @@ from aiortc.rtp import RtpPacket
 from av import AudioFrame
 from av.packet import Packet
 
-from gateway import aiortc_internals, ice
-from gateway.forwarding import LegAudio
+from gateway.media import aiortc_internals, ice
+from gateway.media.forwarding import LegAudio
 from gateway.upstream.openai import RealtimeUpstream
 
 SAMPLE_RATE = 48_000

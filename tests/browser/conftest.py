@@ -25,8 +25,8 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from gateway.app import DATABASE, JWT_SECRET, WRITER, create_app
 from gateway.config import Settings
-from gateway.invitations import Invitation, invite
-from gateway.speech import SAMPLE_RATE, synthesize
+from gateway.sessions.invitations import Invitation, invite
+from gateway.sim.speech import SAMPLE_RATE, synthesize
 from storage import interviews
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -6,7 +6,7 @@ import re
 
 import aiohttp
 
-from gateway.pages import ROOM_PAGE
+from gateway.http.pages import ROOM_PAGE
 
 from .conftest import Gateway
 

@@ -13,11 +13,11 @@ import pytest
 from aiohttp import web
 
 from gateway.app import DATABASE, JWT_SECRET, SESSIONS, WRITER, create_app
-from gateway.candidate import HeadlessCandidate
 from gateway.config import Settings
-from gateway.invitations import Invitation, invite
-from gateway.sessions import SessionManager
-from gateway.upstream.simulated import Script
+from gateway.sessions.invitations import Invitation, invite
+from gateway.sessions.session import SessionManager
+from gateway.sim.candidate import HeadlessCandidate
+from gateway.sim.upstream import Script
 from storage import interviews
 from storage.database import Database
 from storage.interviews import SessionRecord

@@ -6,8 +6,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway.candidate import CandidateReport
-from gateway.upstream.simulated import Script
+from gateway.sim.candidate import CandidateReport
+from gateway.sim.upstream import Script
 from storage import transcripts
 
 from .conftest import GatewayFactory, RunningGateway
@@ -20,7 +20,7 @@ async def take_interview(
     gateway: RunningGateway, mode: str
 ) -> tuple[CandidateReport, list[Any], Any]:
     invitation = await gateway.invite(mode)
-    report = await gateway.candidate(invitation).run(time_limit=60)
+    report = await gateway.sim.candidate(invitation).run(time_limit=60)
     assert report.error is None, report.error
     await gateway.writer.flush()
     rows = await transcripts.read_transcript(
@@ -105,7 +105,7 @@ async def test_relay_requested_without_capacity_fails_clearly(
 ) -> None:
     gateway = await start_gateway(mode="relay", max_relay_sessions=0)
     invitation = await gateway.invite("relay")
-    report = await gateway.candidate(invitation).run(time_limit=20)
+    report = await gateway.sim.candidate(invitation).run(time_limit=20)
     assert report.error is not None and "at_capacity" in report.error
     record = await gateway.ended_record(invitation)
     assert (record.status, record.end_reason) == ("failed", "at_capacity")

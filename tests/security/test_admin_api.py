@@ -10,9 +10,9 @@ from uuid import UUID
 import aiohttp
 import pytest
 
-from gateway import invite as invite_command
 from gateway.app import JWT_SECRET
-from gateway.invitations import Invitation
+from gateway.cli import invite as invite_command
+from gateway.sessions.invitations import Invitation
 from signaling.tokens import issue_admin_token
 from storage import interviews, tenants
 
@@ -45,7 +45,7 @@ async def test_create_returns_an_invitation_that_a_candidate_can_use(
         f"{gateway.base_url}/interview/{interview_id}#token={created['token']}"
     )
     invitation = Invitation(acme.id, interview_id, str(created["token"]))
-    report = await gateway.candidate(invitation).run(time_limit=60)
+    report = await gateway.sim.candidate(invitation).run(time_limit=60)
     assert report.error is None, report.error
     await gateway.writer.flush()
     async with await acme.request("GET", f"/v1/interviews/{interview_id}") as response:
@@ -96,7 +96,7 @@ async def test_end_hangs_up_a_live_session_and_is_idempotent(
     acme = await make_tenant(gateway, http, "acme")
     created = await acme.create(mode="proxy")
     invitation = Invitation(acme.id, UUID(str(created["id"])), str(created["token"]))
-    candidate = gateway.candidate(invitation)
+    candidate = gateway.sim.candidate(invitation)
     await candidate.connect()  # once connected, the session is live
     session = gateway.sessions.sessions[invitation.interview_id]
     for _ in range(2):

@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.app import DATABASE, JWT_SECRET, create_app
-from gateway.candidate import CandidateReport
 from gateway.config import Settings
-from gateway.invitations import Invitation, invite
+from gateway.sessions.invitations import Invitation, invite
+from gateway.sim.candidate import CandidateReport
 from storage import interviews, tenants
 from tests.conftest import create_database, drop_database
 from tests.gateway.conftest import FAST_SPEECH, RunningGateway
@@ -82,7 +82,7 @@ async def healthy_interviews(
     reports = []
     for _ in range(20):
         invitation = await invite(gateway.db, gateway.app[JWT_SECRET], tenant_id, mode="relay")
-        reports.append(await gateway.candidate(invitation).run(time_limit=60))
+        reports.append(await gateway.sim.candidate(invitation).run(time_limit=60))
         if stop.is_set():
             break
     return reports

@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 
 from gateway.app import JWT_SECRET
-from gateway.invitations import Invitation, invite
+from gateway.sessions.invitations import Invitation, invite
 from signaling.client import SignalingClient, SignalingClientError
 from signaling.errors import SignalingError
 from signaling.tokens import issue_token

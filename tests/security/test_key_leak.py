@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from aiohttp import web
 
-from gateway.invitations import Invitation
-from gateway.upstream.simulated import SimulatedUpstream
+from gateway.sessions.invitations import Invitation
+from gateway.sim.upstream import SimulatedUpstream
 from signaling import client as signaling_client
 from signaling.client import SignalingClient, SignalingClientError
 from tests.gateway.conftest import FAST_SPEECH
@@ -90,7 +90,7 @@ async def echo_url() -> AsyncIterator[str]:
 
 
 async def interview(gateway: RunningGateway, invitation: Invitation) -> str | None:
-    report = await gateway.candidate(invitation).run(time_limit=60)
+    report = await gateway.sim.candidate(invitation).run(time_limit=60)
     return report.error
 
 

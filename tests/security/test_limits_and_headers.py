@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from gateway.app import JWT_SECRET
-from gateway.invitations import invite
+from gateway.sessions.invitations import invite
 from signaling.client import SignalingClient, SignalingClientError
 
 from .conftest import GatewayFactory, make_tenant

@@ -104,7 +104,9 @@ def test_gateway_codes_outside_the_table_close_as_refused() -> None:
 
 async def test_an_offer_from_aiortc_passes_the_checks() -> None:
     aiortc = pytest.importorskip("aiortc")
-    from gateway.ice import host_addresses  # the tests may use the gateway; the package may not
+    from gateway.media.ice import (
+        host_addresses,  # the tests may use the gateway; the package may not
+    )
 
     pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
     try:

@@ -1,0 +1,271 @@
+"""``interview-gateway simulate``: whole interviews with no browser, no network and no API key.
+
+It starts a simulated upstream and a gateway, each in its own process (a relayed session costs
+CPU in all three roles, and one Python process is capped near one core by the GIL), then runs
+N headless candidates over the real signaling from this process. When they are done it stops the
+gateway — shutdown flushes the transcript writer — and reads back from Postgres what was stored.
+
+Exit status 1 if any interview failed or any transcript line was lost or duplicated.
+With ``--gateway URL`` it targets a running gateway instead (``DATABASE_URL`` and
+``GATEWAY_JWT_SECRET`` must then be those of that gateway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.config import Settings
+from gateway.media import aiortc_internals, ice
+from gateway.sessions.invitations import Invitation, invite
+from gateway.sim.candidate import CandidateReport, HeadlessCandidate
+from gateway.sim.upstream import Script
+from storage import interviews, transcripts
+from storage.database import Database, DatabaseUnavailable, open_database
+
+READY_TIMEOUT = 60.0
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="interview-gateway simulate", description=__doc__)
+    parser.add_argument("--interviews", type=int, default=3, help="concurrent interviews")
+    parser.add_argument("--mode", choices=("relay", "proxy", "auto"), default="auto")
+    parser.add_argument(
+        "--duration", type=float, default=90.0, help="time limit for each interview, seconds"
+    )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=0.0,
+        help="spread the interviews' starts evenly over this many seconds (default: all at once)",
+    )
+    parser.add_argument("--gateway", help="URL of a running gateway (default: start one)")
+    parser.add_argument("--script", type=Path, help="interview script JSON (default: built in)")
+    parser.add_argument("--words-per-second", type=float, default=6.0, help="speaking speed")
+    parser.add_argument("--json", action="store_true", help="last line: the report as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.interviews < 1:
+        print("simulate: --interviews must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(simulate(args))
+    except (DatabaseUnavailable, ProcessFailed) as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 1
+    print_report(report, as_json=args.json)
+    ok = report["completed"] == report["interviews"] and report["lost"] == report["duplicates"] == 0
+    return 0 if ok else 1
+
+
+class ProcessFailed(RuntimeError):
+    """A helper process (gateway, simulated upstream) did not start."""
+
+
+@dataclass
+class Child:
+    """A started helper process and the URL it printed."""
+
+    process: asyncio.subprocess.Process
+    url: str
+    #: keeps reading the child's output, so that a full pipe never blocks it
+    reader: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def start_child(args: list[str], env: dict[str, str], marker: str) -> Child:
+    """Run ``interview-gateway ARGS`` and wait for the line that says where it listens."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            while line := (await process.stdout.readline()).decode():
+                if marker in line:
+                    url = line.split(marker, 1)[1].split()[0]
+                    return Child(process, url, asyncio.create_task(_discard(process.stdout)))
+    except TimeoutError:
+        pass
+    await Child(process, "").stop()
+    raise ProcessFailed(f"`interview-gateway {args[0]}` did not start (exit {process.returncode})")
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
+
+
+@asynccontextmanager
+async def own_gateway(
+    mode: str, interviews_: int, data_dir: Path, script: Path | None, wps: float
+) -> AsyncIterator[Child]:
+    """A simulated upstream and a gateway in processes of their own, stopped on exit."""
+    key = "sk-sim-" + secrets.token_urlsafe(16)
+    env = {**os.environ, "SIM_UPSTREAM_KEY": key}
+    sim_args = ["sim-upstream", "--port", "0", "--api-key-env", "SIM_UPSTREAM_KEY"]
+    sim_args += ["--words-per-second", str(wps)]
+    if script is not None:
+        sim_args += ["--script", str(script)]
+    sim = await start_child(sim_args, env, "listening on ")
+    try:
+        gateway_env = {
+            **env,
+            "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_UPSTREAM": "openai",
+            "OPENAI_BASE_URL": sim.url,
+            "OPENAI_API_KEY": key,
+            "GATEWAY_ICE_ADDRESSES": "127.0.0.1",
+            "GATEWAY_MAX_RELAY_SESSIONS": os.environ.get(
+                "GATEWAY_MAX_RELAY_SESSIONS", str(max(interviews_, 10))
+            ),
+        }
+        gateway = await start_child(
+            ["serve", "--port", "0", "--mode", mode, "--no-invite"], gateway_env, "listening on "
+        )
+        try:
+            yield gateway
+        finally:
+            await gateway.stop()
+    finally:
+        await sim.stop()
+
+
+async def simulate(args: argparse.Namespace) -> dict[str, Any]:
+    aiortc_internals.install()
+    ice.set_default_host_addresses(["127.0.0.1"])
+    script = Script.load(args.script) if args.script else Script.default()
+    settings = Settings.from_env()
+    with tempfile.TemporaryDirectory(prefix="interview-sim-") as tmp:
+        data_dir = Path(tmp) if args.gateway is None else settings.data_dir
+        if args.gateway is None and not os.environ.get("GATEWAY_JWT_SECRET"):
+            os.environ["GATEWAY_JWT_SECRET"] = secrets.token_urlsafe(32)
+        secret = os.environ.get("GATEWAY_JWT_SECRET")
+        if not secret:
+            raise ProcessFailed("--gateway needs GATEWAY_JWT_SECRET (the gateway's) to invite")
+        db = await open_database(settings.database_url, data_dir=data_dir)
+        try:
+            tenant_id = await interviews.create_tenant(db, "simulate")
+            invitations = [
+                await invite(db, secret, tenant_id, mode=args.mode) for _ in range(args.interviews)
+            ]
+            if args.gateway is None:
+                async with own_gateway(
+                    args.mode, args.interviews, data_dir, args.script, args.words_per_second
+                ) as gateway:
+                    reports = await run_candidates(gateway.url, invitations, script, args)
+            else:
+                reports = await run_candidates(args.gateway, invitations, script, args)
+            return await build_report(db, invitations, reports, script)
+        finally:
+            await db.close()
+
+
+async def run_candidates(
+    base_url: str, invitations: list[Invitation], script: Script, args: argparse.Namespace
+) -> list[CandidateReport]:
+    answers = [turn.answer for turn in script.turns]
+    candidates = [
+        HeadlessCandidate(
+            inv.signal_url(base_url),
+            inv.token,
+            interview_id=str(inv.interview_id),
+            answers=answers,
+            words_per_second=args.words_per_second,
+            seed=n,
+        )
+        for n, inv in enumerate(invitations)
+    ]
+    step = args.ramp / len(candidates)
+
+    async def run(n: int, candidate: HeadlessCandidate) -> CandidateReport:
+        await asyncio.sleep(n * step)  # arrival time, not synchronization
+        return await candidate.run(time_limit=args.duration)
+
+    return list(await asyncio.gather(*(run(n, c) for n, c in enumerate(candidates))))
+
+
+async def build_report(
+    db: Database, invitations: list[Invitation], reports: list[CandidateReport], script: Script
+) -> dict[str, Any]:
+    expected_per_interview = 2 * len(script.turns) + 1  # questions, answers, the closing line
+    persisted = duplicates = completed = 0
+    errors: list[str] = []
+    for inv, report in zip(invitations, reports, strict=True):
+        rows = await transcripts.read_transcript(db, inv.tenant_id, inv.interview_id)
+        event_ids = [row.event_id for row in rows]
+        persisted += len(set(event_ids))
+        duplicates += len(event_ids) - len(set(event_ids))
+        record = await interviews.get_session(db, inv.tenant_id, inv.interview_id)
+        problem = report.error
+        if problem is None and (record is None or record.status != "ended"):
+            problem = f"session recorded as {record and (record.status, record.end_reason)}"
+        if problem is None:
+            completed += 1
+        else:
+            errors.append(f"{inv.interview_id}: {problem}")
+    expected = expected_per_interview * len(invitations)
+    setup = sorted(r.setup_ms for r in reports if r.setup_ms is not None)
+    modes = {m: sum(r.mode == m for r in reports) for m in ("relay", "proxy")}
+    return {
+        "interviews": len(reports),
+        "completed": completed,
+        "modes": modes,
+        "transcripts_expected": expected,
+        "transcripts_persisted": persisted,
+        "lost": max(0, expected - persisted),
+        "duplicates": duplicates,
+        "setup_ms": _percentiles(setup),
+        "errors": errors,
+    }
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "max": None}
+    p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+    return {
+        "p50": round(statistics.median(values), 1),
+        "p95": round(p95, 1),
+        "max": round(values[-1], 1),
+    }
+
+
+def print_report(report: dict[str, Any], *, as_json: bool) -> None:
+    setup = report["setup_ms"]
+    print(f"interviews: {report['completed']}/{report['interviews']} completed")
+    print(f"modes: relay {report['modes']['relay']}, proxy {report['modes']['proxy']}")
+    print(
+        f"transcripts: {report['transcripts_persisted']}/{report['transcripts_expected']} persisted"
+        f" (lost {report['lost']}, duplicates {report['duplicates']})"
+    )
+    print(
+        f"setup ms (hello to connected): p50 {setup['p50']}  p95 {setup['p95']}  max {setup['max']}"
+    )
+    for error in report["errors"]:
+        print(f"error: {error}")
+    if as_json:
+        print(json.dumps(report))

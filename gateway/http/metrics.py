@@ -1,0 +1,80 @@
+"""Prometheus metrics, read at scrape time from the counters the components already keep.
+
+The sessions, the transcript writer and the relay's codec fallbacks each count what happens to
+them in plain attributes; this collector turns those into metric families when scraped, so no
+hot path calls into prometheus_client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.media import forwarding
+from gateway.sessions.session import SessionManager
+from storage.transcripts import TranscriptWriter
+
+
+class GatewayCollector(Collector):
+    def __init__(self, sessions: SessionManager, writer: TranscriptWriter) -> None:
+        self._sessions = sessions
+        self._writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        manager, stats = self._sessions, self._sessions.stats
+        yield GaugeMetricFamily(
+            "gateway_sessions_live", "live interview sessions", value=len(manager.sessions)
+        )
+        yield GaugeMetricFamily(
+            "gateway_relay_slots_used", "sessions holding a relay slot", value=manager.relayed
+        )
+        yield CounterMetricFamily(
+            "gateway_sessions_started", "sessions a candidate joined", value=stats.started
+        )
+        modes = CounterMetricFamily(
+            "gateway_sessions", "sessions connected, by mode", labels=["mode"]
+        )
+        modes.add_metric(["relay"], stats.relay)
+        modes.add_metric(["proxy"], stats.proxy)
+        yield modes
+        yield CounterMetricFamily(
+            "gateway_relay_fallbacks", "auto mode fell back to proxy", value=stats.fallbacks
+        )
+        yield CounterMetricFamily(
+            "gateway_bad_events", "unreadable Realtime events received", value=stats.bad_events
+        )
+        ended = CounterMetricFamily("gateway_sessions_ended", "ended sessions", labels=["reason"])
+        for reason, count in sorted(stats.ended.items()):
+            ended.add_metric([reason], count)
+        yield ended
+        transcodes = CounterMetricFamily(
+            "gateway_relay_transcode_fallbacks",
+            "relayed audio routes that decode and re-encode, by codec",
+            labels=["codec"],
+        )
+        for codec, count in sorted(forwarding.FALLBACKS.items()):
+            transcodes.add_metric([codec], count)
+        yield transcodes
+        writer = CounterMetricFamily(
+            "gateway_transcript_writer_events",
+            "transcript writer events, by outcome",
+            labels=["outcome"],
+        )
+        for name, value in dataclasses.asdict(self._writer.stats).items():
+            writer.add_metric([name], value)
+        yield writer
+        yield GaugeMetricFamily(
+            "gateway_transcript_writer_backlog",
+            "transcript entries accepted but not yet committed",
+            value=self._writer.backlog,
+        )
+
+
+def registry_for(sessions: SessionManager, writer: TranscriptWriter) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(sessions, writer))
+    return registry

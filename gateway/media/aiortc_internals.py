@@ -1,0 +1,101 @@
+"""The one module that reaches into aiortc's internals, and why each reach is worth it.
+
+Supported aiortc versions: 1.15 and 1.16 (``SUPPORTED``); ``tests/media/test_aiortc_internals.py``
+fails loudly if a name used here moves, so an aiortc upgrade cannot silently undo a fix.
+
+- ``aiortc.rtp.compute_audio_level_dbov``: every sent audio frame's RFC 6465 level is computed
+  in a pure-Python per-sample loop (~0.8 ms of a 20 ms frame, a third of a relayed session's
+  CPU). The numpy version below returns the identical value in ~5 µs.
+- ``RTCRtpReceiver.__jitter_buffer``: aiortc's receiver always decodes, and its audio jitter
+  buffer holds ~4 frames (80 ms) before releasing one. A relay that forwards Opus needs neither:
+  ``tap_receiver`` puts a ``PacketTap`` in the buffer's place, which hands every packet (after
+  SRTP, statistics for RTCP receiver reports, and RTX unwrapping, which all stay aiortc's) to a
+  callback and releases nothing to the decoder. The far end keeps its own jitter buffer.
+- ``RTCRtpTransceiver._codecs``: the codecs negotiated for a transceiver (first = the one that is
+  sent), which aiortc does not expose; the relay forwards only when both legs agree on Opus.
+
+The sending half needs no reach: ``RTCRtpSender`` packetizes pre-encoded ``av.Packet``s as they
+come (``MediaPlayer(decode=False)`` relies on it), stamping its own SSRC and sequence numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import aiortc
+import aiortc.rtp
+import numpy as np
+from aiortc import RTCRtpReceiver, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+from av import AudioFrame
+
+SUPPORTED = ("1.15", "1.16")
+
+_MAX_SAMPLE = 32767.0
+#: aiortc's own level function, kept to check the replacement against.
+STOCK_AUDIO_LEVEL = aiortc.rtp.compute_audio_level_dbov
+#: The name-mangled attribute of ``RTCRtpReceiver`` that holds its jitter buffer.
+JITTER_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
+
+
+def compute_audio_level_dbov(frame: AudioFrame) -> int:
+    """RFC 6465 Appendix A audio level, exactly as aiortc computes it (same buffer, same scale)."""
+    samples = np.frombuffer(memoryview(frame.planes[0]), dtype=np.int16).astype(np.float64)
+    energy = float(np.dot(samples, samples))
+    rms = math.sqrt(energy / (frame.samples * _MAX_SAMPLE * _MAX_SAMPLE))
+    if rms <= 0:
+        return -127
+    return round(min(max(20 * math.log10(rms), -127), 0))
+
+
+def install() -> None:
+    """Apply the replacements (idempotent): every process that runs aiortc peers calls this."""
+    aiortc.rtp.compute_audio_level_dbov = compute_audio_level_dbov  # type: ignore[assignment]
+
+
+def version_supported(version: str = aiortc.__version__) -> bool:
+    return version.startswith(SUPPORTED)
+
+
+class PacketTap:
+    """Stands in for a receiver's jitter buffer: every packet goes to ``on_packet``, none is kept.
+
+    ``RTCRtpReceiver._handle_rtp_packet`` calls ``add(packet)`` and decodes the frame it returns;
+    returning none keeps the decoder thread idle. ``original`` is the real buffer, put back by
+    ``release``.
+    """
+
+    def __init__(self, on_packet: Callable[[RtpPacket], None], original: object) -> None:
+        self.on_packet = on_packet
+        self.original = original
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        self.on_packet(packet)
+        return False, None
+
+
+def tap_receiver(
+    receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None]
+) -> Callable[[], None]:
+    """Route ``receiver``'s RTP packets to ``on_packet`` instead of its decoder.
+
+    Returns the release function: it gives the receiver back its jitter buffer (and decoder), and
+    does nothing if another tap has since taken the receiver's packets.
+    """
+    current = getattr(receiver, JITTER_BUFFER_ATTRIBUTE)
+    original = current.original if isinstance(current, PacketTap) else current
+    tap = PacketTap(on_packet, original)
+    setattr(receiver, JITTER_BUFFER_ATTRIBUTE, tap)
+
+    def release() -> None:
+        if getattr(receiver, JITTER_BUFFER_ATTRIBUTE) is tap:
+            setattr(receiver, JITTER_BUFFER_ATTRIBUTE, original)
+
+    return release
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The transceiver's negotiated codecs, preferred first (empty before negotiation)."""
+    return list(transceiver._codecs)

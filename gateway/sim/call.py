@@ -1,0 +1,532 @@
+"""One call to the simulated upstream: its aiortc peer, the scripted interviewer, what it heard.
+
+Each call is one aiortc peer that answers with a speaking audio track and takes the offerer's
+``oai-events`` data channel. Once that channel opens (or, with no channel, once the peer
+connects) it plays a :class:`~gateway.sim.script.Script`: it asks each question
+(speech-shaped audio plus the GA response events, transcript deltas paced by the words actually
+played), waits for the candidate to speak (energy VAD on the incoming audio), commits the turn
+and — only if the session enables input transcription — reports the scripted answer as the
+transcription, then moves on; after the last answer it says the closing line. Every server event
+also goes to the call's sideband sockets.
+
+Not simulated: barge-in (speech during a response does not cancel it), text-only responses,
+tools, and ``response.create`` (the scripted interviewer speaks first, on its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from gateway.media.ice import host_addresses
+from gateway.sessions.events import EventError, parse_event
+from gateway.sim.script import Script
+from gateway.sim.speech import SpeechTrack, VoiceActivity, VoiceActivityDetector
+from gateway.upstream.openai import merge_session
+
+log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "oai-events"
+_SIDEBAND_QUEUE = 1024  # events buffered per sideband socket before it counts as too slow
+
+#: Every server event type the simulator can emit; a test validates each against openai-python.
+SERVER_EVENT_TYPES = frozenset(
+    {
+        "session.created",
+        "session.updated",
+        "error",
+        "response.created",
+        "conversation.item.added",
+        "conversation.item.done",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.content_part.added",
+        "response.content_part.done",
+        "output_audio_buffer.started",
+        "output_audio_buffer.stopped",
+        "response.output_audio_transcript.delta",
+        "response.output_audio_transcript.done",
+        "response.done",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.input_audio_transcription.failed",
+    }
+)
+
+
+# --------------------------------------------------------------------------- errors and sessions
+
+
+class ApiError(Exception):
+    """An OpenAI-shaped error response: ``{"error": {message, type, code, param}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type_: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param, self.type = (
+            status,
+            message,
+            code,
+            param,
+            type_,
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
+
+    def response(self) -> web.Response:
+        return web.json_response({"error": self.body()}, status=self.status)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def _checked_session(session: Any, param: str = "session") -> dict[str, Any]:
+    if not isinstance(session, dict):
+        raise ApiError(400, f"'{param}' must be a JSON object", code="invalid_type", param=param)
+    if session.get("type", "realtime") != "realtime":
+        raise ApiError(
+            400, f"'{param}.type' must be 'realtime'", code="invalid_value", param=f"{param}.type"
+        )
+    return session
+
+
+def _dig(data: Mapping[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)  # type: ignore[assignment]
+    return data
+
+
+def _transcription(session: Mapping[str, Any]) -> dict[str, str] | None:
+    """The input transcription config, if the session turns it on (``null``/absent: off)."""
+    config = _dig(session, "audio", "input", "transcription")
+    if not isinstance(config, Mapping):
+        return None
+    return {
+        k: v
+        for k, v in config.items()
+        if k in ("model", "language", "prompt") and isinstance(v, str)
+    }
+
+
+def _session_view(session: Mapping[str, Any], hangover_ms: int) -> dict[str, Any]:
+    """The session as the server reports it: only fields the simulator honours, well-typed."""
+    model, voice, instructions = (
+        session.get("model"),
+        _dig(session, "audio", "output", "voice"),
+        session.get("instructions"),
+    )
+    pcm = {"type": "audio/pcm", "rate": 24000}
+    return {
+        "type": "realtime",
+        "model": model if isinstance(model, str) else "gpt-realtime",
+        "output_modalities": ["audio"],
+        "instructions": instructions if isinstance(instructions, str) else "",
+        "audio": {
+            "input": {
+                "format": pcm,
+                "transcription": _transcription(session),
+                "turn_detection": {
+                    "type": "server_vad",
+                    "threshold": 0.5,
+                    "prefix_padding_ms": 0,
+                    "silence_duration_ms": hangover_ms,
+                    "create_response": True,
+                    "interrupt_response": False,
+                },
+            },
+            "output": {"format": pcm, "voice": voice if isinstance(voice, str) else "marin"},
+        },
+    }
+
+
+# --------------------------------------------------------------------------- the call
+
+
+@dataclass(frozen=True, slots=True)
+class HeardSpeech:
+    """One candidate turn the simulator's VAD committed."""
+
+    item_id: str
+    audio_start_ms: int
+    audio_end_ms: int
+    question_index: int | None  # the question it answered; None if heard out of turn
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    script: Script
+    words_per_second: float
+    vad_hangover_ms: int
+    ice_addresses: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Response:
+    response_id: str
+    item_id: str
+    words: list[str] = field(default_factory=list)
+
+
+class SimulatedCall:
+    """One WebRTC call: its peer, the scripted interviewer, and everything it sent and heard."""
+
+    def __init__(self, call_id: str, session: dict[str, Any], options: CallOptions) -> None:
+        self.id = call_id
+        self.session = session
+        self.options = options
+        self.events: list[dict[str, Any]] = []  # every server event sent, in order
+        self.heard: list[HeardSpeech] = []
+        self.hung_up = False
+        self.finished = asyncio.Event()  # the closing line has been spoken
+        self.ended = asyncio.Event()  # the call is over (hangup, peer gone, shutdown)
+        self.track = SpeechTrack(words_per_second=options.words_per_second)
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._channel: RTCDataChannel | None = None
+        self._sidebands: set[asyncio.Queue[str | None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._start_when_connected = False
+        self._conversation_id = _new_id("conv")
+        self._last_item_id: str | None = None
+        self._awaiting_answer: int | None = None
+        self._answered = asyncio.Event()
+        self._speech_item: str | None = None
+        self._speech_start_ms = 0
+
+    @property
+    def transcription_enabled(self) -> bool:
+        return _transcription(self.session) is not None
+
+    # ---- set-up
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the offer; return the SDP answer (one sendrecv audio track, the data channel)."""
+        pc = self.pc
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connection_state)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc raises several types for a malformed SDP
+            raise ApiError(
+                400, f"invalid SDP offer: {exc}", code="invalid_offer", param="sdp"
+            ) from None
+        if not any(t.kind == "audio" for t in pc.getTransceivers()):
+            raise ApiError(
+                400, "the SDP offer has no audio m-line", code="invalid_offer", param="sdp"
+            )
+        pc.addTrack(self.track)
+        answer = await pc.createAnswer()
+        with host_addresses(self.options.ice_addresses):
+            await pc.setLocalDescription(answer)
+        if "m=application" not in offer_sdp:
+            self._start_when_connected = True  # no data channel: events go to sidebands only
+        return pc.localDescription.sdp
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._spawn(self._listen(track) if track.kind == "audio" else self._drain(track))
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != EVENTS_CHANNEL or self._channel is not None:
+            return
+        self._channel = channel
+        channel.on("message", self.handle_client_message)
+        self._start()
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and self._start_when_connected:
+            self._start()
+        elif state in ("failed", "closed") and not self.hung_up:
+            self._spawn(self.hangup())
+
+    def _start(self) -> None:
+        if not self._started and not self.hung_up:
+            self._started = True
+            self._spawn(self._interview())
+
+    # ---- events out
+
+    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        """Send one server event to the data channel and every sideband socket, and record it."""
+        event = {"type": event_type, "event_id": _new_id("event"), **fields}
+        if self.hung_up:
+            return event
+        self.events.append(event)
+        text = json.dumps(event)
+        if self._channel is not None and self._channel.readyState == "open":
+            self._channel.send(text)
+        for queue in list(self._sidebands):
+            try:
+                queue.put_nowait(text)
+            except asyncio.QueueFull:
+                log.warning("call %s: a sideband socket fell behind; closing it", self.id)
+                self._sidebands.discard(queue)
+                _close_sideband(queue)
+        return event
+
+    def join_sideband(self) -> asyncio.Queue[str | None]:
+        """A queue of this call's server events from now on; ``None`` means close the socket."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue(_SIDEBAND_QUEUE)
+        self._sidebands.add(queue)
+        return queue
+
+    def leave_sideband(self, queue: asyncio.Queue[str | None]) -> None:
+        self._sidebands.discard(queue)
+
+    def _error(self, message: str, code: str, *, param: str | None, client_event: Any) -> None:
+        error = ApiError(400, message, code=code, param=param).body()
+        error["event_id"] = client_event if isinstance(client_event, str) else None
+        self.emit("error", error=error)
+
+    # ---- client events in (data channel and sideband)
+
+    def handle_client_message(self, data: str | bytes) -> None:
+        try:
+            event = parse_event(data)
+        except EventError as exc:
+            self._error(str(exc), "invalid_event", param=None, client_event=None)
+            return
+        if event["type"] != "session.update":
+            self._error(
+                f"the simulated upstream does not support client event {event['type']!r}",
+                "invalid_value",
+                param="type",
+                client_event=event.get("event_id"),
+            )
+            return
+        try:
+            update = _checked_session(event.get("session"))
+        except ApiError as exc:
+            self._error(
+                exc.message,
+                exc.code or "invalid_value",
+                param=exc.param,
+                client_event=event.get("event_id"),
+            )
+            return
+        # session.update semantics: nested objects merge, anything else (null too) replaces.
+        self.session = merge_session(self.session, update)
+        self.emit("session.updated", session=self.view())
+
+    def view(self) -> dict[str, Any]:
+        return _session_view(self.session, self.options.vad_hangover_ms)
+
+    # ---- the interviewer
+
+    async def _interview(self) -> None:
+        self.emit("session.created", session=self.view())
+        try:
+            for index, turn in enumerate(self.options.script.turns):
+                await self._speak(turn.question)
+                self._answered.clear()
+                self._awaiting_answer = index
+                await self._answered.wait()
+            await self._speak(self.options.script.closing)
+        except asyncio.CancelledError:
+            if self.hung_up:
+                return  # the future of an utterance cut short by hangup
+            raise
+        self.finished.set()
+
+    def _item(self, item_id: str, role: str, status: str, content: list[Any]) -> dict[str, Any]:
+        return {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": role,
+            "status": status,
+            "content": content,
+        }
+
+    def _response(self, r: _Response, status: str, output: list[Any]) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "id": r.response_id,
+            "object": "realtime.response",
+            "status": status,
+            "conversation_id": self._conversation_id,
+            "output_modalities": ["audio"],
+            "audio": {"output": {"voice": self.view()["audio"]["output"]["voice"]}},
+            "output": output,
+        }
+        if status == "completed":
+            tokens = len(r.words)
+            response["usage"] = {"input_tokens": 0, "output_tokens": tokens, "total_tokens": tokens}
+        return response
+
+    async def _speak(self, text: str) -> None:
+        r = _Response(_new_id("resp"), _new_id("item"))
+        ids = {"response_id": r.response_id, "item_id": r.item_id, "output_index": 0}
+        self.emit("response.created", response=self._response(r, "in_progress", []))
+        item = self._item(r.item_id, "assistant", "in_progress", [])
+        self.emit("conversation.item.added", item=item, previous_item_id=self._last_item_id)
+        self.emit(
+            "response.output_item.added", response_id=r.response_id, output_index=0, item=item
+        )
+        self.emit(
+            "response.content_part.added",
+            **ids,
+            content_index=0,
+            part={"type": "audio", "transcript": ""},
+        )
+        self.emit("output_audio_buffer.started", response_id=r.response_id)
+
+        def on_word(index: int, word: str) -> None:
+            r.words.append(word)
+            self.emit(
+                "response.output_audio_transcript.delta",
+                **ids,
+                content_index=0,
+                delta=word if index == 0 else f" {word}",
+            )
+
+        await self.track.say(text, on_word=on_word)
+        transcript = " ".join(r.words)
+        self.emit(
+            "response.output_audio_transcript.done", **ids, content_index=0, transcript=transcript
+        )
+        self.emit(
+            "response.content_part.done",
+            **ids,
+            content_index=0,
+            part={"type": "audio", "transcript": transcript},
+        )
+        item = self._item(
+            r.item_id,
+            "assistant",
+            "completed",
+            [{"type": "output_audio", "transcript": transcript}],
+        )
+        self.emit("response.output_item.done", response_id=r.response_id, output_index=0, item=item)
+        self.emit("conversation.item.done", item=item, previous_item_id=self._last_item_id)
+        self.emit("response.done", response=self._response(r, "completed", [item]))
+        self.emit("output_audio_buffer.stopped", response_id=r.response_id)
+        self._last_item_id = r.item_id
+
+    # ---- the candidate
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        """Read and drop a track we do not use (video): aiortc queues unread frames unboundedly."""
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        vad = VoiceActivityDetector(hangover_ms=self.options.vad_hangover_ms)
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                for activity in vad.feed(frame):  # type: ignore[arg-type]
+                    self._on_voice(activity)
+
+    def _on_voice(self, activity: VoiceActivity) -> None:
+        if activity.kind == "speech_started":
+            self._speech_item = _new_id("item")
+            self._speech_start_ms = activity.audio_ms
+            self.emit(
+                "input_audio_buffer.speech_started",
+                audio_start_ms=activity.audio_ms,
+                item_id=self._speech_item,
+            )
+            return
+        item_id = self._speech_item or _new_id("item")
+        self._speech_item = None
+        self.emit(
+            "input_audio_buffer.speech_stopped", audio_end_ms=activity.audio_ms, item_id=item_id
+        )
+        previous, self._last_item_id = self._last_item_id, item_id
+        self.emit("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
+        content = [{"type": "input_audio", "transcript": None}]
+        self.emit(
+            "conversation.item.added",
+            previous_item_id=previous,
+            item=self._item(item_id, "user", "in_progress", content),
+        )
+        self.emit(
+            "conversation.item.done",
+            previous_item_id=previous,
+            item=self._item(item_id, "user", "completed", content),
+        )
+        question, self._awaiting_answer = self._awaiting_answer, None
+        self.heard.append(HeardSpeech(item_id, self._speech_start_ms, activity.audio_ms, question))
+        if self.transcription_enabled:
+            self._transcribe(item_id, question, activity.audio_ms - self._speech_start_ms)
+        if question is not None:
+            self._answered.set()
+
+    def _transcribe(self, item_id: str, question: int | None, duration_ms: int) -> None:
+        """The simulator 'understands' only answers to its questions: it knows them by heart."""
+        if question is None:
+            self.emit(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item_id,
+                content_index=0,
+                error={
+                    "type": "transcription_error",
+                    "code": "unattributed_speech",
+                    "message": "speech heard out of turn",
+                },
+            )
+            return
+        self.emit(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item_id,
+            content_index=0,
+            transcript=self.options.script.turns[question].answer,
+            usage={"type": "duration", "seconds": round(duration_ms / 1000, 3)},
+        )
+
+    # ---- the end
+
+    async def hangup(self) -> None:
+        """End the call: stop speaking and listening, close the peer and the sideband sockets."""
+        if self.hung_up:
+            await self.ended.wait()
+            return
+        self.hung_up = True
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        self.track.stop()
+        for queue in self._sidebands:
+            _close_sideband(queue)
+        self._sidebands.clear()
+        await self.pc.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.ended.set()
+
+
+def _close_sideband(queue: asyncio.Queue[str | None]) -> None:
+    """Tell the socket's writer to close after what is queued (dropping the oldest if full)."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(None)

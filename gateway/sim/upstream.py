@@ -1,0 +1,427 @@
+"""An OpenAI-compatible simulated upstream: the Realtime GA WebRTC contract, a scripted interviewer.
+
+Tests, benchmarks and the ``simulate`` command need an AI interviewer that speaks the same HTTP,
+SDP and event language as OpenAI (``/work/shared/reference/openai-realtime-webrtc.md``) without
+a network: so the gateway's upstream code is exercised exactly as it will be against the real
+service, and the real service stays a drop-in. This module is the HTTP service and the
+``sim-upstream`` command; it serves, under ``/v1``:
+
+- ``POST /realtime/calls`` (multipart ``sdp`` + ``session`` with a standard key, or a raw
+  ``application/sdp`` offer with an ``ek_`` key) -> ``201`` + SDP answer + ``Location``;
+- ``POST /realtime/client_secrets`` -> an ephemeral ``ek_`` key;
+- ``GET /realtime?call_id=`` -> the sideband WebSocket (the call's server events; client events);
+- ``POST /realtime/calls/{id}/hangup``;
+- the beta shape (``?model=``, ``OpenAI-Beta``) -> ``400 beta_api_shape_disabled``.
+
+What one call does (the peer, the interviewer, the events) is in :mod:`.sim_call`; the script
+it plays, in :mod:`.sim_script`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, WSMsgType, web
+
+from gateway.sim.call import (
+    ApiError,
+    CallOptions,
+    SimulatedCall,
+    _checked_session,
+    _dig,
+    _new_id,
+    _session_view,
+)
+from gateway.sim.script import Script, ScriptError
+from gateway.upstream.openai import merge_session
+
+log = logging.getLogger(__name__)
+
+_MAX_SDP_BYTES = 64 * 1024
+_MAX_SESSION_BYTES = 64 * 1024
+
+
+# --------------------------------------------------------------------------- the HTTP service
+
+
+@dataclass(slots=True)
+class _EphemeralKey:
+    expires_at: int
+    session: dict[str, Any]
+
+
+class SimulatedUpstream:
+    """The OpenAI-compatible service, in-process (``start``/``close``) or as a command."""
+
+    def __init__(
+        self,
+        *,
+        script: Script | None = None,
+        api_key: str | None = None,
+        ice_addresses: Sequence[str] = ("127.0.0.1",),
+        words_per_second: float = 3.0,
+        vad_hangover_ms: int = 300,
+        keep_ended_calls: int = 256,
+    ) -> None:
+        self.options = CallOptions(
+            script or Script.default(), words_per_second, vad_hangover_ms, tuple(ice_addresses)
+        )
+        self.calls: dict[str, SimulatedCall] = {}
+        self._api_key = api_key
+        self._keep_ended_calls = keep_ended_calls
+        self._ephemeral: dict[str, _EphemeralKey] = {}
+        self._runner: web.AppRunner | None = None
+        self.base_url: str | None = None  # set by start()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[_api_errors])
+        app.add_routes(
+            [
+                web.post("/v1/realtime/calls", self._create_call),
+                web.post("/v1/realtime/calls/{call_id}/hangup", self._hangup),
+                web.post("/v1/realtime/client_secrets", self._client_secrets),
+                web.get("/v1/realtime", self._realtime_socket),
+                web.post("/v1/realtime", self._beta_shape),
+            ]
+        )
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on ``host:port`` (0: any free port); returns the base URL, ``http://.../v1``."""
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{bound_host}:{bound_port}/v1"
+        return self.base_url
+
+    async def close(self) -> None:
+        """Hang up every call, then stop serving."""
+        await asyncio.gather(*(call.hangup() for call in list(self.calls.values())))
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ---- auth
+
+    def _bearer(self, request: web.Request) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ApiError(
+                401, "no API key provided (Authorization: Bearer ...)", code="missing_api_key"
+            )
+        return key.strip()
+
+    def _standard_key(self, request: web.Request) -> None:
+        key = self._bearer(request)
+        if key.startswith("ek_"):
+            raise ApiError(
+                401,
+                "this endpoint needs a standard API key, not an ephemeral key",
+                code="invalid_api_key",
+            )
+        if self._api_key is not None and not hmac.compare_digest(key, self._api_key):
+            raise ApiError(401, "incorrect API key provided", code="invalid_api_key")
+
+    def _ephemeral_session(self, key: str) -> dict[str, Any]:
+        entry = self._ephemeral.get(key)
+        if entry is None or entry.expires_at <= time.time():
+            raise ApiError(
+                401, "the ephemeral key is unknown or has expired", code="invalid_api_key"
+            )
+        return entry.session
+
+    # ---- routes
+
+    async def _beta_shape(self, request: web.Request) -> web.StreamResponse:
+        raise _beta_error()
+
+    async def _create_call(self, request: web.Request) -> web.Response:
+        if "model" in request.query or "OpenAI-Beta" in request.headers:
+            raise _beta_error()
+        if request.content_type == "multipart/form-data":
+            key = self._bearer(request)
+            base = self._ephemeral_session(key) if key.startswith("ek_") else None
+            if base is None:
+                self._standard_key(request)
+            sdp, session = await _read_offer_parts(request)
+            if session is None and base is None:
+                raise ApiError(
+                    400,
+                    "missing the 'session' part (required with a standard key)",
+                    code="missing_required_parameter",
+                    param="session",
+                )
+            session = merge_session(base, session)
+        elif request.content_type == "application/sdp":
+            key = self._bearer(request)
+            if not key.startswith("ek_"):
+                self._standard_key(request)
+                raise ApiError(
+                    400,
+                    "with a standard API key, send multipart/form-data with "
+                    "'sdp' and 'session' parts",
+                    code="missing_required_parameter",
+                    param="session",
+                )
+            session = self._ephemeral_session(key)
+            sdp = await _read_text(request.content.read, _MAX_SDP_BYTES, "sdp")
+        else:
+            raise ApiError(
+                400,
+                f"unsupported Content-Type {request.content_type!r}: use "
+                "multipart/form-data or application/sdp",
+                code="invalid_content_type",
+            )
+        if not sdp.lstrip().startswith("v=0"):
+            raise ApiError(
+                400, "the 'sdp' part is not an SDP offer", code="invalid_offer", param="sdp"
+            )
+        call = SimulatedCall(_new_id("rtc"), dict(session), self.options)
+        try:
+            answer = await call.answer(sdp)
+        except BaseException:
+            await call.hangup()
+            raise
+        self._remember(call)
+        log.info("call %s: answered", call.id)
+        return web.Response(
+            status=201,
+            text=answer,
+            content_type="application/sdp",
+            headers={"Location": f"/v1/realtime/calls/{call.id}"},
+        )
+
+    def _remember(self, call: SimulatedCall) -> None:
+        """Keep ended calls for inspection, only the most recent few: the simulator runs long."""
+        self.calls[call.id] = call
+        ended = [c for c in self.calls.values() if c.ended.is_set()]
+        for old in ended[: max(0, len(ended) - self._keep_ended_calls)]:
+            del self.calls[old.id]
+
+    def _call(self, call_id: str | None) -> SimulatedCall:
+        call = self.calls.get(call_id or "")
+        if call is None or call.hung_up:
+            raise ApiError(
+                404, "no such call (or it has ended)", code="call_not_found", param="call_id"
+            )
+        return call
+
+    async def _hangup(self, request: web.Request) -> web.Response:
+        self._standard_key(request)
+        call = self._call(request.match_info["call_id"])
+        await call.hangup()
+        log.info("call %s: hung up", call.id)
+        return web.json_response({})
+
+    async def _client_secrets(self, request: web.Request) -> web.Response:
+        self._standard_key(request)
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object", code="invalid_type")
+        seconds = _dig(body, "expires_after", "seconds")
+        seconds = 600 if seconds is None else seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 10 <= seconds <= 7200:
+            raise ApiError(
+                400,
+                "'expires_after.seconds' must be an integer from 10 to 7200",
+                code="invalid_value",
+                param="expires_after.seconds",
+            )
+        session = _checked_session(
+            body.get("session", {"type": "realtime", "model": "gpt-realtime"})
+        )
+        value = "ek_" + secrets.token_urlsafe(24)
+        expires_at = int(time.time()) + seconds
+        now = time.time()
+        self._ephemeral = {k: v for k, v in self._ephemeral.items() if v.expires_at > now}
+        self._ephemeral[value] = _EphemeralKey(expires_at, session)
+        view = _session_view(session, self.options.vad_hangover_ms)
+        view |= {"id": _new_id("sess"), "object": "realtime.session", "expires_at": expires_at}
+        return web.json_response({"value": value, "expires_at": expires_at, "session": view})
+
+    async def _realtime_socket(self, request: web.Request) -> web.StreamResponse:
+        if "model" in request.query or "OpenAI-Beta" in request.headers:
+            raise _beta_error()
+        self._standard_key(request)
+        if "call_id" not in request.query:
+            raise ApiError(
+                400,
+                "missing 'call_id' (the sideband joins an existing call)",
+                code="missing_required_parameter",
+                param="call_id",
+            )
+        call = self._call(request.query["call_id"])
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        queue = call.join_sideband()
+        writer = asyncio.create_task(_write_sideband(ws, queue))
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    call.handle_client_message(message.data)
+        finally:
+            call.leave_sideband(queue)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        return ws
+
+
+def _beta_error() -> ApiError:
+    return ApiError(
+        400,
+        "the beta Realtime API shape is disabled: use POST /v1/realtime/calls",
+        code="beta_api_shape_disabled",
+    )
+
+
+@web.middleware
+async def _api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every failure leaves as an OpenAI-shaped JSON error (and never echoes a request header)."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return ApiError(exc.status, exc.reason, code=None).response()
+
+
+async def _read_text(read: Callable[[int], Awaitable[bytes]], limit: int, param: str) -> str:
+    """Read a body (or part) as UTF-8 text, refusing more than ``limit`` bytes."""
+    data = bytearray()
+    while chunk := await read(16 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(
+                400, f"'{param}' is larger than {limit} bytes", code="invalid_value", param=param
+            )
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ApiError(
+            400, f"'{param}' is not UTF-8 text", code="invalid_value", param=param
+        ) from None
+
+
+async def _read_offer_parts(request: web.Request) -> tuple[str, dict[str, Any] | None]:
+    """The ``sdp`` and ``session`` parts of a multipart offer (other parts are ignored)."""
+    sdp: str | None = None
+    session: dict[str, Any] | None = None
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "sdp":
+            sdp = await _read_text(part.read_chunk, _MAX_SDP_BYTES, "sdp")
+        elif part.name == "session":
+            text = await _read_text(part.read_chunk, _MAX_SESSION_BYTES, "session")
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                raise ApiError(
+                    400,
+                    "the 'session' part is not valid JSON",
+                    code="invalid_json",
+                    param="session",
+                ) from None
+            session = _checked_session(parsed)
+    if sdp is None:
+        raise ApiError(
+            400, "missing the 'sdp' part", code="missing_required_parameter", param="sdp"
+        )
+    return sdp, session
+
+
+async def _write_sideband(ws: web.WebSocketResponse, queue: asyncio.Queue[str | None]) -> None:
+    while (text := await queue.get()) is not None:
+        await ws.send_str(text)
+    await ws.close()
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="interview-gateway sim-upstream",
+        description="Run the OpenAI-compatible simulated upstream (a scripted AI interviewer).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--script", type=Path, help="interview script JSON (default: built in)")
+    parser.add_argument("--words-per-second", type=float, default=3.0, help="speaking speed")
+    parser.add_argument(
+        "--vad-hangover-ms", type=int, default=300, help="silence that ends a candidate turn"
+    )
+    parser.add_argument(
+        "--ice-address",
+        action="append",
+        dest="ice_addresses",
+        help="local address to gather ICE candidates on (repeatable; default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="require the API key held in this environment variable (default: accept any key)",
+    )
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            print(
+                f"sim-upstream: environment variable {args.api_key_env} is not set", file=sys.stderr
+            )
+            return 2
+    try:
+        script = Script.load(args.script) if args.script else Script.default()
+    except ScriptError as exc:
+        print(f"sim-upstream: {exc}", file=sys.stderr)
+        return 2
+    sim = SimulatedUpstream(
+        script=script,
+        api_key=api_key,
+        ice_addresses=args.ice_addresses or ("127.0.0.1",),
+        words_per_second=args.words_per_second,
+        vad_hangover_ms=args.vad_hangover_ms,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_serve(sim, args.host, args.port))
+    return 0
+
+
+async def _serve(sim: SimulatedUpstream, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    base_url = await sim.start(host, port)
+    print(f"simulated upstream listening on {base_url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await sim.close()

@@ -1,0 +1,120 @@
+"""Fails loudly when aiortc internals that gateway/media/aiortc_internals.py reaches into move."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import aiortc
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.mediastreams import MediaStreamTrack
+from av import AudioFrame
+
+from gateway.bench.relay_peers import LOCAL, OpusSource, PacketProbe, encode_opus
+from gateway.media import aiortc_internals, ice
+from gateway.media.forwarding import LegAudio
+from gateway.sim.speech import SpeechTrack
+
+WAIT = 20.0
+
+
+def test_the_installed_aiortc_is_a_supported_version() -> None:
+    assert aiortc_internals.version_supported(), (
+        f"aiortc {aiortc.__version__} is not in {aiortc_internals.SUPPORTED}: check every reach in "
+        "gateway/media/aiortc_internals.py against its source, then add the version"
+    )
+
+
+def test_the_numpy_audio_level_equals_aiortcs() -> None:
+    rng = np.random.default_rng(5)
+    for scale in (0, 1, 30, 1000, 32767):
+        samples = (rng.uniform(-1, 1, 960 * 2) * scale).astype(np.int16).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
+        frame.sample_rate = 48000
+        expected = aiortc_internals.STOCK_AUDIO_LEVEL(frame)
+        assert aiortc_internals.compute_audio_level_dbov(frame) == expected
+
+
+def test_the_receiver_keeps_its_jitter_buffer_where_the_tap_goes() -> None:
+    source = inspect.getsource(RTCRtpReceiver)
+    assert "self.__jitter_buffer = JitterBuffer(" in source
+    assert "self.__jitter_buffer.add(packet)" in inspect.getsource(
+        RTCRtpReceiver._handle_rtp_packet
+    ), "the receiver no longer hands packets to its jitter buffer: the relay's tap is bypassed"
+    assert aiortc_internals.JITTER_BUFFER_ATTRIBUTE == "_RTCRtpReceiver__jitter_buffer"
+    assert "_codecs" in vars(aiortc.RTCRtpTransceiver("audio", None, None))  # type: ignore[arg-type]
+
+
+async def connect(
+    offerer: RTCPeerConnection, answerer: RTCPeerConnection
+) -> list[MediaStreamTrack]:
+    tracks: list[MediaStreamTrack] = []
+    answerer.on("track", tracks.append)
+    with ice.host_addresses(LOCAL):
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(
+        RTCSessionDescription(answerer.localDescription.sdp, "answer")
+    )
+    return tracks
+
+
+async def test_a_tapped_receiver_hands_over_packets_and_a_released_one_decodes_again() -> None:
+    payloads = encode_opus(np.random.default_rng(1).normal(0, 2000, 48000).astype(np.int16))
+    offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        go = asyncio.Event()
+        go.set()
+        offerer.addTrack(OpusSource(payloads, go, asyncio.Event()))
+        (track,) = await connect(offerer, answerer)
+        audio = LegAudio.of(answerer, track)
+        assert audio.codec is not None and audio.codec.mimeType == "audio/opus"
+        assert aiortc_internals.negotiated_codecs(answerer.getTransceivers()[0])[0] == audio.codec
+
+        probe = PacketProbe()
+        release = aiortc_internals.tap_receiver(audio.receiver, probe.on_packet)
+        async with asyncio.timeout(WAIT):
+            await probe.wait_for(25)
+        # The sender packetized the pre-encoded payloads (av.Packet) unchanged.
+        received = [p.payload for p in probe.packets]
+        start = payloads.index(received[0])
+        assert received == [payloads[(start + i) % len(payloads)] for i in range(len(received))]
+        assert track._queue.empty()  # type: ignore[attr-defined]  # nothing was decoded
+
+        release()
+        assert isinstance(
+            getattr(audio.receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE), JitterBuffer
+        )
+        async with asyncio.timeout(WAIT):
+            frame = await track.recv()
+        assert isinstance(frame, AudioFrame)
+    finally:
+        await offerer.close()
+        await answerer.close()
+
+
+async def test_a_second_tap_replaces_the_first_and_release_restores_the_real_buffer() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        receiver = pc.addTransceiver(SpeechTrack()).receiver
+        buffer = getattr(receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE)
+        release_first = aiortc_internals.tap_receiver(receiver, lambda _: None)
+        release_second = aiortc_internals.tap_receiver(receiver, lambda _: None)
+        release_first()  # no longer the tap in place: nothing happens
+        assert isinstance(
+            getattr(receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE), aiortc_internals.PacketTap
+        )
+        release_second()
+        assert getattr(receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE) is buffer
+    finally:
+        await pc.close()
+
+
+@pytest.fixture(autouse=True)
+def _pinned_to_loopback() -> None:
+    ice.set_default_host_addresses(LOCAL)
