@@ -36,9 +36,8 @@ from aiortc.sdp import candidate_from_sdp
 
 from gateway.media import ice
 from gateway.media.forwarding import AudioRoute, LegAudio
-from gateway.upstream.openai import RealtimeUpstream, UpstreamError
+from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream, UpstreamError
 
-EVENTS_LABEL = "oai-events"
 #: Messages held for a data channel that is not open yet; beyond this the oldest are dropped
 #: (and counted), since an unbounded buffer is how a stuck peer eats a gateway's memory.
 PENDING_MESSAGES = 256

@@ -24,6 +24,10 @@ from websockets.asyncio.client import ClientConnection
 
 log = logging.getLogger(__name__)
 
+#: The data channel that carries the Realtime API's client and server events (the contract
+#: names it; both legs of a relay, the simulated upstream and headless candidates use it).
+EVENTS_LABEL = "oai-events"
+
 #: What the gateway asks of every call unless configured otherwise: input transcription must be
 #: on, or the upstream never says what the candidate said.
 DEFAULT_SESSION: dict[str, Any] = {
