@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from signaling_samples import INTERVIEW, SECRET, TENANT
 
 from signaling.tokens import TokenVerifier, issue_token
+from tests.signaling.signaling_samples import INTERVIEW, SECRET, TENANT
 
 
 @pytest.fixture

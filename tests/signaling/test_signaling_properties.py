@@ -7,12 +7,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from signaling_samples import INTERVIEW, OFFER, SECRET, TOKEN, frames
 
 from signaling.errors import ERRORS
 from signaling.messages import CLIENT_TYPES
 from signaling.session import Answer, CloseConnection, SendMessage, SignalingSession
 from signaling.tokens import TokenVerifier
+from tests.signaling.signaling_samples import INTERVIEW, OFFER, SECRET, TOKEN, frames
 
 VERIFIER = TokenVerifier(SECRET)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from signaling_samples import AUDIO, _offer
 
 from signaling.errors import SignalingError
 from signaling.sdp import parse_offer
+from tests.signaling.signaling_samples import AUDIO, _offer
 
 
 @pytest.mark.parametrize("missing", ["a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"])

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from signaling_samples import HOST_CANDIDATE, INTERVIEW, OFFER
 
 from signaling.client import SignalingClient, SignalingClientError
 from signaling.server import (
@@ -20,6 +19,7 @@ from signaling.server import (
     signaling_handler,
 )
 from signaling.tokens import TokenClaims, TokenVerifier
+from tests.signaling.signaling_samples import HOST_CANDIDATE, INTERVIEW, OFFER
 
 Token = Callable[..., str]
 WAIT = 5.0  # every wait is bounded; a healthy run never gets near it

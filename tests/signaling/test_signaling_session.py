@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from signaling_samples import HOST_CANDIDATE, INTERVIEW, OFFER, OFFER_AV, OFFER_NO_AUDIO
 
 from signaling.errors import SignalingError
 from signaling.session import (
@@ -24,6 +23,13 @@ from signaling.session import (
     SignalingSession,
 )
 from signaling.tokens import TokenVerifier
+from tests.signaling.signaling_samples import (
+    HOST_CANDIDATE,
+    INTERVIEW,
+    OFFER,
+    OFFER_AV,
+    OFFER_NO_AUDIO,
+)
 
 Token = Callable[..., str]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import jwt
 import pytest
-from signaling_samples import INTERVIEW, SECRET
 
 from signaling.errors import ERRORS, SignalingError
 from signaling.sdp import parse_offer
 from signaling.tokens import TokenError, TokenVerifier, issue_token
+from tests.signaling.signaling_samples import INTERVIEW, SECRET
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "signaling.md"
 

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from sim_peer import API_KEY, SPEED, Offerer
 
 from gateway.sim.upstream import Script, SimulatedUpstream
+from tests.sim.sim_peer import API_KEY, SPEED, Offerer
 
 
 @pytest.fixture

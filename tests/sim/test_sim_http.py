@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from openai.types.realtime import ClientSecretCreateResponse
-from sim_peer import API_KEY, TRANSCRIPTION, WAIT, Offerer, auth, offer_form, post_call
 
 from gateway.media.ice import host_addresses
 from gateway.sim.upstream import SimulatedUpstream
+from tests.sim.sim_peer import API_KEY, TRANSCRIPTION, WAIT, Offerer, auth, offer_form, post_call
 
 SESSION = {"type": "realtime", "model": "gpt-realtime", "audio": {"output": {"voice": "marin"}}}
 
