@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -17,10 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from gateway.config import Settings
 from gateway.http import api, metrics, pages, security
-from gateway.media import aiortc_internals, ice
-from gateway.sessions.invitations import Admission
-from gateway.sessions.session import SessionManager
+from gateway.media.forwarding import MediaStats
+from gateway.media.relay import Relay, RelayOptions
+from gateway.sessions.admission import Admission
+from gateway.sessions.manager import SessionManager
+from gateway.upstream.call import Call, CallListener, CallMode
 from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
+from gateway.upstream.proxy import ProxyCall
 from signaling.server import SignalingChannel, SignalingHandler, signaling_handler
 from signaling.tokens import JwksKeySet, TokenClaims, TokenVerifier
 from storage.database import Database, open_database
@@ -51,11 +56,33 @@ def jwt_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+@dataclass(frozen=True)
+class Calls:
+    """The call factory the sessions use: relay calls from ``gateway.media``, proxy calls from
+    ``gateway.upstream``, both over this gateway's one upstream client."""
+
+    upstream: RealtimeUpstream
+    relay_options: RelayOptions
+
+    @property
+    def upstream_kind(self) -> str:
+        return self.upstream.kind
+
+    def create(
+        self, mode: CallMode, listener: CallListener, upstream_session: dict[str, Any] | None
+    ) -> Call:
+        if mode == "relay":
+            return Relay(
+                self.upstream, listener, options=self.relay_options, session=upstream_session
+            )
+        return ProxyCall(self.upstream, listener, session=upstream_session)
+
+
 def create_app(settings: Settings) -> web.Application:
-    """The gateway as an aiohttp application; nothing starts until the app does."""
-    aiortc_internals.install()
-    if settings.ice_addresses:
-        ice.set_default_host_addresses(settings.ice_addresses)
+    """The gateway as an aiohttp application; nothing starts until the app does.
+
+    The process must have called ``gateway.media.install()`` (``serve`` does, at start).
+    """
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[JWT_SECRET] = jwt_secret(settings)
@@ -153,10 +180,23 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sessions(app: web.Application) -> AsyncIterator[None]:
-    app[SESSIONS] = SessionManager(
-        app[SETTINGS], db=app[DATABASE], writer=app[WRITER], upstream=app[UPSTREAM]
+    settings = app[SETTINGS]
+    media_stats = MediaStats()
+    relay_options = RelayOptions(
+        browser_ice_servers=settings.ice_servers,
+        upstream_ice_servers=settings.upstream_ice_servers,
+        ice_addresses=settings.ice_addresses,
+        connect_timeout=settings.upstream_connect_timeout,
+        peer_timeout=settings.peer_timeout,
+        stats=media_stats,
     )
-    app[METRICS] = metrics.registry_for(app[SESSIONS], app[WRITER])
+    app[SESSIONS] = SessionManager(
+        settings,
+        db=app[DATABASE],
+        writer=app[WRITER],
+        calls=Calls(app[UPSTREAM], relay_options),
+    )
+    app[METRICS] = metrics.registry_for(app[SESSIONS], app[WRITER], media_stats)
     yield
     await app[SESSIONS].close()
 
@@ -182,7 +222,7 @@ async def _readyz(request: web.Request) -> web.Response:
     body = {
         "status": "ready" if not reasons else "not ready",
         "reasons": reasons,
-        "sessions": len(manager.sessions),
+        "sessions": len(manager),
         "relay_capacity_left": manager.relay_capacity_left(),
     }
     return web.json_response(body, status=200 if not reasons else 503)

@@ -23,6 +23,14 @@ from storage.database import Database, open_database
 from storage.migrate import migrate
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """As every gateway process does at start: the media stack's one explicit set-up (the
+    suite's peers gather on loopback where a test does not say otherwise)."""
+    from gateway import media
+
+    media.install(["127.0.0.1"])
+
+
 def with_dbname(conninfo: str, dbname: str) -> str:
     """The same server and user, another database."""
     return make_conninfo(conninfo, dbname=dbname)

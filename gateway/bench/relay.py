@@ -40,7 +40,8 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from gateway.bench.relay_peers import FRAME_SECONDS, LOCAL, MARK_PERIOD, read_call
 from gateway.media import aiortc_internals, ice
-from gateway.media.relay import Relay, rtc_configuration
+from gateway.media.relay import Relay, RelayOptions, rtc_configuration
+from gateway.upstream.call import Unsupervised
 from gateway.upstream.openai import RealtimeUpstream
 
 MODULE = "gateway.bench.relay"
@@ -115,12 +116,9 @@ async def run_relay(mode: str, upstream_url: str) -> None:
             if mode == "fast":
                 relay = Relay(
                     upstream,
-                    on_server_event=lambda _: None,
-                    on_browser_state=lambda _: None,
-                    on_upstream_state=lambda _: None,
+                    Unsupervised(),
+                    options=RelayOptions(ice_addresses=LOCAL, connect_timeout=30.0),
                     session=session,
-                    ice_addresses=LOCAL,
-                    connect_timeout=30.0,
                 )
             else:
                 relay = MediaRelayBaseline(upstream, session)
@@ -381,7 +379,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--serve-relay", choices=("fast", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    ice.set_default_host_addresses(LOCAL)
+    ice.install(LOCAL)
     if args.serve_relay:
         asyncio.run(run_relay(args.serve_relay, args.upstream))
         return 0

@@ -328,7 +328,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=4)
     args = parser.parse_args(argv)
-    ice.set_default_host_addresses(LOCAL)
+    ice.install(LOCAL)
     with contextlib.suppress(KeyboardInterrupt):
         if args.role == "far":
             asyncio.run(run_far())

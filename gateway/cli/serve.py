@@ -13,7 +13,7 @@ import sys
 
 from aiohttp import web
 
-from gateway import logs
+from gateway import logs, media
 from gateway.app import DATABASE, JWT_SECRET, create_app
 from gateway.config import MODES, ConfigError, Settings
 from gateway.sessions.invitations import default_tenant, invite
@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
     logs.configure()
     try:
         settings = Settings.from_env(host=args.host, port=args.port, mode=args.mode)
+        media.install(settings.ice_addresses)
         asyncio.run(serve(settings, invite_at_start=not args.no_invite))
     except (ConfigError, DatabaseUnavailable) as exc:
         print(f"interview-gateway: {exc}", file=sys.stderr)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway import media
 from gateway.config import Settings
-from gateway.media import aiortc_internals, ice
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport, HeadlessCandidate
 from gateway.sim.upstream import Script
@@ -155,8 +155,7 @@ async def own_gateway(
 
 
 async def simulate(args: argparse.Namespace) -> dict[str, Any]:
-    aiortc_internals.install()
-    ice.set_default_host_addresses(["127.0.0.1"])
+    media.install(["127.0.0.1"])
     script = Script.load(args.script) if args.script else Script.default()
     settings = Settings.from_env()
     with tempfile.TemporaryDirectory(prefix="interview-sim-") as tmp:

@@ -23,7 +23,7 @@ from aiohttp import hdrs, web
 from gateway.config import MODES, Settings
 from gateway.http.security import RateLimiter, too_many_requests
 from gateway.sessions import invitations
-from gateway.sessions.session import SessionManager
+from gateway.sessions.manager import SessionManager
 from signaling.tokens import TokenError, TokenVerifier
 from storage import interviews, tenants, transcripts
 from storage.database import Database
@@ -210,10 +210,7 @@ class AdminApi:
         tenant_id = await self.tenant(request)
         interview_id = _interview_id(request)
         await self._interview(tenant_id, interview_id)
-        session = self._sessions().sessions.get(interview_id)
-        if session is not None and session.tenant_id == tenant_id:
-            await session.end("ended", ENDED_BY_ADMIN)
-        else:
+        if not await self._sessions().end(tenant_id, interview_id, "ended", ENDED_BY_ADMIN):
             await interviews.end_session(
                 self._database(), tenant_id, interview_id, status="ended", reason=ENDED_BY_ADMIN
             )

@@ -1,6 +1,6 @@
 """Prometheus metrics, read at scrape time from the counters the components already keep.
 
-The sessions, the transcript writer and the relay's codec fallbacks each count what happens to
+The sessions, the transcript writer and the media paths each count what happens to
 them in plain attributes; this collector turns those into metric families when scraped, so no
 hot path calls into prometheus_client.
 """
@@ -14,23 +14,28 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.media import forwarding
-from gateway.sessions.session import SessionManager
+from gateway.media.forwarding import MediaStats
+from gateway.sessions.manager import SessionManager
 from storage.transcripts import TranscriptWriter
 
 
 class GatewayCollector(Collector):
-    def __init__(self, sessions: SessionManager, writer: TranscriptWriter) -> None:
+    def __init__(
+        self, sessions: SessionManager, writer: TranscriptWriter, media: MediaStats
+    ) -> None:
         self._sessions = sessions
         self._writer = writer
+        self._media = media
 
     def collect(self) -> Iterator[Metric]:
         manager, stats = self._sessions, self._sessions.stats
         yield GaugeMetricFamily(
-            "gateway_sessions_live", "live interview sessions", value=len(manager.sessions)
+            "gateway_sessions_live", "live interview sessions", value=len(manager)
         )
         yield GaugeMetricFamily(
-            "gateway_relay_slots_used", "sessions holding a relay slot", value=manager.relayed
+            "gateway_relay_slots_used",
+            "sessions holding a relay slot",
+            value=manager.relay_slots_used,
         )
         yield CounterMetricFamily(
             "gateway_sessions_started", "sessions a candidate joined", value=stats.started
@@ -56,7 +61,7 @@ class GatewayCollector(Collector):
             "relayed audio routes that decode and re-encode, by codec",
             labels=["codec"],
         )
-        for codec, count in sorted(forwarding.FALLBACKS.items()):
+        for codec, count in sorted(self._media.transcode_fallbacks.items()):
             transcodes.add_metric([codec], count)
         yield transcodes
         writer = CounterMetricFamily(
@@ -74,7 +79,9 @@ class GatewayCollector(Collector):
         )
 
 
-def registry_for(sessions: SessionManager, writer: TranscriptWriter) -> CollectorRegistry:
+def registry_for(
+    sessions: SessionManager, writer: TranscriptWriter, media: MediaStats
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(sessions, writer))
+    registry.register(GatewayCollector(sessions, writer, media))
     return registry

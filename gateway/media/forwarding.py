@@ -10,7 +10,7 @@ that they run on without a jump when the source changes (a candidate's reconnect
 duplicate packets are dropped here rather than sent out of timestamp order.
 
 For anything else (a leg that negotiated G.711, say) ``AudioRoute`` falls back to the decoded path
-(``media.ForwardedTrack``) with a warning, counted in ``FALLBACKS``.
+(``tracks.ForwardedTrack``) with a warning, counted in ``MediaStats.transcode_fallbacks``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
@@ -45,8 +45,13 @@ MIN_STEP = 960
 _HALF = 1 << 31
 _WRAP = 1 << 32
 
-#: Relayed audio routes that had to decode and re-encode, by the codec that forced it.
-FALLBACKS: Counter[str] = Counter()
+
+@dataclass
+class MediaStats:
+    """Counters of what the media paths did, kept by their owner and read by the metrics."""
+
+    #: relayed audio routes that had to decode and re-encode, by the codec that forced it
+    transcode_fallbacks: Counter[str] = field(default_factory=Counter)
 
 
 def forwardable(codec: RTCRtpCodecParameters | None) -> bool:
@@ -169,12 +174,13 @@ class AudioRoute:
     """One direction of relayed audio, from one leg's peer to the other's: the track to send.
 
     A route is fast (``EncodedAudioTrack``) when both legs negotiated Opus, and otherwise
-    decodes and re-encodes (``ForwardedTrack``), which is logged and counted in ``FALLBACKS``.
+    decodes and re-encodes (``ForwardedTrack``), which is logged and counted in ``stats``.
     The caller hands ``track`` to ``target.sender`` (``addTrack`` on an answering leg).
     """
 
-    def __init__(self, source: LegAudio, target: LegAudio) -> None:
+    def __init__(self, source: LegAudio, target: LegAudio, stats: MediaStats) -> None:
         self._target = target
+        self._stats = stats
         self.track = self._track_for(source)
 
     @property
@@ -205,7 +211,7 @@ class AudioRoute:
             return EncodedAudioTrack(source)
         blocker = source.codec if not forwardable(source.codec) else self._target.codec
         name = blocker.mimeType if blocker is not None else "unknown"
-        FALLBACKS[name] += 1
+        self._stats.transcode_fallbacks[name] += 1
         log.warning(
             "relayed audio cannot be forwarded as is (%s, aiortc %s): decoding and re-encoding",
             name,

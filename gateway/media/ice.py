@@ -1,11 +1,13 @@
-"""Which local addresses aiortc's ICE agent gathers host candidates on.
+"""Which local addresses aiortc's ICE agent gathers host candidates on, and ICE candidates
+as aiortc's objects.
 
 aioice enumerates every interface and deliberately skips 127.0.0.1, with no way to choose.
 Deployments need a choice (a container's one interface, Fly's ``fly-global-services``), and
 tests and benchmarks must keep every WebRTC packet on loopback. This module is the only
-place that reaches into aioice for that: it replaces ``aioice.ice.get_host_addresses`` with
-a function that honours, in order, the addresses set for the current task (one leg of a
-relay may gather on other addresses than the other) and a process-wide default.
+place that reaches into aioice for that: ``install()`` (called once at process start, through
+``gateway.media.install``) replaces ``aioice.ice.get_host_addresses`` with a function that
+honours, in order, the addresses set for the current task (one leg of a relay may gather on
+other addresses than the other) and the process-wide default given to ``install``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 
 import aioice.ice
+from aiortc import RTCIceCandidate
+from aiortc.sdp import candidate_from_sdp
+
+from signaling.sdp import IceCandidate
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
 _default: tuple[str, ...] | None = None
@@ -40,18 +46,28 @@ def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     ]
 
 
-def set_default_host_addresses(addresses: Sequence[str] | None) -> None:
-    """Gather on exactly these addresses from now on (``None``: every interface, aioice's way)."""
+def install(default_addresses: Sequence[str] | None = None) -> None:
+    """Put the address hook in aioice (idempotent), and gather on exactly ``default_addresses``
+    where no ``host_addresses`` block says otherwise (``None``: every interface, aioice's way).
+    """
     global _default
-    _default = _validated(addresses) if addresses else None
+    _default = _validated(default_addresses) if default_addresses else None
+    aioice.ice.get_host_addresses = _get_host_addresses
+
+
+def installed() -> bool:
+    return aioice.ice.get_host_addresses is _get_host_addresses
 
 
 @contextlib.contextmanager
 def host_addresses(addresses: Sequence[str] | None) -> Iterator[None]:
     """Gather on these addresses for ICE gathering started inside the block, in this task.
 
-    aiortc gathers inside ``setLocalDescription``, so wrap that call.
+    aiortc gathers inside ``setLocalDescription``, so wrap that call. Without ``install()``
+    the block would silently gather everywhere, so it refuses to run.
     """
+    if not installed():
+        raise RuntimeError("gateway.media.install() must run at process start")
     token = _current.set(_validated(addresses) if addresses else None)
     try:
         yield
@@ -59,7 +75,20 @@ def host_addresses(addresses: Sequence[str] | None) -> Iterator[None]:
         _current.reset(token)
 
 
-aioice.ice.get_host_addresses = _get_host_addresses
+class CandidateError(ValueError):
+    """A trickled candidate that aiortc cannot read (the signaling checked its grammar)."""
+
+
+def rtc_candidate(candidate: IceCandidate) -> RTCIceCandidate:
+    """A browser's trickled candidate, resolved by the signaling layer, as aiortc's object."""
+    text = candidate.candidate.removeprefix("a=").removeprefix("candidate:")
+    try:
+        parsed = candidate_from_sdp(text)
+    except (AssertionError, ValueError, IndexError) as exc:
+        raise CandidateError(f"not an ICE candidate: {candidate.candidate[:80]!r}") from exc
+    parsed.sdpMid = candidate.sdp_mid
+    parsed.sdpMLineIndex = candidate.sdp_mline_index
+    return parsed
 
 
 def selected_pair_summary(pc: object) -> str | None:

@@ -12,39 +12,36 @@ answer: that way a relay that cannot reach the upstream fails before the browser
 it, and the session can fall back to proxy mode with the same offer.
 
 A candidate who reconnects gets a new browser leg (``reconnect``); the upstream leg and the AI
-conversation carry on.
+conversation carry on. What happens to the legs reaches the session as ``CallListener`` events:
+the browser leg connected, lost (failed, closed by the candidate, or silent: see
+``watchdog.SilenceWatchdog``) or back, the upstream leg gone. Legs the relay closes itself (the
+old leg on a reconnect, a refused offer, the whole relay on close) report nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
-    RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
 
 from gateway.media import ice
-from gateway.media.forwarding import AudioRoute, LegAudio
+from gateway.media.datachannel import ChannelBridge
+from gateway.media.forwarding import AudioRoute, LegAudio, MediaStats
+from gateway.media.watchdog import SilenceWatchdog
+from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream, UpstreamError
-
-#: Messages held for a data channel that is not open yet; beyond this the oldest are dropped
-#: (and counted), since an unbounded buffer is how a stuck peer eats a gateway's memory.
-PENDING_MESSAGES = 256
-
-
-class RelayUnavailable(Exception):
-    """The relay could not be set up; the session may fall back to proxy mode."""
+from signaling.sdp import IceCandidate
 
 
 def rtc_configuration(servers: Sequence[dict[str, Any]]) -> RTCConfiguration:
@@ -57,74 +54,38 @@ def rtc_configuration(servers: Sequence[dict[str, Any]]) -> RTCConfiguration:
     )
 
 
-def parse_candidate(
-    candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
-) -> RTCIceCandidate:
-    """A browser's ``RTCIceCandidate.candidate`` line as aiortc's object (ValueError if bad)."""
-    text = candidate.removeprefix("a=").removeprefix("candidate:")
-    try:
-        parsed = candidate_from_sdp(text)
-    except (AssertionError, ValueError, IndexError) as exc:
-        raise ValueError(f"not an ICE candidate: {candidate[:80]!r}") from exc
-    parsed.sdpMid = sdp_mid
-    parsed.sdpMLineIndex = sdp_mline_index
-    return parsed
+@dataclass(frozen=True)
+class RelayOptions:
+    """How a relay's legs are built; one per gateway, shared by its relays."""
 
-
-class ChannelBridge:
-    """One direction of the data-channel bridge: messages to a channel that may not be open yet."""
-
-    def __init__(self) -> None:
-        self.channel: RTCDataChannel | None = None
-        self._pending: deque[str | bytes] = deque(maxlen=PENDING_MESSAGES)
-        self.dropped = 0
-
-    def attach(self, channel: RTCDataChannel) -> None:
-        self.channel = channel
-
-        @channel.on("open")
-        def _flush() -> None:
-            while self._pending and channel.readyState == "open":
-                channel.send(self._pending.popleft())
-
-        if channel.readyState == "open":
-            _flush()
-
-    def send(self, message: str | bytes) -> None:
-        channel = self.channel
-        if channel is not None and channel.readyState == "open":
-            channel.send(message)
-            return
-        if len(self._pending) == self._pending.maxlen:
-            self.dropped += 1
-        self._pending.append(message)
+    browser_ice_servers: Sequence[dict[str, Any]] = ()
+    upstream_ice_servers: Sequence[dict[str, Any]] = ()
+    #: local addresses both legs gather on (empty: the process default)
+    ice_addresses: Sequence[str] = ()
+    #: seconds the upstream leg has to connect before the relay counts as unavailable
+    connect_timeout: float = 5.0
+    #: seconds without the candidate's audio, once connected, before the peer counts as lost
+    peer_timeout: float = 5.0
+    stats: MediaStats = field(default_factory=MediaStats)
 
 
 class Relay:
     """The two peer connections of one relayed interview and the bridges between them."""
 
+    mode: CallMode = "relay"
+
     def __init__(
         self,
         upstream: RealtimeUpstream,
+        listener: CallListener,
         *,
-        on_server_event: Callable[[str | bytes], None],
-        on_browser_state: Callable[[str], None],
-        on_upstream_state: Callable[[str], None],
+        options: RelayOptions,
         session: dict[str, Any] | None = None,
-        browser_ice_servers: Sequence[dict[str, Any]] = (),
-        upstream_ice_servers: Sequence[dict[str, Any]] = (),
-        ice_addresses: Sequence[str] = (),
-        connect_timeout: float = 5.0,
     ) -> None:
         self._upstream = upstream
-        self._on_server_event = on_server_event
-        self._on_browser_state = on_browser_state
-        self._on_upstream_state = on_upstream_state
+        self._listener = listener
+        self._options = options
         self._session = session
-        self._browser_ice_servers = browser_ice_servers
-        self._upstream_ice_servers = upstream_ice_servers
-        self._ice_addresses = ice_addresses
-        self._connect_timeout = connect_timeout
         self.call_id: str | None = None
         self.browser_pc: RTCPeerConnection | None = None
         self.upstream_pc: RTCPeerConnection | None = None
@@ -134,24 +95,41 @@ class Relay:
         self._to_upstream = ChannelBridge()
         self._to_browser = ChannelBridge()
         self._sinks: set[asyncio.Task[None]] = set()
+        #: set once the upstream leg is up: only then is its loss the session's business
+        self._started = False
+        self._closing = False
+        self.watchdog = SilenceWatchdog(
+            options.peer_timeout,
+            lambda: self.last_browser_media_at,
+            on_silent=lambda: listener.peer_lost("peer_silent"),
+            on_back=listener.peer_back,
+        )
 
     # -- set-up -------------------------------------------------------------------------
 
     async def start(self, offer_sdp: str) -> str:
-        """Answer the browser's first offer; raises RelayUnavailable if the upstream leg fails."""
+        """Answer the browser's first offer; raises CallUnavailable if the upstream leg fails."""
         browser_pc, browser_audio = await self._open_browser_leg(offer_sdp)
+        self.browser_pc = browser_pc
         try:
-            await asyncio.wait_for(self._open_upstream_leg(browser_audio), self._connect_timeout)
+            await asyncio.wait_for(
+                self._open_upstream_leg(browser_audio), self._options.connect_timeout
+            )
         except (TimeoutError, UpstreamError, OSError, ValueError) as exc:
             reason = str(exc) or "upstream leg did not connect in time"
             await self.close()
-            raise RelayUnavailable(reason) from exc
+            raise CallUnavailable(reason, reason="relay_unavailable") from exc
+        except BaseException:
+            await self.close()
+            raise
+        self._started = True
         return await self._answer_browser(browser_pc, browser_audio)
 
     async def reconnect(self, offer_sdp: str) -> str:
         """A new browser leg for the same upstream conversation (the candidate reconnected)."""
-        old = self.browser_pc
         browser_pc, browser_audio = await self._open_browser_leg(offer_sdp)
+        old, self.browser_pc = self.browser_pc, browser_pc
+        self.watchdog.stop()  # counted again once the new leg connects
         if old is not None:
             await old.close()
         assert self._to_upstream_audio is not None
@@ -159,8 +137,8 @@ class Relay:
         return await self._answer_browser(browser_pc, browser_audio)
 
     async def _open_browser_leg(self, offer_sdp: str) -> tuple[RTCPeerConnection, LegAudio]:
-        pc = RTCPeerConnection(rtc_configuration(self._browser_ice_servers))
-        self.browser_pc = pc
+        """A browser leg for ``offer_sdp``; it becomes the current leg only once it parsed."""
+        pc = RTCPeerConnection(rtc_configuration(self._options.browser_ice_servers))
         tracks: list[MediaStreamTrack] = []
         pc.on("track", tracks.append)
 
@@ -173,25 +151,34 @@ class Relay:
 
         @pc.on("connectionstatechange")
         def _on_state() -> None:
-            if pc is self.browser_pc:
-                self._on_browser_state(pc.connectionState)
+            if pc is self.browser_pc and not self._closing:
+                self._browser_state(pc)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except (ValueError, AssertionError) as exc:
             await pc.close()
-            raise ValueError(f"offer rejected by the WebRTC stack: {exc}") from exc
+            raise BadOffer(f"offer rejected by the WebRTC stack: {exc}") from exc
         audio = next((t for t in tracks if t.kind == "audio"), None)
         if audio is None:
             await pc.close()
-            raise ValueError("the offer carries no audio track")
+            raise BadOffer("the offer carries no audio track")
         for track in tracks:
             if track.kind == "video":
                 self._sink(track)
         return pc, LegAudio.of(pc, audio)
 
+    def _browser_state(self, pc: RTCPeerConnection) -> None:
+        state = pc.connectionState
+        if state == "connected":
+            self.watchdog.start()
+            self._listener.peer_connected(ice.selected_pair_summary(pc))
+        elif state in ("failed", "closed"):
+            self.watchdog.stop()
+            self._listener.peer_lost(f"peer_{state}")
+
     async def _open_upstream_leg(self, browser_audio: LegAudio) -> None:
-        pc = RTCPeerConnection(rtc_configuration(self._upstream_ice_servers))
+        pc = RTCPeerConnection(rtc_configuration(self._options.upstream_ice_servers))
         self.upstream_pc = pc
         connected = asyncio.get_running_loop().create_future()
         # The sender gets its track once the answer says which codec this leg sends.
@@ -206,13 +193,15 @@ class Relay:
         def _on_state() -> None:
             # "connected" (ICE and DTLS done) is enough to answer the browser: the data
             # channel opens a few round trips later and the bridge holds messages till then.
-            if pc.connectionState == "connected" and not connected.done():
+            state = pc.connectionState
+            if state == "connected" and not connected.done():
                 connected.set_result(None)
-            elif pc.connectionState == "failed" and not connected.done():
+            elif state == "failed" and not connected.done():
                 connected.set_exception(UpstreamError("upstream leg failed to connect"))
-            self._on_upstream_state(pc.connectionState)
+            elif state in ("failed", "closed") and self._started and not self._closing:
+                self._listener.upstream_failed(f"upstream_{state}")
 
-        with ice.host_addresses(self._ice_addresses):
+        with ice.host_addresses(self._options.ice_addresses):
             await pc.setLocalDescription(await pc.createOffer())
         call = await self._upstream.create_call(pc.localDescription.sdp, self._session)
         self.call_id = call.call_id
@@ -221,7 +210,9 @@ class Relay:
         if audio is None:
             raise UpstreamError("upstream answered without audio")
         self._upstream_audio = LegAudio.of(pc, audio)
-        self._to_upstream_audio = AudioRoute(browser_audio, self._upstream_audio)
+        self._to_upstream_audio = AudioRoute(
+            browser_audio, self._upstream_audio, self._options.stats
+        )
         sender.replaceTrack(self._to_upstream_audio.track)
         await connected
 
@@ -231,9 +222,11 @@ class Relay:
         # tracks, and a reconnected browser may have negotiated another codec.
         if self._to_browser_audio is not None:
             self._to_browser_audio.track.stop()
-        self._to_browser_audio = AudioRoute(self._upstream_audio, browser_audio)
+        self._to_browser_audio = AudioRoute(
+            self._upstream_audio, browser_audio, self._options.stats
+        )
         pc.addTrack(self._to_browser_audio.track)
-        with ice.host_addresses(self._ice_addresses):
+        with ice.host_addresses(self._options.ice_addresses):
             await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 
@@ -256,21 +249,27 @@ class Relay:
 
     def _from_upstream(self, message: str | bytes) -> None:
         self._to_browser.send(message)
-        self._on_server_event(message)
+        self._listener.server_event(message, "relay")
 
-    async def add_browser_candidate(self, candidate: RTCIceCandidate | None) -> None:
-        if self.browser_pc is not None:
-            await self.browser_pc.addIceCandidate(candidate)
+    async def add_candidate(self, candidate: IceCandidate | None) -> None:
+        """A trickled browser candidate; ``BadOffer`` if aiortc cannot read it."""
+        if self.browser_pc is None:
+            return
+        try:
+            parsed = ice.rtc_candidate(candidate) if candidate is not None else None
+        except ice.CandidateError as exc:
+            raise BadOffer(str(exc)) from None
+        await self.browser_pc.addIceCandidate(parsed)
 
     @property
     def last_browser_media_at(self) -> float | None:
         """When the browser's audio last reached the relay (monotonic), for dead-peer checks."""
         return self._to_upstream_audio.last_media_at if self._to_upstream_audio else None
 
-    def selected_pair(self) -> str | None:
-        return ice.selected_pair_summary(self.browser_pc) if self.browser_pc else None
-
     async def close(self) -> None:
+        """Hang up both legs and the upstream call; reports nothing to the listener."""
+        self._closing = True
+        self.watchdog.stop()
         for task in list(self._sinks):
             task.cancel()
         for route in (self._to_upstream_audio, self._to_browser_audio):

@@ -1,5 +1,4 @@
-"""Invitations: an interview row plus a candidate token, the link that carries both, and
-the admission of the sockets that present them.
+"""Invitations: an interview row plus a candidate token, and the link that carries both.
 
 The admin API and the ``invite`` command create them; ``serve`` uses them to print a
 ready-to-use link, and ``simulate`` to set up its interviews.
@@ -7,24 +6,15 @@ ready-to-use link, and ``simulate`` to set up its interviews.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
-import psycopg
-
-from gateway.http.security import RateLimiter
-from signaling.errors import SignalingError
-from signaling.tokens import TokenClaims, TokenVerifier, issue_token
+from signaling.tokens import issue_token
 from storage import interviews, tenants
 from storage.database import Database
-
-if TYPE_CHECKING:  # the session manager loads aiortc; ``invite`` callers need none of it
-    from gateway.sessions.session import SessionManager
-    from signaling.server import SignalingChannel, SignalingHandler
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,58 +69,6 @@ async def invite(
         single_use=None if single_use else False,
     )
     return Invitation(tenant_id, interview_id, token, expires_at)
-
-
-class Admission:
-    """Admits a signaling socket whose token's shape passed: the asynchronous checks, then the
-    session manager.
-
-    In order: finish verifying the signature (a JWKS key not cached yet), the tenant's rate of
-    connects, the role, and a single-use invitation's one use. A used invitation still admits
-    its holder while the interview's session is live, so a candidate whose network dropped can
-    come back with the same link; once the session is over it gets ``invitation_used``. A use
-    that the session manager then refuses (the tenant at its limit, say) is given back, so the
-    candidate can try again later with the same link.
-    """
-
-    def __init__(self, verifier: TokenVerifier, limiter: RateLimiter) -> None:
-        self.verifier = verifier
-        self.limiter = limiter
-
-    async def connect(
-        self,
-        claims: TokenClaims,
-        channel: SignalingChannel,
-        db: Database,
-        manager: SessionManager,
-    ) -> SignalingHandler:
-        claims = await self.verifier.confirm(claims)
-        wait = self.limiter.take(claims.tenant_id)
-        if wait > 0:
-            raise SignalingError(
-                "rate_limited", f"too many connections; retry in {math.ceil(wait)} s"
-            )
-        if claims.role != "candidate":
-            raise SignalingError("role_not_allowed", f"a {claims.role} cannot join this way yet")
-        if not claims.single_use:
-            return await manager.connect(claims, channel)
-        assert claims.jti is not None  # the verifier insists on one
-        try:
-            tenant_id, interview_id = UUID(claims.tenant_id), UUID(claims.interview_id)
-        except ValueError:
-            raise SignalingError("token_invalid", "token names no valid interview") from None
-        try:
-            first = await tenants.use_invitation(db, tenant_id, claims.jti, interview_id)
-        except psycopg.errors.ForeignKeyViolation:
-            raise SignalingError("interview_not_found", "no such interview") from None
-        if not first and interview_id not in manager.sessions:
-            raise SignalingError("invitation_used", "this invitation was already used")
-        try:
-            return await manager.connect(claims, channel)
-        except SignalingError:
-            if first:
-                await tenants.release_invitation(db, tenant_id, claims.jti)
-            raise
 
 
 async def default_tenant(db: Database, data_dir: Path) -> UUID:

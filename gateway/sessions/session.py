@@ -1,11 +1,16 @@
-"""One ``InterviewSession`` per live interview: its lifecycle, its mode, its limits.
+"""One ``InterviewSession`` per live interview: its lifecycle, its mode, its reconnects, its end.
 
 A session outlives the signaling connections that drive it: a candidate whose network drops
 comes back on a new WebSocket with a new peer connection, and in relay mode the AI conversation
-carries on. ``SessionManager`` is the registry that hands each new connection its session, and
-``ConnectionHandler`` is what the signaling server talks to for one connection.
+carries on. ``ConnectionHandler`` is what the signaling server talks to for one connection.
 
-Whatever happens — bye, a dead peer, the time limit, an upstream failure, shutdown — a session
+The session holds one ``Call`` (relay or proxy, from the manager's call factory) and listens
+to it as its ``CallListener``. The candidate counts as lost while their signaling socket is
+gone *or* their media is (a call's ``peer_lost``); a grace timer then runs, and it is
+cancelled as soon as nothing is lost any more (a new socket, media back on the same or a new
+peer connection). A healthy candidate is never failed for a loss that has ended.
+
+Whatever happens — bye, a lost peer, the time limit, an upstream failure, shutdown — a session
 ends exactly once, in a recorded state (``ended`` or ``failed``) with a reason, and its upstream
 call is hung up.
 """
@@ -16,142 +21,36 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from uuid import UUID
 
-from gateway.config import Settings
-from gateway.media.relay import Relay, RelayUnavailable, parse_candidate
 from gateway.sessions.events import EventError, TranscriptEvent, parse_event, transcript_event
-from gateway.upstream.openai import RealtimeUpstream, UpstreamError
-from gateway.upstream.proxy import ProxyCall
-from signaling.server import (
-    Answer,
-    IceCandidate,
-    SignalingChannel,
-    SignalingError,
-    SignalingHandler,
-)
-from signaling.tokens import TokenClaims
-from storage import interviews, tenants
-from storage.database import Database
-from storage.transcripts import TranscriptEntry, TranscriptWriter
+from gateway.sessions.recorder import EndStatus, SessionRecorder
+from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
+from signaling.server import Answer, IceCandidate, SignalingChannel, SignalingError
+from storage.transcripts import Source, TranscriptEntry
+
+if TYPE_CHECKING:
+    from gateway.sessions.manager import RelayLease, SessionManager
 
 log = logging.getLogger(__name__)
 
-Source = Literal["relay", "sideband", "client"]
+__all__ = ["ConnectionHandler", "EndStatus", "InterviewSession"]
+
 #: Live transcript lines waiting for the browser; beyond this, deltas are dropped (finals are
 #: stored regardless, so nothing durable depends on this queue).
 LIVE_LINES = 512
-#: How long ending a session waits for its queued state updates to reach the database.
-RECORD_DRAIN_TIMEOUT = 2.0
+
+#: How long ending waits for its record to land before it lets go (the record goes on).
+END_RECORD_WAIT = 2.0
+
+#: What can be lost: the signaling socket, the media.
+Loss = Literal["signaling", "media"]
 
 
-@dataclass
-class SessionStats:
-    """Process-wide counters, exported as metrics."""
-
-    started: int = 0
-    relay: int = 0
-    proxy: int = 0
-    fallbacks: int = 0
-    ended: dict[str, int] = field(default_factory=dict)
-    bad_events: int = 0
-
-
-class SessionManager:
-    """The registry of live sessions and the resources they share."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        db: Database,
-        writer: TranscriptWriter,
-        upstream: RealtimeUpstream,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.writer = writer
-        self.upstream = upstream
-        self.sessions: dict[UUID, InterviewSession] = {}
-        self.relayed = 0
-        self.stats = SessionStats()
-        #: sessions being created: interview -> (tenant, the creation)
-        self._creating: dict[UUID, tuple[UUID, asyncio.Future[InterviewSession]]] = {}
-
-    def relay_capacity_left(self) -> int:
-        return max(0, self.settings.max_relay_sessions - self.relayed)
-
-    def tenant_sessions(self, tenant_id: UUID) -> int:
-        """How many live sessions one tenant has, counting those being set up
-        (``max_sessions_per_tenant`` bounds it)."""
-        live = sum(1 for s in self.sessions.values() if s.tenant_id == tenant_id)
-        return live + sum(1 for tenant, _ in self._creating.values() if tenant == tenant_id)
-
-    async def connect(self, claims: TokenClaims, channel: SignalingChannel) -> SignalingHandler:
-        """The signaling server's handler factory: attach a new connection to its session."""
-        try:
-            tenant_id, interview_id = UUID(claims.tenant_id), UUID(claims.interview_id)
-        except ValueError:
-            raise SignalingError("token_invalid", "token names no valid interview") from None
-        if not claims.verified:  # the admission confirms JWKS signatures before this
-            raise SignalingError("token_invalid", "the token's signature is unchecked")
-        session = self.sessions.get(interview_id)
-        if session is None:
-            session = await self._session_for(tenant_id, interview_id)
-        handler = ConnectionHandler(session, channel)
-        await session.attach(handler)
-        return handler
-
-    async def _session_for(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
-        """Create the interview's session once, however many connections ask at the same time.
-
-        Creation is single-flight per interview (not one lock for all: a burst of interviews
-        starting together must not queue behind each other's database reads).
-        """
-        pending = self._creating.get(interview_id)
-        if pending is None:
-            if self.tenant_sessions(tenant_id) >= self.settings.max_sessions_per_tenant:
-                raise SignalingError("at_capacity", "your organisation's live interview limit")
-            future = asyncio.ensure_future(self._create(tenant_id, interview_id))
-            future.add_done_callback(lambda f: self._creating.pop(interview_id, None))
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # observed
-            pending = self._creating[interview_id] = (tenant_id, future)
-        return await asyncio.shield(pending[1])
-
-    async def _create(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
-        record = await interviews.get_session(self.db, tenant_id, interview_id)
-        if record is None:
-            raise SignalingError("interview_not_found", "no such interview")
-        if record.status in ("ended", "failed"):
-            raise SignalingError("interview_ended", "this interview has already ended")
-        options = await tenants.get_interview_options(self.db, tenant_id, interview_id)
-        limit = self.settings.session_time_limit
-        session = InterviewSession(
-            self,
-            tenant_id,
-            interview_id,
-            record.requested_mode,
-            time_limit=min(limit, (options and options.max_duration_s) or limit),
-            upstream_session=options.upstream_session if options else None,
-        )
-        self.sessions[interview_id] = session
-        self.stats.started += 1
-        return session
-
-    async def close(self) -> None:
-        """Shutdown: end every live session, in a recorded state."""
-        await asyncio.gather(
-            *(s.end("failed", "shutdown") for s in list(self.sessions.values())),
-            return_exceptions=True,
-        )
-
-
-class ConnectionHandler(SignalingHandler):
+class ConnectionHandler:
     """The signaling server's view of one connection; it forwards to the session while current."""
 
     def __init__(self, session: InterviewSession, channel: SignalingChannel) -> None:
@@ -159,7 +58,7 @@ class ConnectionHandler(SignalingHandler):
         self.channel = channel
 
     async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer:
-        return await self.session.offer(self, sdp, reconnect=reconnect)
+        return await self.session.offer(sdp, reconnect=reconnect)
 
     async def on_candidate(self, candidate: IceCandidate | None) -> None:
         await self.session.candidate(candidate)
@@ -189,24 +88,27 @@ class InterviewSession:
         self.requested_mode = requested_mode if requested_mode in ("relay", "proxy") else "auto"
         #: the interview's own upstream session settings (instructions, voice), over the defaults
         self.upstream_session = upstream_session
-        self.mode: Literal["relay", "proxy"] | None = None
-        self.relay: Relay | None = None
-        self.proxy: ProxyCall | None = None
+        #: the connection to the AI interviewer, once the first offer is answered
+        self.call: Call | None = None
         self.current: ConnectionHandler | None = None
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
         self._end_task: asyncio.Future[None] | None = None
-        self._holds_relay_slot = False
+        self._lease: RelayLease | None = None
         self._offer_lock = asyncio.Lock()
         self._live: asyncio.Queue[TranscriptEvent] = asyncio.Queue(LIVE_LINES)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._losses: set[Loss] = set()
         self._grace: asyncio.TimerHandle | None = None
-        self._records: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.recorder = SessionRecorder(manager.db, tenant_id, interview_id, self.log_extra)
         self._spawn(self._pump_live_lines())
-        self._spawn(self._write_records())
         self._deadline = asyncio.get_running_loop().call_later(
             time_limit, self._spawn_end, "ended", "time_limit"
         )
+
+    @property
+    def mode(self) -> CallMode | None:
+        return self.call.mode if self.call is not None else None
 
     @property
     def _ending(self) -> bool:
@@ -220,10 +122,10 @@ class InterviewSession:
 
     async def attach(self, handler: ConnectionHandler) -> None:
         previous, self.current = self.current, handler
-        self._cancel_grace()
+        self._found("signaling")
         if previous is not None:  # the same candidate came back before we noticed it left
             await previous.channel.close("replaced")
-        self._record(status="waiting" if self.mode is None else "connecting")
+        self.recorder.record(status="waiting" if self.call is None else "connecting")
 
     async def detach(self, handler: ConnectionHandler, reason: str) -> None:
         if handler is not self.current:
@@ -232,174 +134,129 @@ class InterviewSession:
         if reason == "bye":
             await self.end("ended", "bye")
         else:
-            self._lost(f"signaling_{reason}")
+            self._lost("signaling", f"signaling_{reason}")
 
-    def _lost(self, reason: str) -> None:
-        """The candidate's side went away: end unless they reconnect within the grace period."""
-        if self._ending or self._grace is not None:
+    def _lost(self, what: Loss, reason: str) -> None:
+        """The candidate's side went away: end unless it is back within the grace period."""
+        if self._ending:
             return
-        log.info("peer lost (%s); waiting for a reconnect", reason, extra=self.log_extra)
-        self._grace = asyncio.get_running_loop().call_later(
-            self.settings.reconnect_grace, self._spawn_end, "failed", reason
-        )
+        self._losses.add(what)
+        if self._grace is None:
+            log.info("peer lost (%s); waiting for a reconnect", reason, extra=self.log_extra)
+            self._grace = asyncio.get_running_loop().call_later(
+                self.settings.reconnect_grace, self._spawn_end, "failed", reason
+            )
 
-    def _cancel_grace(self) -> None:
-        if self._grace is not None:
+    def _found(self, what: Loss) -> None:
+        """Something lost is back; once nothing is lost, the grace period is over."""
+        self._losses.discard(what)
+        if not self._losses and self._grace is not None:
+            log.info("peer back; the session carries on", extra=self.log_extra)
             self._grace.cancel()
             self._grace = None
 
     # -- negotiation ----------------------------------------------------------------------
 
-    async def offer(self, handler: ConnectionHandler, sdp: str, *, reconnect: bool) -> Answer:
+    async def offer(self, sdp: str, *, reconnect: bool) -> Answer:
         async with self._offer_lock:
             if self._ending:
                 raise SignalingError("interview_ended", "this interview has ended")
-            if self.mode is not None:
+            if self.call is not None:
                 if not reconnect:
                     raise SignalingError(
                         "offer_already_made", "this interview is already connected"
                     )
-                return Answer(sdp=await self._reconnect(sdp), mode=self.mode)
-            self._record(status="connecting")
-            answer = await self._first_offer(sdp)
-            assert self.mode is not None
-            self.manager.stats.relay += self.mode == "relay"
-            self.manager.stats.proxy += self.mode == "proxy"
-            self._record(
-                actual_mode=self.mode,
-                upstream_kind=self.manager.upstream.kind,
-                upstream_call_id=(self.relay or self.proxy).call_id,  # type: ignore[union-attr]
-                **({"status": "active"} if self.mode == "proxy" else {}),
+                answer = await self._upstream_answer(self.call.reconnect(sdp))
+                self.recorder.record(upstream_call_id=self.call.call_id)
+                return Answer(sdp=answer, mode=self.call.mode)
+            self.recorder.record(status="connecting")
+            call, answer = await self._first_offer(sdp)
+            self.call = call
+            self.manager.stats.relay += call.mode == "relay"
+            self.manager.stats.proxy += call.mode == "proxy"
+            self.recorder.record(
+                actual_mode=call.mode,
+                upstream_kind=self.manager.calls.upstream_kind,
+                upstream_call_id=call.call_id,
+                **({"status": "active"} if call.mode == "proxy" else {}),
             )
-            return Answer(sdp=answer, mode=self.mode)
+            return Answer(sdp=answer, mode=call.mode)
 
-    async def _first_offer(self, sdp: str) -> str:
-        wanted = self._wanted_mode()
+    async def _first_offer(self, sdp: str) -> tuple[Call, str]:
+        """Relay when wanted and possible, else proxy; the lease goes with a relay only."""
+        wanted = self.requested_mode if self.requested_mode != "auto" else self.settings.mode
         if wanted != "proxy":
-            if self._take_relay_slot():
+            lease = self.manager.lease_relay()
+            if lease is None and wanted == "relay":
+                await self._refuse("at_capacity", "at_capacity", "no relay capacity left")
+            if lease is not None:
+                relay = self.manager.calls.create("relay", self, self.upstream_session)
                 try:
-                    answer = await self._start_relay(sdp)
-                except RelayUnavailable as exc:
+                    answer = await self._answering(relay.start(sdp))
+                except CallUnavailable as exc:
+                    lease.release()
                     if wanted == "relay":
-                        await self.end("failed", "relay_unavailable", notify=False)
-                        raise SignalingError("relay_unavailable", str(exc), fatal=True) from None
+                        await self._refuse("relay_unavailable", "relay_unavailable", str(exc))
                     self.manager.stats.fallbacks += 1
                     log.warning("relay unavailable (%s); using proxy", exc, extra=self.log_extra)
+                except BaseException:
+                    lease.release()
+                    raise
                 else:
-                    self.mode = "relay"
-                    self._spawn(self._watch_browser_media())
-                    return answer
-                finally:
-                    if self.mode != "relay":  # fallback, bad offer, cancellation
-                        self._release_relay_slot()
-            elif wanted == "relay":
-                await self.end("failed", "at_capacity", notify=False)
-                raise SignalingError("at_capacity", "no relay capacity left", fatal=True)
-        answer = await self._start_proxy(sdp)
-        self.mode = "proxy"
-        return answer
+                    self._lease = lease
+                    return relay, answer
+        proxy = self.manager.calls.create("proxy", self, self.upstream_session)
+        return proxy, await self._upstream_answer(proxy.start(sdp))
 
-    def _wanted_mode(self) -> str:
-        return self.requested_mode if self.requested_mode != "auto" else self.settings.mode
-
-    async def _start_relay(self, sdp: str) -> str:
-        self.relay = Relay(
-            self.manager.upstream,
-            session=self.upstream_session,
-            on_server_event=lambda message: self.server_event(message, "relay"),
-            on_browser_state=self._browser_state,
-            on_upstream_state=self._upstream_state,
-            browser_ice_servers=self.settings.ice_servers,
-            upstream_ice_servers=self.settings.upstream_ice_servers,
-            ice_addresses=self.settings.ice_addresses,
-            connect_timeout=self.settings.upstream_connect_timeout,
-        )
+    async def _answering(self, answer: Awaitable[str]) -> str:
+        """A call's answer; a refused offer is the browser's (non-fatal) ``bad_sdp``."""
         try:
-            return await self.relay.start(sdp)
-        except ValueError as exc:
-            self.relay = None
+            return await answer
+        except BadOffer as exc:
             raise SignalingError("bad_sdp", str(exc)) from None
-        except BaseException:
-            self.relay = None
-            raise
 
-    async def _start_proxy(self, sdp: str) -> str:
-        """A proxied call; the upstream judging the offer bad is the browser's error, not ours."""
-        proxy = ProxyCall(
-            self.manager.upstream,
-            session=self.upstream_session,
-            on_server_event=lambda message: self.server_event(message, "sideband"),
-            on_sideband_closed=lambda reason: self._spawn_end("failed", "upstream_sideband_closed"),
-        )
+    async def _upstream_answer(self, answer: Awaitable[str]) -> str:
+        """A call's answer where no fallback is left: an unreachable upstream ends the session."""
         try:
-            answer = await proxy.start(sdp)
-        except UpstreamError as exc:
-            if exc.status == 400:
-                raise SignalingError("bad_sdp", f"the upstream refused the offer: {exc}") from None
-            await self.end("failed", f"upstream_{exc.code}", notify=False)
-            raise SignalingError("upstream_unavailable", str(exc), fatal=True) from None
-        self.proxy = proxy
-        return answer
+            return await self._answering(answer)
+        except CallUnavailable as exc:
+            await self._refuse(exc.reason, "upstream_unavailable", str(exc))
 
-    async def _reconnect(self, sdp: str) -> str:
-        self._cancel_grace()
-        if self.relay is not None:
-            try:
-                return await self.relay.reconnect(sdp)
-            except ValueError as exc:
-                raise SignalingError("bad_sdp", str(exc)) from None
-        # Proxy: each upstream call is a new conversation; the old one cannot be resumed.
-        assert self.proxy is not None
-        await self.proxy.close()
-        answer = await self._start_proxy(sdp)
-        self._record(upstream_call_id=self.proxy.call_id)
-        return answer
+    async def _refuse(self, reason: str, code: str, message: str) -> NoReturn:
+        """End the session with ``reason`` and send the browser the fatal error ``code``."""
+        await self.end("failed", reason, notify=False)
+        raise SignalingError(code, message, fatal=True)
 
     async def candidate(self, candidate: IceCandidate | None) -> None:
-        if self.relay is None:
-            return  # proxy: the upstream takes no trickle; its checks learn peer-reflexive ones
-        if candidate is None:
-            await self.relay.add_browser_candidate(None)
+        if self.call is None:
             return
         try:
-            parsed = parse_candidate(
-                candidate.candidate, candidate.sdp_mid, candidate.sdp_mline_index
-            )
-        except ValueError as exc:
+            await self.call.add_candidate(candidate)
+        except BadOffer as exc:
             raise SignalingError("bad_candidate", str(exc)) from None
-        await self.relay.add_browser_candidate(parsed)
 
-    # -- state from the peers -------------------------------------------------------------
+    # -- what the call tells (CallListener) -----------------------------------------------
 
-    def _browser_state(self, state: str) -> None:
-        if state == "connected":
-            assert self.relay is not None
-            self._record(
-                status="active",
-                connection_state=state,
-                connected_at=datetime.now(UTC),
-                selected_pair=self.relay.selected_pair(),
-            )
-            self._spawn(self._send_state("connected"))
-        elif state in ("failed", "closed"):
-            self._record(connection_state=state)
-            self._lost(f"peer_{state}")
+    def peer_connected(self, selected_pair: str | None) -> None:
+        self.recorder.record(
+            status="active",
+            connection_state="connected",
+            connected_at=datetime.now(UTC),
+            selected_pair=selected_pair,
+        )
+        self._found("media")
+        self._spawn(self._send_state("connected"))
 
-    def _upstream_state(self, state: str) -> None:
-        if state in ("failed", "closed") and self.mode == "relay":
-            self._spawn_end("failed", f"upstream_{state}")
+    def peer_lost(self, reason: str) -> None:
+        if reason in ("peer_failed", "peer_closed"):
+            self.recorder.record(connection_state=reason.removeprefix("peer_"))
+        self._lost("media", reason)
 
-    async def _watch_browser_media(self) -> None:
-        """Notice a silent peer within ``peer_timeout`` (aiortc's consent check takes ~30 s)."""
-        timeout = self.settings.peer_timeout
-        watching_since = time.monotonic()  # a peer that never sends is silent too
-        while not self._ending:
-            await asyncio.sleep(min(1.0, timeout / 2))
-            last = (self.relay.last_browser_media_at if self.relay else None) or watching_since
-            if time.monotonic() - last > timeout:
-                self._lost("peer_silent")
+    def peer_back(self) -> None:
+        self._found("media")
 
-    # -- events and transcripts -----------------------------------------------------------
+    def upstream_failed(self, reason: str) -> None:
+        self._spawn_end("failed", reason)
 
     def server_event(self, message: str | bytes, source: Source) -> None:
         """Every Realtime event from any source passes here: live lines and durable entries."""
@@ -433,6 +290,8 @@ class InterviewSession:
             with contextlib.suppress(asyncio.QueueFull):
                 self._live.put_nowait(line)
 
+    # -- to the browser -------------------------------------------------------------------
+
     async def _pump_live_lines(self) -> None:
         while True:
             line = await self._live.get()
@@ -451,12 +310,10 @@ class InterviewSession:
 
     # -- ending ---------------------------------------------------------------------------
 
-    def _spawn_end(self, status: Literal["ended", "failed"], reason: str) -> None:
+    def _spawn_end(self, status: EndStatus, reason: str) -> None:
         self._spawn(self.end(status, reason))
 
-    async def end(
-        self, status: Literal["ended", "failed"], reason: str, *, notify: bool = True
-    ) -> None:
+    async def end(self, status: EndStatus, reason: str, *, notify: bool = True) -> None:
         """End the session once: hang up, record the outcome, tell the browser (if ``notify``).
 
         The work runs in a task of its own and callers wait on it shielded: the signaling
@@ -468,72 +325,34 @@ class InterviewSession:
             self._end_task = asyncio.ensure_future(self._finish(status, reason, notify))
         await asyncio.shield(self._end_task)
 
-    async def _finish(self, status: Literal["ended", "failed"], reason: str, notify: bool) -> None:
+    async def _finish(self, status: EndStatus, reason: str, notify: bool) -> None:
         self.end_reason = reason
         self._deadline.cancel()
-        self._cancel_grace()
+        if self._grace is not None:
+            self._grace.cancel()
         log.info("session %s: %s", status, reason, extra=self.log_extra)
-        for call in (self.relay, self.proxy):
-            if call is not None:
-                await call.close()
-        self._release_relay_slot()
-        with contextlib.suppress(TimeoutError):  # what was recorded before the end lands first
-            async with asyncio.timeout(RECORD_DRAIN_TIMEOUT):
-                await self._records.join()
+        try:
+            if self.call is not None:
+                await self.call.close()
+        finally:
+            if self._lease is not None:
+                self._lease.release()
+        # The row says so before the browser hears it (a client may ask the API right away),
+        # unless the database is away: then the record goes on after the session is gone.
+        record = asyncio.ensure_future(self.recorder.finish(status, reason))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(record), END_RECORD_WAIT)
         current, self.current = self.current, None
         if notify and current is not None:
             await current.channel.send_state(status, {"reason": reason})
             await current.channel.close(reason)
-        try:
-            await interviews.end_session(
-                self.manager.db, self.tenant_id, self.interview_id, status=status, reason=reason
-            )
-        except Exception:  # the database may be away; the session must still end
-            log.exception("could not record the end of the session", extra=self.log_extra)
-        stats = self.manager.stats.ended
-        stats[reason] = stats.get(reason, 0) + 1
-        self.manager.sessions.pop(self.interview_id, None)
+        self.manager.session_ended(self, record)
         for task in list(self._tasks):
-            task.cancel()
+            if task is not asyncio.current_task():
+                task.cancel()
         self.ended.set()
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _take_relay_slot(self) -> bool:
-        if self.manager.relay_capacity_left() <= 0:
-            return False
-        self.manager.relayed += 1
-        self._holds_relay_slot = True
-        return True
-
-    def _release_relay_slot(self) -> None:
-        if self._holds_relay_slot:
-            self._holds_relay_slot = False
-            self.manager.relayed -= 1
-
-    def _record(self, **fields: Any) -> None:
-        """Record state on the session row, in order, without making signaling wait for it."""
-        if not self._ending:
-            self._records.put_nowait(fields)
-
-    async def _write_records(self) -> None:
-        """Apply recorded state in order, merging what queued up into one update; a database
-        outage must not break the interview (update_session never touches an ended row)."""
-        while True:
-            fields = await self._records.get()
-            merged, taken = dict(fields), 1
-            while not self._records.empty():
-                merged.update(self._records.get_nowait())
-                taken += 1
-            try:
-                await interviews.update_session(
-                    self.manager.db, self.tenant_id, self.interview_id, **merged
-                )
-            except Exception:
-                log.exception("could not record session state %s", merged, extra=self.log_extra)
-            finally:
-                for _ in range(taken):
-                    self._records.task_done()
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

@@ -4,70 +4,96 @@ The gateway forwards the browser's offer with the server-held key (which therefo
 reaches the browser), returns the upstream's answer, and joins the call's sideband WebSocket,
 which carries the same server events as the data channel: that is how transcripts reach the
 gateway without the media passing through it.
+
+Each upstream call is its own conversation, so a reconnect hangs up the old call and starts a
+new one with the new offer. Media never passes here, so the proxy reports no peer events; a
+sideband that closes by itself reports the upstream lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import logging
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.openai import RealtimeUpstream, UpstreamError
+from signaling.sdp import IceCandidate
+
+log = logging.getLogger(__name__)
 
 
 class ProxyCall:
-    """One proxied upstream call and its sideband listener."""
+    """One proxied upstream call (replaced on reconnect) and its sideband listener."""
+
+    mode: CallMode = "proxy"
 
     def __init__(
         self,
         upstream: RealtimeUpstream,
+        listener: CallListener,
         *,
-        on_server_event: Callable[[str | bytes], None],
-        on_sideband_closed: Callable[[str], None],
         session: dict[str, Any] | None = None,
     ) -> None:
         self._upstream = upstream
-        self._on_server_event = on_server_event
-        self._on_sideband_closed = on_sideband_closed
+        self._listener = listener
         self._session = session
         self.call_id: str | None = None
-        self._listener: asyncio.Task[None] | None = None
-        self._closing = False
+        self._sideband: asyncio.Task[None] | None = None
 
     async def start(self, offer_sdp: str) -> str:
-        """Forward the offer, join the sideband, and return the upstream's answer."""
-        call = await self._upstream.create_call(offer_sdp, self._session)
+        """Forward the offer, join the sideband, and return the upstream's answer.
+
+        The upstream judging the offer bad (400) is the browser's error; anything else means
+        the upstream cannot be reached.
+        """
+        try:
+            call = await self._upstream.create_call(offer_sdp, self._session)
+        except UpstreamError as exc:
+            if exc.status == 400:
+                raise BadOffer(f"the upstream refused the offer: {exc}") from None
+            raise CallUnavailable(str(exc), reason=f"upstream_{exc.code}") from None
         self.call_id = call.call_id
         try:
             sideband = await self._upstream.open_sideband(call.call_id)
-        except UpstreamError:
+        except UpstreamError as exc:
             await self.close()
-            raise
-        self._listener = asyncio.create_task(self._listen(sideband))
+            raise CallUnavailable(str(exc), reason=f"upstream_{exc.code}") from None
+        self._sideband = asyncio.create_task(self._listen(sideband))
         return call.answer_sdp
+
+    async def reconnect(self, offer_sdp: str) -> str:
+        """A new call for the reconnected browser: the old conversation cannot be resumed."""
+        await self.close()
+        return await self.start(offer_sdp)
+
+    async def add_candidate(self, candidate: IceCandidate | None) -> None:
+        """Nothing to do: the upstream takes no trickle; its checks learn peer-reflexive ones."""
 
     async def _listen(self, sideband: ClientConnection) -> None:
         reason = "sideband closed"
         try:
             async for message in sideband:
-                self._on_server_event(message)
+                self._listener.server_event(message, "sideband")
         except websockets.ConnectionClosedError as exc:
             reason = f"sideband lost: {exc.code}"
         finally:
             await sideband.close()
-            if not self._closing:
-                self._on_sideband_closed(reason)
+        # Reached only when the sideband ended by itself: close() cancels this task first.
+        log.warning("%s; the upstream call is gone", reason)
+        self._listener.upstream_failed("upstream_sideband_closed")
 
     async def close(self) -> None:
-        self._closing = True
-        if self._listener is not None:
-            self._listener.cancel()
+        """Leave the sideband and hang up the call; reports nothing to the listener."""
+        listener, self._sideband = self._sideband, None
+        if listener is not None:
+            listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+                await listener
         if self.call_id is not None:
             call_id, self.call_id = self.call_id, None
             await self._upstream.hangup(call_id)

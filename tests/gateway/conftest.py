@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.app import DATABASE, JWT_SECRET, SESSIONS, WRITER, create_app
 from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
-from gateway.sessions.session import SessionManager
+from gateway.sessions.manager import SessionManager
 from gateway.sim.candidate import HeadlessCandidate
 from gateway.sim.upstream import Script
 from storage import interviews
@@ -51,7 +51,7 @@ class RunningGateway:
     async def ended_record(self, invitation: Invitation, within: float = 15.0) -> SessionRecord:
         """The session's row once the session has ended: the browser may hear the socket
         close a moment before the gateway records why."""
-        session = self.sessions.sessions.get(invitation.interview_id)
+        session = self.sessions.live(invitation.tenant_id, invitation.interview_id)
         if session is not None:
             await asyncio.wait_for(session.ended.wait(), within)
         record = await interviews.get_session(

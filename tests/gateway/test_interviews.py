@@ -55,7 +55,7 @@ async def test_relay_interview_stores_every_line_once_and_ends_with_bye(
     assert record.upstream_call_id.startswith("rtc_")
     assert record.connected_at is not None and record.ended_at is not None
     assert "127.0.0.1" in record.selected_pair
-    assert gateway.sessions.relayed == 0  # the relay slot was given back
+    assert gateway.sessions.relay_slots_used == 0  # the relay slot was given back
     async with aiohttp.ClientSession() as http, http.get(f"{gateway.base_url}/metrics") as r:
         metrics = await r.text()
     for line in (
@@ -96,7 +96,7 @@ async def test_auto_falls_back_to_proxy_when_the_upstream_leg_cannot_connect(
     report, rows, record = await take_interview(gateway, "auto")
     assert report.mode == "proxy" and record.actual_mode == "proxy"
     assert gateway.sessions.stats.fallbacks == 1
-    assert gateway.sessions.relayed == 0
+    assert gateway.sessions.relay_slots_used == 0
     assert_whole_transcript(rows, "sideband")
 
 

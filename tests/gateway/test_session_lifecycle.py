@@ -34,7 +34,7 @@ async def test_time_limit_ends_the_session(start_gateway: GatewayFactory) -> Non
     assert report.error is not None and "time_limit" in report.error
     record = await gateway.ended_record(invitation)
     assert (record.status, record.end_reason) == ("ended", "time_limit")
-    assert gateway.sessions.relayed == 0
+    assert gateway.sessions.relay_slots_used == 0
 
 
 async def test_a_candidate_who_vanishes_fails_the_session_after_the_grace(
@@ -50,7 +50,7 @@ async def test_a_candidate_who_vanishes_fails_the_session_after_the_grace(
         ("failed", "signaling_disconnected"),
     }
     assert record.upstream_call_id.startswith("rtc_")  # and the upstream call was hung up:
-    assert not gateway.sessions.sessions
+    assert len(gateway.sessions) == 0
 
 
 async def test_a_silent_peer_is_noticed_within_the_peer_timeout(
@@ -71,11 +71,11 @@ async def test_a_reconnected_candidate_keeps_the_relayed_conversation(
 ) -> None:
     gateway = await start_gateway(mode="relay")
     invitation, candidate = await connected(gateway, "relay")
-    session = gateway.sessions.sessions[invitation.interview_id]
-    call_id = session.relay.call_id
+    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
+    call_id = session.call.call_id
     await candidate.connect(reconnect=True)  # new socket, new peer connection
-    assert gateway.sessions.sessions[invitation.interview_id] is session
-    assert session.relay.call_id == call_id  # the same AI conversation
+    assert gateway.sessions.live(invitation.tenant_id, invitation.interview_id) is session
+    assert session.call.call_id == call_id  # the same AI conversation
     await candidate.converse()
     await candidate.client.bye()
     await candidate.close()

@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from gateway.bench.relay_peers import LOCAL, PeerHost, encode_opus
-from gateway.media.relay import Relay
+from gateway.media.forwarding import MediaStats
+from gateway.media.relay import Relay, RelayOptions
 from gateway.sim.speech import synthesize
 from gateway.upstream.openai import RealtimeUpstream
 
@@ -60,16 +61,41 @@ async def near(speech_payloads: list[bytes]) -> AsyncIterator[PeerHost]:
         await host.close()
 
 
+class Heard:
+    """A call listener that keeps what the relay told it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def server_event(self, message: str | bytes, source: str) -> None:
+        self.events.append(("server_event", source))
+
+    def peer_connected(self, selected_pair: str | None) -> None:
+        self.events.append(("peer_connected", selected_pair))
+
+    def peer_lost(self, reason: str) -> None:
+        self.events.append(("peer_lost", reason))
+
+    def peer_back(self) -> None:
+        self.events.append(("peer_back", None))
+
+    def upstream_failed(self, reason: str) -> None:
+        self.events.append(("upstream_failed", reason))
+
+
 @pytest.fixture
-async def relay(far: tuple[PeerHost, str]) -> AsyncIterator[Relay]:
+def media_stats() -> MediaStats:
+    return MediaStats()
+
+
+@pytest.fixture
+async def relay(far: tuple[PeerHost, str], media_stats: MediaStats) -> AsyncIterator[Relay]:
     async with aiohttp.ClientSession() as http:
         upstream = RealtimeUpstream(kind="sim", base_url=far[1], api_key="test", http=http)
         relay = Relay(
             upstream,
-            on_server_event=lambda _: None,
-            on_browser_state=lambda _: None,
-            on_upstream_state=lambda _: None,
-            ice_addresses=LOCAL,
+            Heard(),
+            options=RelayOptions(ice_addresses=LOCAL, stats=media_stats),
         )
         try:
             yield relay

@@ -7,7 +7,6 @@ import inspect
 
 import aiortc
 import numpy as np
-import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
@@ -113,8 +112,3 @@ async def test_a_second_tap_replaces_the_first_and_release_restores_the_real_buf
         assert getattr(receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE) is buffer
     finally:
         await pc.close()
-
-
-@pytest.fixture(autouse=True)
-def _pinned_to_loopback() -> None:
-    ice.set_default_host_addresses(LOCAL)

@@ -16,8 +16,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from gateway.bench.relay_peers import LOCAL, PacketProbe, PeerHost
-from gateway.media import forwarding, ice
-from gateway.media.forwarding import LegAudio
+from gateway.media import ice
+from gateway.media.forwarding import LegAudio, MediaStats
 from gateway.media.relay import Relay
 from gateway.sim.speech import SpeechTrack
 
@@ -126,8 +126,9 @@ async def test_a_codec_it_cannot_forward_falls_back_to_transcoding(
     far: tuple[PeerHost, str],
     decodes: list[str],
     caplog: pytest.LogCaptureFixture,
+    media_stats: MediaStats,
 ) -> None:
-    fallbacks_before = forwarding.FALLBACKS["audio/PCMU"]
+    fallbacks_before = media_stats.transcode_fallbacks["audio/PCMU"]
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
         transceiver = pc.addTransceiver(SpeechTrack(), direction="sendrecv")
@@ -155,7 +156,7 @@ async def test_a_codec_it_cannot_forward_falls_back_to_transcoding(
 
     assert relay._to_upstream_audio is not None and not relay._to_upstream_audio.fast
     assert relay._to_browser_audio is not None and not relay._to_browser_audio.fast
-    assert forwarding.FALLBACKS["audio/PCMU"] == fallbacks_before + 2
+    assert media_stats.transcode_fallbacks["audio/PCMU"] == fallbacks_before + 2
     assert "cannot be forwarded" in caplog.text
     assert {p.payload_type for p in probe.packets} == {0}  # PCMU reached the browser
     assert "audio/PCMU" in decodes and "audio/opus" in decodes  # the relay transcoded

@@ -98,7 +98,7 @@ async def test_end_hangs_up_a_live_session_and_is_idempotent(
     invitation = Invitation(acme.id, UUID(str(created["id"])), str(created["token"]))
     candidate = gateway.candidate(invitation)
     await candidate.connect()  # once connected, the session is live
-    session = gateway.sessions.sessions[invitation.interview_id]
+    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
     for _ in range(2):
         async with await acme.request("POST", f"/v1/interviews/{created['id']}/end") as r:
             assert r.status == 200

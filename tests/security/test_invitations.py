@@ -35,12 +35,12 @@ async def test_a_used_invitation_admits_only_reconnects_while_its_session_lives(
     first = SignalingClient()
     await first.connect(url, invitation.token)
     await first.close()  # the network drops: no bye
-    session = gateway.sessions.sessions[invitation.interview_id]
+    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
     # same token, new socket: the same candidate coming back to its live session
     async with SignalingClient() as again:
         welcome = await again.connect(url, invitation.token)
         assert welcome["interview_id"] == str(invitation.interview_id)
-        assert gateway.sessions.sessions[invitation.interview_id] is session
+        assert gateway.sessions.live(invitation.tenant_id, invitation.interview_id) is session
         await again.bye()
         await again.wait_closed()
     await asyncio.wait_for(session.ended.wait(), 10)
@@ -56,7 +56,7 @@ async def test_a_replayed_invitation_is_refused_even_before_its_interview_ended(
     invitation = await gateway.invite("proxy")
     async with SignalingClient() as client:
         await client.connect(invitation.signal_url(gateway.base_url), invitation.token)
-    session = gateway.sessions.sessions.get(invitation.interview_id)
+    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
     if session is not None:
         await asyncio.wait_for(session.ended.wait(), 10)
     code, _ = await refusal(gateway, invitation, invitation.token)
@@ -73,7 +73,7 @@ async def test_a_multi_use_invitation_is_not_recorded_as_used(
     async with SignalingClient() as client:
         await client.connect(invitation.signal_url(gateway.base_url), invitation.token)
         await client.close()
-    session = gateway.sessions.sessions.get(invitation.interview_id)
+    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
     if session is not None:
         await asyncio.wait_for(session.ended.wait(), 10)
     # the grace ran out and the session failed: the link is not 'used', the interview is over

@@ -89,7 +89,7 @@ async def test_a_tenant_has_a_maximum_of_live_sessions(start_gateway: GatewayFac
         assert welcome["interview_id"] == str(elsewhere.interview_id)
         await a.bye()
         await a.wait_closed()
-    session = gateway.sessions.sessions.get(first.interview_id)
+    session = gateway.sessions.live(first.tenant_id, first.interview_id)
     if session is not None:
         await asyncio.wait_for(session.ended.wait(), 10)
     # the refusal did not spend the second invitation: now that there is room, it works

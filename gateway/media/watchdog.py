@@ -1,0 +1,83 @@
+"""Tells, within seconds, when a peer's media stops and when it comes back.
+
+aiortc notices a dead peer only by ICE consent (~30 s). A relay sees every packet, so it can
+tell much sooner: the watchdog reads when media last arrived and reports *transitions*, once
+each: ``on_silent`` when nothing arrived for ``timeout`` seconds, ``on_back`` when media
+arrives again after that. Reporting transitions rather than states is what keeps a session
+from being failed behind a healthy peer: a reconnect or a returning stream cancels a loss, and
+nothing re-arms it until the media stops again.
+
+Silence is counted only while the watchdog runs, and it runs from the moment a leg is
+connected (ICE and DTLS done): a slow set-up is not silence. A new leg (a reconnect) restarts
+the count from its own connection.
+
+It needs no task and costs nothing per packet: one timer call every ``timeout / 2`` seconds at
+most, reading a timestamp that the forwarder keeps anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+class SilenceWatchdog:
+    def __init__(
+        self,
+        timeout: float,
+        last_media_at: Callable[[], float | None],
+        *,
+        on_silent: Callable[[], None],
+        on_back: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._timeout = timeout
+        self._last_media_at = last_media_at
+        self._on_silent = on_silent
+        self._on_back = on_back
+        self._clock = clock
+        self._timer: asyncio.TimerHandle | None = None
+        #: when counting began (the current leg connected)
+        self._since = 0.0
+        #: when silence was reported, while it lasts
+        self._silent_at: float | None = None
+
+    @property
+    def silent(self) -> bool:
+        return self._silent_at is not None
+
+    @property
+    def running(self) -> bool:
+        return self._timer is not None
+
+    def start(self) -> None:
+        """Count from now: a leg just connected, which is itself news that the peer is back
+        (the session clears its loss); a silence on this leg is reported afresh."""
+        self.stop()
+        self._since = self._clock()
+        self._silent_at = None
+        self._schedule()
+
+    def stop(self) -> None:
+        """Stop counting (the leg is being replaced or closed); reports nothing."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _schedule(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(
+            min(1.0, self._timeout / 2), self._check
+        )
+
+    def _check(self) -> None:
+        self._schedule()
+        last = self._last_media_at()
+        now = self._clock()
+        if self._silent_at is None:
+            if now - max(last or 0.0, self._since) > self._timeout:
+                self._silent_at = now
+                self._on_silent()
+        elif last is not None and last > self._silent_at and last >= self._since:
+            self._silent_at = None
+            self._on_back()

@@ -1,0 +1,198 @@
+"""The registry of live interviews, and the resources their sessions share.
+
+Nobody else touches the registry: connections join through ``join`` (after admission), the
+admin API ends an interview through ``end``, health and metrics read counts. Relay capacity is
+handed out as leases: a session holds one while it relays and gives it back, once, however it
+ends, so the count of used slots cannot drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from gateway.config import Settings
+from gateway.sessions.session import ConnectionHandler, EndStatus, InterviewSession
+from gateway.upstream.call import CallFactory
+from signaling.errors import SignalingError
+from signaling.server import SignalingChannel
+from storage import interviews, tenants
+from storage.database import Database
+from storage.transcripts import TranscriptWriter
+
+log = logging.getLogger(__name__)
+
+#: How long shutdown waits for ended sessions' records to reach the database.
+SHUTDOWN_RECORD_TIMEOUT = 5.0
+
+
+@dataclass
+class SessionStats:
+    """Process-wide counters, exported as metrics."""
+
+    started: int = 0
+    relay: int = 0
+    proxy: int = 0
+    fallbacks: int = 0
+    ended: dict[str, int] = field(default_factory=dict)
+    bad_events: int = 0
+
+
+class RelayLease:
+    """One relay slot, held by one session; ``release`` gives it back once."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self._manager: SessionManager | None = manager
+
+    def release(self) -> None:
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            manager._leases.discard(self)
+
+
+class SessionManager:
+    """Live interviews keyed by interview id (each belongs to exactly one tenant)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database,
+        writer: TranscriptWriter,
+        calls: CallFactory,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.writer = writer
+        self.calls = calls
+        self.stats = SessionStats()
+        self._sessions: dict[UUID, InterviewSession] = {}
+        self._leases: set[RelayLease] = set()
+        #: sessions being created: interview -> (tenant, the creation)
+        self._creating: dict[UUID, tuple[UUID, asyncio.Future[InterviewSession]]] = {}
+        #: end records still on their way to the database
+        self._records: set[asyncio.Task[None]] = set()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def live(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession | None:
+        """The tenant's live session of this interview, if there is one."""
+        session = self._sessions.get(interview_id)
+        return session if session is not None and session.tenant_id == tenant_id else None
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def tenant_sessions(self, tenant_id: UUID) -> int:
+        """How many live sessions one tenant has, counting those being set up
+        (``max_sessions_per_tenant`` bounds it)."""
+        live = sum(1 for s in self._sessions.values() if s.tenant_id == tenant_id)
+        return live + sum(1 for tenant, _ in self._creating.values() if tenant == tenant_id)
+
+    @property
+    def relay_slots_used(self) -> int:
+        return len(self._leases)
+
+    def relay_capacity_left(self) -> int:
+        return max(0, self.settings.max_relay_sessions - len(self._leases))
+
+    # -- changing -----------------------------------------------------------------------
+
+    def lease_relay(self) -> RelayLease | None:
+        """A relay slot, or None when every slot is taken."""
+        if self.relay_capacity_left() <= 0:
+            return None
+        lease = RelayLease(self)
+        self._leases.add(lease)
+        return lease
+
+    async def join(
+        self, tenant_id: UUID, interview_id: UUID, channel: SignalingChannel
+    ) -> ConnectionHandler:
+        """Attach an admitted connection to its interview's session, creating it if needed."""
+        session = self.live(tenant_id, interview_id) or await self._session_for(
+            tenant_id, interview_id
+        )
+        handler = ConnectionHandler(session, channel)
+        await session.attach(handler)
+        return handler
+
+    async def end(
+        self, tenant_id: UUID, interview_id: UUID, status: EndStatus, reason: str
+    ) -> bool:
+        """End a live session (the admin API); False when there is none."""
+        session = self.live(tenant_id, interview_id)
+        if session is None:
+            return False
+        await session.end(status, reason)
+        return True
+
+    def session_ended(self, session: InterviewSession, record: asyncio.Task[None]) -> None:
+        """A session is over: it leaves the registry (its tenant's slot is free at once) while
+        its end record, which may wait for the database, goes on in ``record``."""
+        if self._sessions.get(session.interview_id) is session:
+            del self._sessions[session.interview_id]
+        self.stats.ended[session.end_reason or "unknown"] = (
+            self.stats.ended.get(session.end_reason or "unknown", 0) + 1
+        )
+        self._records.add(record)
+        record.add_done_callback(self._records.discard)
+
+    async def _session_for(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
+        """Create the interview's session once, however many connections ask at the same time.
+
+        Creation is single-flight per interview (not one lock for all: a burst of interviews
+        starting together must not queue behind each other's database reads).
+        """
+        pending = self._creating.get(interview_id)
+        if pending is None:
+            if self.tenant_sessions(tenant_id) >= self.settings.max_sessions_per_tenant:
+                raise SignalingError("at_capacity", "your organisation's live interview limit")
+            future = asyncio.ensure_future(self._create(tenant_id, interview_id))
+            future.add_done_callback(lambda f: self._creating.pop(interview_id, None))
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # observed
+            pending = self._creating[interview_id] = (tenant_id, future)
+        elif pending[0] != tenant_id:
+            raise SignalingError("interview_not_found", "no such interview")
+        return await asyncio.shield(pending[1])
+
+    async def _create(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
+        record = await interviews.get_session(self.db, tenant_id, interview_id)
+        if record is None:
+            raise SignalingError("interview_not_found", "no such interview")
+        if record.status in ("ended", "failed"):
+            raise SignalingError("interview_ended", "this interview has already ended")
+        options = await tenants.get_interview_options(self.db, tenant_id, interview_id)
+        limit = self.settings.session_time_limit
+        session = InterviewSession(
+            self,
+            tenant_id,
+            interview_id,
+            record.requested_mode,
+            time_limit=min(limit, (options and options.max_duration_s) or limit),
+            upstream_session=options.upstream_session if options else None,
+        )
+        self._sessions[interview_id] = session
+        self.stats.started += 1
+        return session
+
+    async def close(self) -> None:
+        """Shutdown: end every live session, then give their end records a moment to land."""
+        results = await asyncio.gather(
+            *(s.end("failed", "shutdown") for s in list(self._sessions.values())),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("a session failed to end at shutdown", exc_info=result)
+        if self._records:
+            _, pending = await asyncio.wait(self._records, timeout=SHUTDOWN_RECORD_TIMEOUT)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if pending:
+                log.error("%d sessions' end could not be recorded before shutdown", len(pending))

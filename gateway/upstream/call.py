@@ -1,0 +1,117 @@
+"""The one interface every way of connecting a candidate to the AI interviewer implements.
+
+A session holds one ``Call`` whatever its mode: the relay (``gateway.media.relay``: the gateway
+is a WebRTC peer on both legs) and the proxy (``gateway.upstream.proxy``: only the SDP passes
+through) are two implementations, and a new upstream contract is one more. The session never
+asks which one it holds, beyond ``mode`` for the record.
+
+What happens on the call reaches the session through the ``CallListener`` it passes in, as
+events, not state to poll: the candidate's peer went away or came back, the upstream failed, a
+server event arrived. A call reports only what happened *to* it: closing it, or replacing a
+browser leg on reconnect, never reports a loss.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from signaling.sdp import IceCandidate
+from storage.transcripts import Source
+
+CallMode = Literal["relay", "proxy"]
+
+
+class CallError(Exception):
+    """A call could not do what was asked; subclasses say whose fault it was."""
+
+
+class BadOffer(CallError):
+    """The browser's offer (or candidate) was refused: the browser's error, the call lives on."""
+
+
+class CallUnavailable(CallError):
+    """The call could not be set up for a reason that is not the offer's fault (the upstream
+    leg did not connect in time, the upstream refused). Auto mode may try another kind."""
+
+    def __init__(self, message: str, *, reason: str = "upstream_failed") -> None:
+        super().__init__(message)
+        #: the end reason a session records if it gives up because of this
+        self.reason = reason
+
+
+class CallListener(Protocol):
+    """What a call tells its session. Every method is called from the event loop, must not
+    block, and must not raise."""
+
+    def server_event(self, message: str | bytes, source: Source) -> None:
+        """One upstream server event (data channel or sideband), for transcripts."""
+
+    def peer_connected(self, selected_pair: str | None) -> None:
+        """The candidate's media path is up (ICE and DTLS done), for the record."""
+
+    def peer_lost(self, reason: str) -> None:
+        """The candidate's media went away (``peer_failed``, ``peer_closed``, ``peer_silent``):
+        the session may wait for a reconnect."""
+
+    def peer_back(self) -> None:
+        """Media arrives again from the candidate after a loss, on the same or a new leg."""
+
+    def upstream_failed(self, reason: str) -> None:
+        """The AI side is gone (``upstream_failed``, ``upstream_closed``,
+        ``upstream_sideband_closed``): the conversation cannot go on."""
+
+
+class Call(Protocol):
+    """One interview's connection to the AI interviewer, in one mode."""
+
+    @property
+    def mode(self) -> CallMode: ...
+
+    @property
+    def call_id(self) -> str | None:
+        """The upstream's id of the current call (a proxy's changes on reconnect)."""
+
+    async def start(self, offer_sdp: str) -> str:
+        """Answer the browser's first offer. Raises ``BadOffer`` or ``CallUnavailable``."""
+
+    async def reconnect(self, offer_sdp: str) -> str:
+        """Answer a reconnected browser's new offer; the relay keeps the AI conversation."""
+
+    async def add_candidate(self, candidate: IceCandidate | None) -> None:
+        """A trickled browser candidate (``None``: end of candidates)."""
+
+    async def close(self) -> None:
+        """Hang up, once; reports nothing to the listener."""
+
+
+class CallFactory(Protocol):
+    """Builds the calls a session asks for; the composition root decides the implementations,
+    so the sessions room never imports the media stack."""
+
+    def create(
+        self, mode: CallMode, listener: CallListener, upstream_session: dict | None
+    ) -> Call: ...
+
+    @property
+    def upstream_kind(self) -> str:
+        """What the call's upstream is (``openai``, ``sim``), for the session row."""
+
+
+class Unsupervised:
+    """A ``CallListener`` for a call that no session supervises (the relay benchmark): it
+    ignores everything, so the call runs until closed."""
+
+    def server_event(self, message: str | bytes, source: Source) -> None:
+        pass
+
+    def peer_connected(self, selected_pair: str | None) -> None:
+        pass
+
+    def peer_lost(self, reason: str) -> None:
+        pass
+
+    def peer_back(self) -> None:
+        pass
+
+    def upstream_failed(self, reason: str) -> None:
+        pass
