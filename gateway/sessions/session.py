@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from uuid import UUID
@@ -99,6 +99,7 @@ class InterviewSession:
         self._live: asyncio.Queue[TranscriptEvent] = asyncio.Queue(LIVE_LINES)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._losses: set[Loss] = set()
+        self._losses_changed = asyncio.Event()
         self._grace: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(manager.db, tenant_id, interview_id, self.log_extra)
         self._spawn(self._pump_live_lines())
@@ -109,6 +110,17 @@ class InterviewSession:
     @property
     def mode(self) -> CallMode | None:
         return self.call.mode if self.call is not None else None
+
+    @property
+    def losses(self) -> frozenset[Loss]:
+        """What of the candidate is lost right now (the grace timer runs while any is)."""
+        return frozenset(self._losses)
+
+    async def losses_reach(self, condition: Callable[[], bool]) -> None:
+        """Return once ``condition`` holds, checked at every change of ``losses``."""
+        while not condition():
+            self._losses_changed.clear()
+            await self._losses_changed.wait()
 
     @property
     def _ending(self) -> bool:
@@ -141,6 +153,7 @@ class InterviewSession:
         if self._ending:
             return
         self._losses.add(what)
+        self._losses_changed.set()
         if self._grace is None:
             log.info("peer lost (%s); waiting for a reconnect", reason, extra=self.log_extra)
             self._grace = asyncio.get_running_loop().call_later(
@@ -150,6 +163,7 @@ class InterviewSession:
     def _found(self, what: Loss) -> None:
         """Something lost is back; once nothing is lost, the grace period is over."""
         self._losses.discard(what)
+        self._losses_changed.set()
         if not self._losses and self._grace is not None:
             log.info("peer back; the session carries on", extra=self.log_extra)
             self._grace.cancel()

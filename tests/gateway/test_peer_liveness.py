@@ -1,0 +1,167 @@
+"""A lost candidate who comes back is never failed: every test here runs past the grace period
+that a wrongly armed timer would fire in, then finishes the interview normally."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from gateway.media import ice
+from gateway.sessions.invitations import Invitation
+from gateway.sessions.session import InterviewSession
+from gateway.sim.candidate import HeadlessCandidate
+from gateway.sim.speech import SpeechTrack
+from gateway.upstream.openai import EVENTS_LABEL
+from signaling.client import SignalingClient
+
+from .conftest import GatewayFactory, RunningGateway
+
+GRACE = 2.0
+PEER_TIMEOUT = 1.0
+
+
+async def until(session: InterviewSession, condition: Callable[[], bool], within: float) -> None:
+    """Wait for the session's losses to reach a state (woken by each change, never guessed)."""
+    async with asyncio.timeout(within):
+        await session.losses_reach(condition)
+
+
+async def outlives_the_grace(session: InterviewSession) -> None:
+    """The session is still live a whole grace period (and a margin) later."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(session.ended.wait(), GRACE + 1.5)
+    assert not session.ended.is_set(), f"the session ended: {session.end_reason}"
+
+
+async def finishes_with_bye(
+    gateway: RunningGateway,
+    invitation: Invitation,
+    candidate: HeadlessCandidate,
+    *,
+    converse: bool = True,
+) -> None:
+    if converse:
+        await candidate.converse()
+    assert candidate.client is not None
+    await candidate.client.bye()
+    await candidate.close()
+    record = await gateway.ended_record(invitation)
+    assert (record.status, record.end_reason) == ("ended", "bye")
+
+
+@pytest.fixture
+async def gateway(start_gateway: GatewayFactory) -> RunningGateway:
+    return await start_gateway(mode="relay", peer_timeout=PEER_TIMEOUT, reconnect_grace=GRACE)
+
+
+async def test_media_that_returns_on_the_same_peer_cancels_the_loss(
+    gateway: RunningGateway,
+) -> None:
+    invitation = await gateway.invite("relay")
+    candidate = gateway.candidate(invitation)
+    await candidate.connect()
+    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
+    assert session is not None and candidate.pc is not None
+    sender = next(s for s in candidate.pc.getSenders() if s.track and s.track.kind == "audio")
+    track = sender.track
+    sender.replaceTrack(None)  # a network blip: the socket stays, the media stops
+    await until(session, lambda: "media" in session.losses, within=PEER_TIMEOUT + 5)
+    lost_at = time.monotonic()
+    sender.replaceTrack(track)
+    await until(session, lambda: not session.losses, within=5)
+    await outlives_the_grace(session)
+    assert time.monotonic() - lost_at > GRACE  # the test ran past the timer it guards against
+    await finishes_with_bye(gateway, invitation, candidate)
+
+
+async def test_a_reconnect_after_silence_cancels_the_loss_for_good(
+    gateway: RunningGateway,
+) -> None:
+    invitation = await gateway.invite("relay")
+    candidate = gateway.candidate(invitation)
+    await candidate.connect()
+    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
+    assert session is not None and candidate.pc is not None
+    sender = next(s for s in candidate.pc.getSenders() if s.track and s.track.kind == "audio")
+    sender.replaceTrack(None)
+    await until(session, lambda: "media" in session.losses, within=PEER_TIMEOUT + 5)
+    lost_at = time.monotonic()
+    await candidate.connect(reconnect=True)  # new socket, new peer connection
+    await until(session, lambda: not session.losses, within=5)
+    await outlives_the_grace(session)
+    assert time.monotonic() - lost_at > GRACE
+    # (The headless candidate's answer spoken into the silenced track is lost with it, so the
+    # scripted conversation cannot resume where it stood; the session's survival is the point.)
+    await finishes_with_bye(gateway, invitation, candidate, converse=False)
+
+
+async def test_a_reconnect_that_stays_silent_still_fails(gateway: RunningGateway) -> None:
+    """The other side of the coin: a new peer whose media never flows is noticed again."""
+    invitation = await gateway.invite("relay")
+    candidate = gateway.candidate(invitation)
+    await candidate.connect()
+    await candidate.connect(reconnect=True)
+    assert candidate.pc is not None
+    sender = next(s for s in candidate.pc.getSenders() if s.track and s.track.kind == "audio")
+    sender.replaceTrack(None)
+    record = await gateway.ended_record(invitation, within=PEER_TIMEOUT + GRACE + 10)
+    assert (record.status, record.end_reason) == ("failed", "peer_silent")
+    await candidate.close()
+
+
+async def test_auto_falling_back_to_proxy_leaves_no_loss_behind(
+    start_gateway: GatewayFactory,
+) -> None:
+    """The relay the gateway closes itself when its upstream leg is slow is not a lost peer."""
+    gateway = await start_gateway(
+        mode="auto", upstream_connect_timeout=0.001, reconnect_grace=GRACE
+    )
+    invitation = await gateway.invite("auto")
+    candidate = gateway.candidate(invitation)
+    await candidate.connect()
+    assert candidate.report.mode == "proxy"
+    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
+    assert session is not None and not session.losses
+    await outlives_the_grace(session)
+    await finishes_with_bye(gateway, invitation, candidate)
+
+
+async def test_a_refused_offer_then_a_good_one_leaves_no_loss_behind(
+    gateway: RunningGateway,
+) -> None:
+    invitation = await gateway.invite("relay")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(SpeechTrack())
+    pc.createDataChannel(EVENTS_LABEL)
+    connected = asyncio.get_running_loop().create_future()
+    pc.on(
+        "connectionstatechange",
+        lambda: pc.connectionState == "connected" and not connected.done()
+        and connected.set_result(None),
+    )  # fmt: skip
+    with ice.host_addresses(["127.0.0.1"]):
+        await pc.setLocalDescription(await pc.createOffer())
+    good = pc.localDescription.sdp
+    broken = "\r\n".join(line for line in good.split("\r\n") if not line.startswith("a=fing"))
+    client = SignalingClient()
+    try:
+        await client.connect(invitation.signal_url(gateway.base_url), invitation.token)
+        await client.send({"type": "offer", "sdp": broken})
+        assert (await client.receive())["code"] == "bad_sdp"
+        answer = await client.offer(good)
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await asyncio.wait_for(connected, 15)
+        session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
+        assert session is not None and not session.losses
+        await outlives_the_grace(session)
+        await client.bye()
+    finally:
+        await client.close()
+        await pc.close()
+    record = await gateway.ended_record(invitation)
+    assert (record.status, record.end_reason) == ("ended", "bye")
