@@ -35,6 +35,8 @@ _SOCKET_ERRORS = (aiohttp.ClientError, ConnectionError)
 
 
 class SignalingClient:
+    """One signaling socket, driven the way a browser drives it; one request at a time."""
+
     def __init__(
         self,
         http: aiohttp.ClientSession | None = None,
