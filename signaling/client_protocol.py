@@ -81,13 +81,13 @@ class ClientProtocol(Protocol[ClientAction, dict[str, Any]]):
 
     def hello(self, token: str | None) -> None:
         """Authenticate; the request is over with ``Replied(welcome)`` or ``Refused``."""
-        self.request(messages.hello(token), expect="welcome")
+        self._request(messages.hello(token), expect="welcome")
 
     def offer(self, sdp: str, *, reconnect: bool = False) -> None:
         """Offer; the request is over with ``Replied(answer)`` or ``Refused``."""
-        self.request(messages.offer(sdp, reconnect=reconnect), expect="answer")
+        self._request(messages.offer(sdp, reconnect=reconnect), expect="answer")
 
-    def request(self, message: dict[str, Any], *, expect: str) -> None:
+    def _request(self, message: dict[str, Any], *, expect: str) -> None:
         """Send ``message`` and wait for a reply of type ``expect`` (or an error instead)."""
         if self._awaiting is not None:
             raise RuntimeError(f"a request is still waiting for {self._awaiting!r}")
