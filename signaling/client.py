@@ -1,36 +1,42 @@
 """A Python signaling client: what a browser does, for headless candidates and tests.
 
-One reader task receives every server message: it answers keepalive pings, hands ``welcome``
-and ``answer`` (or the error that replaces them) to whoever awaits them, and queues the rest
-(transcript, state, error, pong, bye) for ``receive()`` / ``async for``.
+A thin asyncio shell around ``ClientProtocol``, which holds every rule. One reader task feeds
+the server's frames in; every task drains the protocol's actions under one lock, so frames
+leave in the order the protocol produced them. A request (``connect``, ``offer``) awaits the
+protocol's ``Replied`` or ``Refused``; every other message is queued for ``receive()`` /
+``async for``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 
-#: Errors that answer an offer instead of an answer message.
-_OFFER_ERRORS = frozenset(
-    {"offer_already_made", "bad_sdp", "no_audio", "bad_message", "upstream_failed"}
+from signaling import messages
+from signaling.client_protocol import (
+    ClientProtocol,
+    Deliver,
+    Refused,
+    Replied,
+    SignalingClientError,
 )
+from signaling.protocol import CloseConnection, SendMessage
 
+__all__ = ["SignalingClient", "SignalingClientError"]
 
-class SignalingClientError(Exception):
-    """The server said no (``code`` is its error code), or the socket closed (``closed``)."""
+log = logging.getLogger(__name__)
 
-    def __init__(self, code: str, message: str, close_code: int | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.close_code = close_code
+#: What aiohttp raises when a frame cannot be written because the socket is going away.
+_SOCKET_ERRORS = (aiohttp.ClientError, ConnectionError)
 
 
 class SignalingClient:
+    """One signaling socket, driven the way a browser drives it; one request at a time."""
+
     def __init__(
         self,
         http: aiohttp.ClientSession | None = None,
@@ -41,40 +47,33 @@ class SignalingClient:
         self._http = http
         self._owns_http = http is None
         self._timeout = timeout
-        self._answer_pings = answer_pings
+        self._protocol = ClientProtocol(answer_pings=answer_pings)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._waiting: tuple[str, asyncio.Future[dict[str, Any]]] | None = None
+        self._reply: asyncio.Future[dict[str, Any]] | None = None
         self._ended = asyncio.Event()
 
     @property
     def close_code(self) -> int | None:
-        return self._ws.close_code if self._ws is not None else None
+        return self._protocol.close_code
 
     async def connect(self, url: str, token: str | None) -> dict[str, Any]:
         """Open the socket, send hello, and return the welcome message."""
-        return await self.open_and_request(url, {"type": "hello", "token": token}, "welcome")
+        await self.open(url)
+        return await self._request(lambda: self._protocol.hello(token))
 
     async def open(self, url: str) -> None:
         """Open the socket without saying anything (to test what the server does then)."""
         if self._http is None:
             self._http = aiohttp.ClientSession()
         self._ws = await self._http.ws_connect(url, max_msg_size=0, autoping=True)
-        self._reader = asyncio.create_task(self._read())
-
-    async def open_and_request(
-        self, url: str, hello: dict[str, Any], expect: str
-    ) -> dict[str, Any]:
-        await self.open(url)
-        return await self._request(hello, expect)
+        self._reader = asyncio.create_task(self._read(self._ws))
 
     async def offer(self, sdp: str, *, reconnect: bool = False) -> dict[str, Any]:
         """Send the offer and return the answer message (``sdp`` and ``mode``)."""
-        message: dict[str, Any] = {"type": "offer", "sdp": sdp}
-        if reconnect:
-            message["reconnect"] = True
-        return await self._request(message, "answer")
+        return await self._request(lambda: self._protocol.offer(sdp, reconnect=reconnect))
 
     async def candidate(
         self,
@@ -83,39 +82,40 @@ class SignalingClient:
         sdp_mid: str | None = None,
         sdp_mline_index: int | None = None,
     ) -> None:
-        await self.send(
-            {
-                "type": "candidate",
-                "candidate": candidate,
-                "sdpMid": sdp_mid,
-                "sdpMLineIndex": sdp_mline_index,
-            }
-        )
+        self._protocol.candidate(candidate, sdp_mid=sdp_mid, sdp_mline_index=sdp_mline_index)
+        await self._flush()
 
     async def end_of_candidates(self) -> None:
-        await self.send({"type": "end-of-candidates"})
+        self._protocol.end_of_candidates()
+        await self._flush()
 
     async def send_event(self, event: dict[str, Any]) -> None:
-        await self.send({"type": "event", "event": event})
+        self._protocol.event(event)
+        await self._flush()
 
     async def ping(self, id_: str | int | None = None) -> None:
-        await self.send({"type": "ping", "id": id_})
+        self._protocol.ping(id_)
+        await self._flush()
 
     async def bye(self, reason: str | None = None) -> None:
         """Say goodbye and wait for the server to close."""
-        await self.send({"type": "bye", "reason": reason})
+        self._protocol.bye(reason)
+        await self._flush()
         await self.wait_closed()
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.send_raw(json.dumps(message))
+        """Send any message as it is, outside the request bookkeeping."""
+        self._protocol.send(message)
+        await self._flush()
 
     async def send_raw(self, frame: str | bytes) -> None:
-        """Send any frame as it is: tests use it for malformed input."""
+        """Send any frame as it is, past the protocol: tests use it for malformed input."""
         ws = self._require_ws()
-        if isinstance(frame, bytes):
-            await ws.send_bytes(frame)
-        else:
-            await ws.send_str(frame)
+        async with self._lock:
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_str(frame)
 
     async def receive(self) -> dict[str, Any]:
         """The next queued server message, within the client's timeout;
@@ -148,7 +148,7 @@ class SignalingClient:
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+            await self._reader
         if self._owns_http and self._http is not None:
             await self._http.close()
 
@@ -163,43 +163,68 @@ class SignalingClient:
             raise RuntimeError("connect() first")
         return self._ws
 
-    async def _request(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting = (expect, future)
+    async def _request(self, send: Callable[[], None]) -> dict[str, Any]:
+        """Make the request ``send`` puts into the protocol and await its reply."""
+        self._require_ws()
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._reply = reply
         try:
-            await self.send(message)
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
+            send()
+            await self._flush()
+            return await asyncio.wait_for(reply, self._timeout)
+        except TimeoutError:
+            self._protocol.abandon_request()
+            raise
         finally:
-            self._waiting = None
+            self._reply = None
 
-    async def _read(self) -> None:
-        ws = self._require_ws()
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
             async for frame in ws:
-                if frame.type is aiohttp.WSMsgType.TEXT:
-                    await self._route(json.loads(frame.data))
+                if frame.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    self._protocol.receive_frame(frame.data)
+                    await self._flush()
+        except _SOCKET_ERRORS as exc:
+            log.info("signaling client: could not answer the server, socket going away: %r", exc)
         finally:
-            self._ended.set()
-            self._queue.put_nowait(None)
-            if self._waiting is not None and not self._waiting[1].done():
-                self._waiting[1].set_exception(
-                    SignalingClientError("closed", "the socket closed", ws.close_code)
-                )
+            self._protocol.connection_lost(ws.close_code)
+            try:
+                await self._flush()
+            except _SOCKET_ERRORS as exc:
+                log.info("signaling client: a message was not sent before the close: %r", exc)
+            finally:
+                self._queue.put_nowait(None)
+                self._ended.set()
 
-    async def _route(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "ping" and self._answer_pings:
-            await self.send({"type": "pong", "id": message.get("id")})
-            return
-        if self._waiting is not None and not self._waiting[1].done():
-            expect, future = self._waiting
-            if kind == expect:
-                future.set_result(message)
-                return
-            if kind == "error" and (
-                message.get("fatal") or expect == "welcome" or message.get("code") in _OFFER_ERRORS
-            ):
-                future.set_exception(
-                    SignalingClientError(str(message.get("code")), str(message.get("message")))
-                )
-        self._queue.put_nowait(message)
+    async def _flush(self) -> None:
+        """Carry out the protocol's pending actions, in order. Once a frame cannot be written,
+        later frames are not tried (they would arrive out of order) and the failure is raised
+        to whoever flushed; replies and messages are handed on all the same."""
+        ws = self._require_ws()
+        failure: BaseException | None = None
+        async with self._lock:
+            for action in self._protocol.actions():
+                if isinstance(action, SendMessage | CloseConnection):
+                    if failure is None:
+                        try:
+                            await self._write(ws, action)
+                        except _SOCKET_ERRORS as exc:
+                            failure = exc
+                elif isinstance(action, Deliver):
+                    self._queue.put_nowait(action.message)
+                elif self._reply is not None and not self._reply.done():
+                    if isinstance(action, Replied):
+                        self._reply.set_result(action.message)
+                    elif isinstance(action, Refused):
+                        self._reply.set_exception(action.error)
+        if failure is not None:
+            raise failure
+
+    @staticmethod
+    async def _write(
+        ws: aiohttp.ClientWebSocketResponse, action: SendMessage | CloseConnection
+    ) -> None:
+        if isinstance(action, SendMessage):
+            await ws.send_str(messages.encode(action.message))
+        else:
+            await ws.close(code=action.code, message=action.reason.encode())

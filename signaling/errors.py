@@ -1,8 +1,10 @@
-"""The signaling protocol's error codes: one table that the session, the server and the docs share.
+"""The signaling protocol's error codes: one table that both protocols, the gateway and the docs
+share.
 
 Every error the browser sees carries a stable snake_case ``code``. Whether it ends the connection
 (``fatal``) and with which WebSocket close code is decided here, once, so that a client can act
-on the code alone and ``docs/signaling.md`` can be checked against this table.
+on the code alone. Tests check that every code raised in ``signaling/`` and ``gateway/`` is in
+this table and that ``docs/signaling.md`` lists exactly these rows.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ ERRORS: dict[str, ErrorSpec] = {
     "at_capacity": ErrorSpec(4302, True, "the gateway has no room for another session"),
     "upstream_failed": ErrorSpec(4303, False, "the AI interviewer could not be reached"),
     "rate_limited": ErrorSpec(4304, True, "too many connections from this tenant; retry later"),
+    "interview_not_found": ErrorSpec(4305, True, "the token names no interview the gateway has"),
+    "upstream_unavailable": ErrorSpec(4306, True, "the AI interviewer is unreachable; it failed"),
+    "relay_unavailable": ErrorSpec(4307, True, "relay mode is required and could not start"),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
     "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),
 }

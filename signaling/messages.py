@@ -1,8 +1,11 @@
-"""Wire messages: client frames parsed into typed messages, server messages built as JSON objects.
+"""Wire messages, both directions: the one codec the server and the client protocols share.
 
+Client frames are parsed into typed messages (the server acts on every field); server frames are
+decoded into plain objects (the client hands them to its application, which may know types this
+version does not). Every message either side sends is built here, so a field name is spelled once.
 Pure functions, no I/O. Parsing checks *shape* only (types of fields); what a message means in
-the conversation (hello first, one offer) is the session's business, and what an SDP or an ICE
-candidate says is ``sdp.py``'s. Unknown extra fields are ignored, so clients may send more.
+the conversation (hello first, one offer) is the protocols' business, and what an SDP or an ICE
+candidate says is ``sdp.py``'s. Unknown extra fields are ignored, so either side may send more.
 """
 
 from __future__ import annotations
@@ -70,10 +73,30 @@ def parse_client_message(
     frame: str | bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE
 ) -> ClientMessage:
     """Parse one WebSocket frame, or raise ``SignalingError`` naming what is wrong with it."""
+    data = _decode(frame, max_size)
+    parser = _PARSERS.get(data["type"])
+    if parser is None:
+        raise SignalingError("unknown_type", f"unknown message type {data['type'][:40]!r}")
+    return parser(data)
+
+
+def parse_server_message(frame: str | bytes) -> dict[str, Any]:
+    """Decode one frame from the server into an object with a string ``type``, or raise
+    ``SignalingError``. No size limit: the client trusts the server it chose to reach."""
+    return _decode(frame, None)
+
+
+def _decode(frame: str | bytes, max_size: int | None) -> dict[str, Any]:
+    """The framing rules both directions share: a JSON text frame holding an object with a
+    string ``type``."""
     if isinstance(frame, bytes):
         raise SignalingError("bad_message", "binary frames are not accepted; send JSON text")
     # A str's UTF-8 size is at most 4 bytes a character: skip the encode for the common case.
-    if len(frame) * 4 > max_size and len(frame.encode("utf-8", "surrogatepass")) > max_size:
+    if (
+        max_size is not None
+        and len(frame) * 4 > max_size
+        and len(frame.encode("utf-8", "surrogatepass")) > max_size
+    ):
         raise SignalingError("too_large", f"frame exceeds {max_size} bytes")
     try:
         data = json.loads(frame)
@@ -81,13 +104,9 @@ def parse_client_message(
         raise SignalingError("bad_json", f"not valid JSON: {_describe(exc)}") from None
     if not isinstance(data, dict):
         raise SignalingError("bad_message", "a message is a JSON object with a 'type'")
-    kind = data.get("type")
-    if not isinstance(kind, str):
+    if not isinstance(data.get("type"), str):
         raise SignalingError("bad_message", "a message needs a string 'type'")
-    parser = _PARSERS.get(kind)
-    if parser is None:
-        raise SignalingError("unknown_type", f"unknown message type {kind[:40]!r}")
-    return parser(data)
+    return data
 
 
 def _describe(exc: Exception) -> str:
@@ -181,6 +200,39 @@ _PARSERS: dict[str, Any] = {
 CLIENT_TYPES = frozenset(_PARSERS)
 
 
+# --- client -> server -------------------------------------------------------------------------
+
+
+def hello(token: str | None) -> dict[str, Any]:
+    return {"type": "hello", "token": token}
+
+
+def offer(sdp: str, *, reconnect: bool) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "offer", "sdp": sdp}
+    if reconnect:
+        message["reconnect"] = True
+    return message
+
+
+def candidate(
+    candidate: str | None, *, sdp_mid: str | None, sdp_mline_index: int | None
+) -> dict[str, Any]:
+    return {
+        "type": "candidate",
+        "candidate": candidate,
+        "sdpMid": sdp_mid,
+        "sdpMLineIndex": sdp_mline_index,
+    }
+
+
+def end_of_candidates() -> dict[str, Any]:
+    return {"type": "end-of-candidates"}
+
+
+def event(event: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "event", "event": event}
+
+
 # --- server -> client -------------------------------------------------------------------------
 
 
@@ -237,6 +289,9 @@ def error(err: SignalingError) -> dict[str, Any]:
     return {"type": "error", "code": err.code, "message": err.message, "fatal": err.fatal}
 
 
+# --- either way --------------------------------------------------------------------------------
+
+
 def ping(id_: str | int | None) -> dict[str, Any]:
     return {"type": "ping", "id": id_}
 
@@ -245,10 +300,10 @@ def pong(id_: str | int | None) -> dict[str, Any]:
     return {"type": "pong", "id": id_}
 
 
-def bye(reason: str) -> dict[str, Any]:
+def bye(reason: str | None) -> dict[str, Any]:
     return {"type": "bye", "reason": reason}
 
 
 def encode(message: dict[str, Any]) -> str:
-    """One server message as a text frame."""
+    """One message as a text frame."""
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)

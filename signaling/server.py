@@ -1,19 +1,22 @@
-"""The aiohttp WebSocket endpoint: a thin asyncio shell around ``SignalingSession``.
+"""The aiohttp WebSocket endpoint: a thin asyncio shell around ``ServerProtocol``.
 
-Per connection, three small tasks share one session: the reader feeds frames in, the
+Per connection, three small tasks share one protocol: the reader feeds frames in, the
 dispatcher calls the gateway's handler one call at a time (so candidates trickled while
 ``on_offer`` runs reach the handler after it), and timers fire the hello deadline and
-keepalive pings. Every task drains the session's actions under one lock, so messages leave in
-the order the session produced them. Whatever ends the connection, ``on_close`` runs once.
+keepalive pings. Every task drains the protocol's actions under one lock, so messages leave in
+the order the protocol produced them. Whatever ends the connection, ``on_close`` runs once.
+
+Each connection logs through its own adapter, so every line carries the ``interview_id`` from
+the path and, once the token is verified, its ``tenant_id``; a failure that must not stop the
+connection from ending is logged, never dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,17 +25,16 @@ from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 from signaling import messages
 from signaling.errors import SignalingError
 from signaling.messages import DEFAULT_MAX_MESSAGE_SIZE
+from signaling.protocol import CloseConnection, SendMessage
 from signaling.sdp import IceCandidate
 from signaling.session import (
     Answer,
     Authenticate,
-    CloseConnection,
     DeliverCandidate,
     DeliverClientEvent,
     DeliverOffer,
     HandlerCall,
-    SendMessage,
-    SignalingSession,
+    ServerProtocol,
 )
 from signaling.tokens import TokenClaims, TokenVerifier
 
@@ -88,7 +90,7 @@ class SignalingChannel:
 
     @property
     def closed(self) -> bool:
-        return self._connection.session.closed
+        return self._connection.protocol.closed
 
     async def send_transcript(
         self,
@@ -100,22 +102,22 @@ class SignalingChannel:
         event_id: str | None = None,
         at: datetime | None = None,
     ) -> None:
-        self._connection.session.send_transcript(
+        self._connection.protocol.send_transcript(
             role=role, text=text, final=final, item_id=item_id, event_id=event_id, at=at
         )
         await self._connection.flush()
 
     async def send_state(self, state: str, detail: dict[str, Any] | None = None) -> None:
-        self._connection.session.send_state(state, detail)
+        self._connection.protocol.send_state(state, detail)
         await self._connection.flush()
 
     async def send_error(self, code: str, message: str, *, fatal: bool = False) -> None:
-        self._connection.session.report(SignalingError(code, message, fatal=fatal))
+        self._connection.protocol.report(SignalingError(code, message, fatal=fatal))
         await self._connection.flush()
 
     async def close(self, reason: str = "bye") -> None:
         """Send ``bye`` and close the socket; the handler's ``on_close(reason)`` follows."""
-        self._connection.session.close(reason)
+        self._connection.protocol.close(reason)
         await self._connection.flush()
 
 
@@ -162,10 +164,6 @@ class SignalingEndpoint:
         self._max_message_size = max_message_size
         self._connections: set[_Connection] = set()
 
-    @property
-    def connection_count(self) -> int:
-        return len(self._connections)
-
     def mount(self, app: web.Application, path: str = SIGNAL_PATH) -> None:
         """Route ``GET path`` here and close the connections on ``app.on_shutdown``."""
         app.router.add_get(path, self.handle)
@@ -176,14 +174,14 @@ class SignalingEndpoint:
             max_msg_size=self._max_message_size * _HARD_LIMIT_FACTOR, timeout=_CLOSE_TIMEOUT
         )
         await ws.prepare(request)
-        session = SignalingSession(
+        protocol = ServerProtocol(
             request.match_info["interview_id"],
             self._verifier,
             ping_interval=self._ping_interval,
             max_message_size=self._max_message_size,
         )
         connection = _Connection(
-            ws, session, self._factory, self._hello_timeout, self._ping_interval
+            ws, protocol, self._factory, self._hello_timeout, self._ping_interval
         )
         self._connections.add(connection)
         try:
@@ -197,23 +195,31 @@ class SignalingEndpoint:
         their handlers' ``on_close``. Fits ``app.on_shutdown``."""
         connections = list(self._connections)
         for connection in connections:
-            connection.session.shutdown()
-        await asyncio.gather(*(c.flush() for c in connections), return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
+            connection.protocol.shutdown()
+        await asyncio.gather(*(c.settle("saying bye at shutdown", c.flush()) for c in connections))
+        try:
             async with asyncio.timeout(_SHUTDOWN_GRACE):
                 await asyncio.gather(*(c.finished.wait() for c in connections))
+        except TimeoutError:
+            for connection in connections:
+                if not connection.finished.is_set():
+                    connection.log.warning(
+                        "signaling %s: still closing %.0f s after shutdown; aiohttp cancels it",
+                        connection.label,
+                        _SHUTDOWN_GRACE,
+                    )
 
 
 class _Connection:
     def __init__(
         self,
         ws: web.WebSocketResponse,
-        session: SignalingSession,
+        protocol: ServerProtocol,
         factory: HandlerFactory,
         hello_timeout: float,
         ping_interval: float,
     ) -> None:
-        self.session = session
+        self.protocol = protocol
         self._ws = ws
         self._factory = factory
         self._hello_timeout = hello_timeout
@@ -222,7 +228,15 @@ class _Connection:
         self._calls: asyncio.Queue[HandlerCall] = asyncio.Queue()
         self._handler: SignalingHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._label = f"{secrets.token_hex(4)} interview={session.interview_id[:64]!r}"
+        connection_id = secrets.token_hex(4)
+        #: How the connection's log lines name it for a reader of the human-readable format.
+        self.label = f"{connection_id} interview={protocol.interview_id[:64]!r}"
+        #: The fields every log line of this connection carries; tenant_id joins once known.
+        self._log_fields: MutableMapping[str, object] = {
+            "interview_id": protocol.interview_id[:64],
+            "signaling_connection": connection_id,
+        }
+        self.log = logging.LoggerAdapter(log, self._log_fields)
         #: Set once the connection is over and ``on_close`` has returned.
         self.finished = asyncio.Event()
 
@@ -232,49 +246,56 @@ class _Connection:
         try:
             await self._read()
         except asyncio.CancelledError:
-            self.session.shutdown()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.flush(), 1.0)
+            self.protocol.shutdown()
+            await self.settle("saying bye on cancellation", asyncio.wait_for(self.flush(), 1.0))
             raise
         except Exception:
-            log.exception("signaling %s: reader failed", self._label)
-            self.session.report(SignalingError("internal", "the server failed"))
-            with contextlib.suppress(Exception):
-                await self.flush()
+            self.log.exception("signaling %s: reader failed", self.label)
+            self.protocol.report(SignalingError("internal", "the server failed"))
+            await self.settle("reporting the reader's failure", self.flush())
         finally:
             await self._finish()
 
     async def _read(self) -> None:
-        while not self.session.closed:
+        while not self.protocol.closed:
             msg = await self._ws.receive()
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                self.session.receive_frame(msg.data)
+                self.protocol.receive_frame(msg.data)
             elif msg.type is WSMsgType.ERROR and _too_big(msg.data):
-                self.session.connection_lost("too_large")
+                self.protocol.connection_lost("too_large")
             else:
-                self.session.connection_lost()
+                self.protocol.connection_lost()
             await self.flush()
 
     async def _finish(self) -> None:
         # What the client sent before it left (a bye right behind its last events) is
         # delivered first, within a bound: forwarded events are transcript data.
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(_DRAIN_TIMEOUT):
                 await self._calls.join()
+        except TimeoutError:
+            self.log.warning(
+                "signaling %s: handler calls unfinished after %.0f s are cancelled "
+                "(%d still queued)",
+                self.label,
+                _DRAIN_TIMEOUT,
+                self._calls.qsize(),
+            )
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.session.connection_lost()
+        for result in await asyncio.gather(*self._tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                self.log.error("signaling %s: a task failed", self.label, exc_info=result)
+        self.protocol.connection_lost()
         if not self._ws.closed:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
-        reason = self.session.close_reason or "disconnected"
-        log.info("signaling %s: closed (%s)", self._label, reason)
+            await self.settle("closing the socket", self._ws.close())
+        reason = self.protocol.close_reason or "disconnected"
+        self.log.info("signaling %s: closed (%s)", self.label, reason)
         try:
             if self._handler is not None:
                 await self._handler.on_close(reason)
         except Exception:
-            log.exception("signaling %s: on_close failed", self._label)
+            self.log.exception("signaling %s: on_close failed", self.label)
         finally:
             self.finished.set()
 
@@ -282,34 +303,52 @@ class _Connection:
         self._tasks.append(asyncio.ensure_future(coro))
 
     async def flush(self) -> None:
-        """Carry out the session's pending actions, in order."""
+        """Carry out the protocol's pending actions, in order."""
         async with self._lock:
-            for action in self.session.actions():
+            for action in self.protocol.actions():
                 if isinstance(action, SendMessage):
                     await self._send(action.message)
                 elif isinstance(action, CloseConnection):
-                    with contextlib.suppress(Exception):
-                        await self._ws.close(code=action.code, message=action.reason.encode()[:120])
+                    await self.settle(
+                        f"closing with {action.code}",
+                        self._ws.close(code=action.code, message=action.reason.encode()[:120]),
+                    )
                 else:
                     self._calls.put_nowait(action)
 
     async def _send(self, message: dict[str, Any]) -> None:
         if message["type"] == "error":
-            log.info("signaling %s: error %s sent", self._label, message["code"])
+            self.log.info("signaling %s: error %s sent", self.label, message["code"])
         try:
             await self._ws.send_str(messages.encode(message))
-        except Exception:  # the socket went away under us; the reader will notice too
-            self.session.connection_lost()
+        except Exception as exc:  # the socket went away under us; the reader will notice too
+            self._failed(f"sending {message['type']!r}", exc)
+            self.protocol.connection_lost()
+
+    async def settle(self, what: str, step: Awaitable[object]) -> None:
+        """Await one step of ending the connection whose failure must not stop the others
+        (the socket may be gone already), and log it when it fails."""
+        try:
+            await step
+        except Exception as exc:
+            self._failed(what, exc)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """A socket that went away is routine (info); anything else is a bug (with traceback)."""
+        if isinstance(exc, ConnectionError | TimeoutError):
+            self.log.info("signaling %s: %s failed: %r", self.label, what, exc)
+        else:
+            self.log.error("signaling %s: %s failed", self.label, what, exc_info=exc)
 
     async def _hello_deadline(self) -> None:
         await asyncio.sleep(self._hello_timeout)
-        self.session.hello_timed_out()
+        self.protocol.hello_timed_out()
         await self.flush()
 
     async def _keepalive(self) -> None:
-        while not self.session.closed:
+        while not self.protocol.closed:
             await asyncio.sleep(self._ping_interval)
-            self.session.keepalive_due()
+            self.protocol.keepalive_due()
             await self.flush()
 
     async def _dispatch(self) -> None:
@@ -317,7 +356,7 @@ class _Connection:
         while True:
             call = await self._calls.get()
             try:
-                if self.session.closed and not isinstance(call, DeliverClientEvent):
+                if self.protocol.closed and not isinstance(call, DeliverClientEvent):
                     continue  # no offers or candidates for a closed socket; events are data
                 if isinstance(call, Authenticate):
                     await self._admit(call.claims)
@@ -327,7 +366,7 @@ class _Connection:
                     offer_answered = False
                     answer = await self._handler.on_offer(call.sdp, reconnect=call.reconnect)
                     offer_answered = True
-                    self.session.answer_ready(answer)
+                    self.protocol.answer_ready(answer)
                 elif isinstance(call, DeliverCandidate):
                     if offer_answered:
                         await self._handler.on_candidate(call.candidate)
@@ -335,23 +374,24 @@ class _Connection:
                     await self._handler.on_client_event(call.event)
             except SignalingError as exc:
                 if isinstance(call, Authenticate):
-                    self.session.refuse(exc)
+                    self.protocol.refuse(exc)
                 elif isinstance(call, DeliverOffer):
-                    self.session.offer_failed(exc)
+                    self.protocol.offer_failed(exc)
                 else:
-                    self.session.report(exc)
+                    self.protocol.report(exc)
             except Exception:
-                log.exception(
-                    "signaling %s: handler failed on %s", self._label, type(call).__name__
+                self.log.exception(
+                    "signaling %s: handler failed on %s", self.label, type(call).__name__
                 )
-                self.session.report(SignalingError("internal", "the server failed"))
+                self.protocol.report(SignalingError("internal", "the server failed"))
             finally:
                 self._calls.task_done()
             await self.flush()
 
     async def _admit(self, claims: TokenClaims) -> None:
+        self._log_fields["tenant_id"] = claims.tenant_id
         self._handler = await self._factory(claims, SignalingChannel(self))
-        self.session.accept(getattr(self._handler, "session_id", None))
+        self.protocol.accept(getattr(self._handler, "session_id", None))
         self._spawn(self._keepalive())
 
 

@@ -1,9 +1,10 @@
-"""The signaling conversation of one WebSocket, as a sans-I/O state machine.
+"""The server's side of one signaling WebSocket, as a sans-I/O state machine.
 
-Like ``websockets.protocol``: the I/O layer feeds in what happened (a frame arrived, a timer
-fired, the handler answered) and drains ``actions()`` to learn what to do (send a message,
-close the socket, call the handler). Nothing here awaits, sleeps or touches a socket, so every
-rule of the protocol is tested by feeding messages and reading actions.
+Like ``websockets.server.ServerProtocol`` on ``websockets.protocol.Protocol``: the shared core
+(``signaling.protocol``) drives the conversation; this module adds the server's rules. The I/O
+layer (``server.py``) feeds in what happened (a frame arrived, a timer fired, the handler
+answered) and drains ``actions()`` to learn what to do (send a message, close the socket, call
+the handler). Every rule of the protocol is tested by feeding messages and reading actions.
 
 Phases::
 
@@ -32,11 +33,13 @@ from signaling.messages import (
     Bye,
     Candidate,
     ClientEvent,
+    ClientMessage,
     Hello,
     Offer,
     Ping,
     Pong,
 )
+from signaling.protocol import CloseConnection, Protocol, SendMessage
 from signaling.sdp import IceCandidate, OfferSummary, parse_offer, resolve_candidate
 from signaling.tokens import TokenClaims, TokenVerifier
 
@@ -71,18 +74,7 @@ class Answer:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {self.mode!r}")
 
 
-# --- actions: what the I/O layer must do, in order --------------------------------------------
-
-
-@dataclass(frozen=True)
-class SendMessage:
-    message: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CloseConnection:
-    code: int
-    reason: str
+# --- actions: what the I/O layer must do, in order (besides SendMessage, CloseConnection) -----
 
 
 @dataclass(frozen=True)
@@ -111,19 +103,12 @@ class DeliverClientEvent:
     event: dict[str, Any]
 
 
-Action = (
-    SendMessage
-    | CloseConnection
-    | Authenticate
-    | DeliverOffer
-    | DeliverCandidate
-    | DeliverClientEvent
-)
 HandlerCall = Authenticate | DeliverOffer | DeliverCandidate | DeliverClientEvent
+Action = SendMessage | CloseConnection | HandlerCall
 
 
-class SignalingSession:
-    """One socket's conversation. Not thread-safe; meant for one event loop's callbacks."""
+class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
+    """The gateway's side of one socket's conversation."""
 
     def __init__(
         self,
@@ -134,53 +119,45 @@ class SignalingSession:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_errors: int = DEFAULT_MAX_ERRORS,
     ) -> None:
+        super().__init__()
         self.interview_id = interview_id
-        self.phase = Phase.AWAITING_HELLO
         self.claims: TokenClaims | None = None
-        #: Why the session closed (``bye``, an error code, ``disconnected``, ...); None while open.
-        self.close_reason: str | None = None
+        self._phase = Phase.AWAITING_HELLO
         self._verifier = verifier
         self._ping_interval = ping_interval
         self._max_message_size = max_message_size
         self._max_errors = max_errors
         self._errors = 0
-        self._actions: list[Action] = []
         self._offer: OfferSummary | None = None
         self._candidates_ended = False
         self._pings_sent = 0
         self._heard_since_ping = True
 
     @property
-    def closed(self) -> bool:
-        return self.phase is Phase.CLOSED
-
-    def actions(self) -> list[Action]:
-        """Everything to do since the last call, oldest first."""
-        actions, self._actions = self._actions, []
-        return actions
+    def phase(self) -> Phase:
+        return Phase.CLOSED if self.closed else self._phase
 
     # --- input from the client ----------------------------------------------------------------
 
     def receive_frame(self, frame: str | bytes) -> None:
-        """One WebSocket data frame from the client."""
-        if self.closed:
-            return
-        self._heard_since_ping = True
-        try:
-            message = messages.parse_client_message(frame, max_size=self._max_message_size)
-            self._handle(message)
-        except SignalingError as exc:
-            self._client_error(exc)
+        """One WebSocket data frame from the client: any frame, even a bad one, is a sign of
+        life for the keepalive."""
+        if not self.closed:
+            self._heard_since_ping = True
+        super().receive_frame(frame)
 
-    def _handle(self, message: messages.ClientMessage) -> None:
+    def _parse(self, frame: str | bytes) -> ClientMessage:
+        return messages.parse_client_message(frame, max_size=self._max_message_size)
+
+    def _handle(self, message: ClientMessage) -> None:
         if isinstance(message, Bye):
             self._close(CLOSE_NORMAL, "bye", bye=True)
         elif self.phase is Phase.AWAITING_HELLO:
             if not isinstance(message, Hello):
                 raise SignalingError("hello_required", "the first message must be hello")
             self.claims = self._verifier.verify(message.token, self.interview_id)
-            self.phase = Phase.AUTHENTICATING
-            self._actions.append(Authenticate(self.claims))
+            self._phase = Phase.AUTHENTICATING
+            self._emit(Authenticate(self.claims))
         elif isinstance(message, Hello):
             raise SignalingError("bad_message", "hello was already received")
         elif isinstance(message, Ping):
@@ -192,7 +169,7 @@ class SignalingSession:
         elif isinstance(message, Candidate):
             self._receive_candidate(message)
         elif isinstance(message, ClientEvent):
-            self._actions.append(DeliverClientEvent(message.event))
+            self._emit(DeliverClientEvent(message.event))
 
     def _receive_offer(self, offer: Offer) -> None:
         awaiting_answer = self.phase is Phase.NEGOTIATING or (
@@ -206,10 +183,10 @@ class SignalingSession:
         summary = parse_offer(offer.sdp)
         # An offer made while the gateway is still admitting the socket is queued behind it.
         if self.phase is not Phase.AUTHENTICATING:
-            self.phase = Phase.NEGOTIATING
+            self._phase = Phase.NEGOTIATING
         self._offer = summary
         self._candidates_ended = False
-        self._actions.append(DeliverOffer(offer.sdp, offer.reconnect, summary))
+        self._emit(DeliverOffer(offer.sdp, offer.reconnect, summary))
 
     def _receive_candidate(self, message: Candidate) -> None:
         if self._offer is None:
@@ -218,14 +195,14 @@ class SignalingSession:
             raise SignalingError("bad_candidate", "candidate after end-of-candidates")
         if message.candidate is None:
             self._candidates_ended = True
-            self._actions.append(DeliverCandidate(None))
+            self._emit(DeliverCandidate(None))
             return
         candidate = resolve_candidate(
             self._offer, message.candidate, message.sdp_mid, message.sdp_mline_index
         )
-        self._actions.append(DeliverCandidate(candidate))
+        self._emit(DeliverCandidate(candidate))
 
-    def _client_error(self, error: SignalingError) -> None:
+    def _bad_input(self, error: SignalingError) -> None:
         if self.phase is Phase.AWAITING_HELLO and not error.fatal:
             error = SignalingError(error.code, error.message, fatal=True)
         self._errors += 1
@@ -258,7 +235,7 @@ class SignalingSession:
         """The gateway admitted the socket: welcome it, and let queued offers go on."""
         if self.phase is not Phase.AUTHENTICATING or self.claims is None:
             return
-        self.phase = Phase.NEGOTIATING if self._offer is not None else Phase.READY
+        self._phase = Phase.NEGOTIATING if self._offer is not None else Phase.READY
         self._send(
             messages.welcome(
                 interview_id=self.interview_id,
@@ -275,13 +252,13 @@ class SignalingSession:
 
     def answer_ready(self, answer: Answer) -> None:
         if self.phase is Phase.NEGOTIATING:
-            self.phase = Phase.ANSWERED
+            self._phase = Phase.ANSWERED
             self._send(messages.answer(answer.sdp, answer.mode))
 
     def offer_failed(self, error: SignalingError) -> None:
         """The handler could not answer; unless fatal, the client may offer again."""
         if self.phase is Phase.NEGOTIATING:
-            self.phase = Phase.READY
+            self._phase = Phase.READY
             self._offer = None
         self.report(error)
 
@@ -327,20 +304,8 @@ class SignalingSession:
 
     def connection_lost(self, reason: str = "disconnected") -> None:
         """The socket is gone; nothing can be sent any more."""
-        if not self.closed:
-            self.phase = Phase.CLOSED
-            self.close_reason = reason
+        self._lost(reason)
 
-    # --- helpers ------------------------------------------------------------------------------
 
-    def _send(self, message: dict[str, Any]) -> None:
-        self._actions.append(SendMessage(message))
-
-    def _close(self, code: int, reason: str, *, bye: bool = False) -> None:
-        if self.closed:
-            return
-        if bye:
-            self._send(messages.bye(reason))
-        self.phase = Phase.CLOSED
-        self.close_reason = reason
-        self._actions.append(CloseConnection(code, reason))
+#: The server protocol's first name, kept for the code and tests that import it.
+SignalingSession = ServerProtocol

@@ -39,9 +39,9 @@ from tests.signaling.signaling_samples import (
     OFFER,
     OFFER_AV,
     VIDEO,
-    _offer,
     frames,
     json_values,
+    offer_of,
 )
 
 T = TypeVar("T")
@@ -215,7 +215,7 @@ def test_fuzzed_signaling_frames_get_clear_errors(
 
 # -- SDP offers -----------------------------------------------------------------------------
 
-BASES = [OFFER, OFFER_AV, _offer(AUDIO), _offer(VIDEO, DATA)]
+BASES = [OFFER, OFFER_AV, offer_of(AUDIO), offer_of(VIDEO, DATA)]
 sdp_lines = st.one_of(
     st.sampled_from(
         [

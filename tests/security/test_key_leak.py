@@ -10,12 +10,10 @@ every database row and every file the gateway wrote are scanned for the key and 
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import psycopg
@@ -24,10 +22,10 @@ from aiohttp import web
 
 from gateway.sessions.invitations import Invitation
 from gateway.sim.upstream import SimulatedUpstream
-from signaling import client as signaling_client
 from signaling.client import SignalingClient, SignalingClientError
+from signaling.client_protocol import ClientProtocol
 from tests.gateway.conftest import FAST_SPEECH
-from tests.signaling.signaling_samples import AUDIO, _offer
+from tests.signaling.signaling_samples import AUDIO, offer_of
 
 from .conftest import GatewayFactory, RunningGateway, make_tenant
 
@@ -58,13 +56,13 @@ class Seen:
 def seen(monkeypatch: pytest.MonkeyPatch) -> Seen:
     """Records every message any SignalingClient (and so every headless candidate) receives."""
     record = Seen()
-    route = SignalingClient._route
+    receive_frame = ClientProtocol.receive_frame
 
-    async def recording(self: SignalingClient, message: dict[str, Any]) -> None:
-        record.add("signaling", json.dumps(message))
-        await route(self, message)
+    def recording(self: ClientProtocol, frame: str | bytes) -> None:
+        record.add("signaling", frame if isinstance(frame, str) else repr(frame))
+        receive_frame(self, frame)
 
-    monkeypatch.setattr(signaling_client.SignalingClient, "_route", recording)
+    monkeypatch.setattr(ClientProtocol, "receive_frame", recording)
     return record
 
 
@@ -165,7 +163,7 @@ async def test_the_upstream_key_appears_nowhere_but_upstream(
         invitation = await bad.invite("proxy")
         async with SignalingClient() as client:
             await client.connect(invitation.signal_url(bad.base_url), invitation.token)
-            for sdp in ("v=0\r\nbroken", _offer(AUDIO)):
+            for sdp in ("v=0\r\nbroken", offer_of(AUDIO)):
                 try:
                     await client.offer(sdp)
                 except SignalingClientError as exc:

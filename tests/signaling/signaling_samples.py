@@ -21,7 +21,9 @@ ICE = (
 )
 
 
-def _offer(*sections: str) -> str:
+def offer_of(*sections: str) -> str:
+    """A browser-shaped offer of these m-line sections, bundled; each section's ``MID`` becomes
+    its index."""
     mids = " ".join(str(i) for i in range(len(sections)))
     head = (
         "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -48,11 +50,11 @@ DATA = (
 )
 
 #: audio (mid 0) + video (mid 1) + data channel (mid 2), like Chrome's offer with a camera.
-OFFER_AV = _offer(AUDIO, VIDEO, DATA)
+OFFER_AV = offer_of(AUDIO, VIDEO, DATA)
 #: audio (mid 0) + data channel (mid 1): the usual interview offer.
-OFFER = _offer(AUDIO, DATA)
+OFFER = offer_of(AUDIO, DATA)
 #: video and data channel, no audio.
-OFFER_NO_AUDIO = _offer(VIDEO, DATA)
+OFFER_NO_AUDIO = offer_of(VIDEO, DATA)
 
 HOST_CANDIDATE = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0"
 

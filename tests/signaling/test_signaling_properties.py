@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from signaling.errors import ERRORS
 from signaling.messages import CLIENT_TYPES
-from signaling.session import Answer, CloseConnection, SendMessage, SignalingSession
+from signaling.protocol import CloseConnection, SendMessage
+from signaling.session import Answer, SignalingSession
 from signaling.tokens import TokenVerifier
 from tests.signaling.signaling_samples import INTERVIEW, OFFER, SECRET, TOKEN, frames
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from signaling.server import (
     signaling_handler,
 )
 from signaling.tokens import TokenClaims, TokenVerifier
-from tests.signaling.signaling_samples import HOST_CANDIDATE, INTERVIEW, OFFER
+from tests.signaling.signaling_samples import HOST_CANDIDATE, INTERVIEW, OFFER, TENANT
 
 Token = Callable[..., str]
 WAIT = 5.0  # every wait is bounded; a healthy run never gets near it
@@ -405,3 +406,56 @@ async def test_frames_from_the_client_reach_the_handler_as_sent(
     for _ in events:
         await next_of(client, "transcript")
     assert [payload for kind, payload in handler.calls if kind == "event"] == events
+
+
+# --- logging ---
+
+
+async def test_every_log_line_names_the_interview_and_once_verified_the_tenant(
+    gateway: Gateway, token: Token, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="signaling.server")
+    async with SignalingClient(timeout=WAIT) as forged:
+        with pytest.raises(SignalingClientError):
+            await forged.connect(gateway.url, token(secret="forged-secret-0123456789abcdef-012345"))
+        await forged.wait_closed()
+    async with SignalingClient(timeout=WAIT) as client:
+        await client.connect(gateway.url, token())
+        handler = await gateway.next_handler()
+        await client.send_raw("{oops")
+        await next_of(client, "error")
+        await client.bye()
+        await asyncio.wait_for(handler.closed.wait(), WAIT)
+
+    lines = [r for r in caplog.records if r.name == "signaling.server"]
+    assert lines and all(getattr(r, "interview_id", None) == INTERVIEW for r in lines)
+    refused = [r for r in lines if "token_invalid" in r.getMessage()]
+    admitted = [r for r in lines if "bad_json" in r.getMessage() or "(bye)" in r.getMessage()]
+    assert refused and not any(hasattr(r, "tenant_id") for r in refused)
+    assert len(admitted) == 2 and all(getattr(r, "tenant_id", None) == TENANT for r in admitted)
+
+
+async def test_handler_calls_cut_off_by_the_close_are_logged_not_dropped_silently(
+    gateway: Gateway, token: Token, caplog: pytest.LogCaptureFixture
+) -> None:
+    stuck = asyncio.Event()  # never set: the handler's event call outlives the socket
+
+    def block_events(handler: RecordingHandler) -> None:
+        async def on_client_event(event: dict[str, Any]) -> None:
+            await stuck.wait()
+
+        handler.on_client_event = on_client_event  # type: ignore[method-assign]
+
+    gateway.configure = block_events
+    async with SignalingClient(timeout=WAIT) as client:
+        await client.connect(gateway.url, token())
+        handler = await gateway.next_handler()
+        await client.send_event({"type": "x"})
+        await client.send_event({"type": "y"})
+    await asyncio.wait_for(handler.closed.wait(), WAIT)
+    (warning,) = [r for r in caplog.records if "unfinished" in r.getMessage()]
+    assert warning.levelno == logging.WARNING and "1 still queued" in warning.getMessage()
+    assert (getattr(warning, "interview_id", None), getattr(warning, "tenant_id", None)) == (
+        INTERVIEW,
+        TENANT,
+    )

@@ -10,16 +10,15 @@ from typing import Any
 import pytest
 
 from signaling.errors import SignalingError
+from signaling.protocol import CloseConnection, SendMessage
 from signaling.session import (
     Action,
     Answer,
     Authenticate,
-    CloseConnection,
     DeliverCandidate,
     DeliverClientEvent,
     DeliverOffer,
     Phase,
-    SendMessage,
     SignalingSession,
 )
 from signaling.tokens import TokenVerifier
