@@ -217,6 +217,8 @@ async def _readyz(request: web.Request) -> web.Response:
     if UPSTREAM not in app:
         reasons.append("no upstream configured")
     manager = app[SESSIONS]
+    if manager.session_capacity_left() == 0:
+        reasons.append("no session capacity left")
     if manager.settings.mode == "relay" and manager.relay_capacity_left() == 0:
         reasons.append("no relay capacity left")
     body = {
@@ -224,6 +226,7 @@ async def _readyz(request: web.Request) -> web.Response:
         "reasons": reasons,
         "sessions": len(manager),
         "relay_capacity_left": manager.relay_capacity_left(),
+        "session_capacity_left": manager.session_capacity_left(),
     }
     return web.json_response(body, status=200 if not reasons else 503)
 

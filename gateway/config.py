@@ -110,6 +110,9 @@ class Settings:
     rate_signal_per_ip: float = 30.0
     rate_signal_per_tenant: float = 300.0
     max_sessions_per_tenant: int = 50
+    #: Live interviews this process serves at once, in any mode (0: no limit). One interview
+    #: per VM on Fly is 1: /readyz then takes a busy VM out of rotation.
+    max_sessions: int = 0
     api_max_body: int = 64 * 1024
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
@@ -173,6 +176,7 @@ class Settings:
             max_sessions_per_tenant=_env_int(
                 e, "GATEWAY_MAX_SESSIONS_PER_TENANT", cls.max_sessions_per_tenant
             ),
+            max_sessions=_env_int(e, "GATEWAY_MAX_SESSIONS", cls.max_sessions),
             api_max_body=_env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
             signal_max_message=_env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
             ping_interval=_env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),

@@ -96,6 +96,13 @@ class SessionManager:
     def relay_slots_used(self) -> int:
         return len(self._leases)
 
+    def session_capacity_left(self) -> int | None:
+        """How many more interviews this process takes (None: no limit), counting those
+        being set up."""
+        if not self.settings.max_sessions:
+            return None
+        return max(0, self.settings.max_sessions - len(self._sessions) - len(self._creating))
+
     def relay_capacity_left(self) -> int:
         return max(0, self.settings.max_relay_sessions - len(self._leases))
 
@@ -151,6 +158,8 @@ class SessionManager:
         if pending is None:
             if self.tenant_sessions(tenant_id) >= self.settings.max_sessions_per_tenant:
                 raise SignalingError("at_capacity", "your organisation's live interview limit")
+            if self.session_capacity_left() == 0:
+                raise SignalingError("at_capacity", "this gateway serves no more interviews")
             future = asyncio.ensure_future(self._create(tenant_id, interview_id))
             future.add_done_callback(lambda f: self._creating.pop(interview_id, None))
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # observed
