@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from gateway.cli.helptext import command_parser
 from gateway.config import ConfigError, Settings
 from storage import interviews
 from storage.database import Database, DatabaseUnavailable, open_database
@@ -33,7 +34,7 @@ _SENTENCE = "Tell me about a time you had to debug a production incident under p
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interview-gateway bench transcripts", description=__doc__)
+    p = command_parser("interview-gateway bench transcripts", __doc__)
     p.add_argument("--events", type=int, default=100_000, help="events to write (100000)")
     p.add_argument("--rate", type=float, default=0.0, help="events/s; 0: as fast as possible")
     p.add_argument("--sessions", type=int, default=200, help="interview sessions (200)")

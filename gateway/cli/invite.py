@@ -13,6 +13,7 @@ import asyncio
 import sys
 from uuid import UUID
 
+from gateway.cli.helptext import command_parser
 from gateway.config import MODES, ConfigError, Settings
 from gateway.sessions.invitations import invite
 from storage import interviews, tenants
@@ -20,7 +21,7 @@ from storage.database import Database, DatabaseUnavailable, open_database
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="interview-gateway invite", description=__doc__)
+    parser = command_parser("interview-gateway invite", __doc__)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--tenant", type=UUID, help="the tenant (its id) the interview belongs to")
     who.add_argument("--create-tenant", metavar="NAME", help="create a tenant and an API key")
