@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from gateway.bench.relay_peers import LOCAL, PeerHost, encode_opus
 from gateway.media.relay import Relay
+from gateway.sim.opus_peers import LOCAL, PeerHost, encode_opus
 from gateway.sim.speech import synthesize
 from gateway.upstream.openai import RealtimeUpstream
 
