@@ -10,7 +10,7 @@ window.
 
 Figures: CPU per session, frames delivered / frames sent at the far ends, one-way latency of
 the marks minus the direct connection's median (``added_latency_ms``), resident MB per session.
-The baseline runs at most ``BASELINE_SESSIONS`` sessions unless told otherwise: beyond ~6 it
+The baseline runs at most 4 sessions unless told otherwise (``--baseline-sessions``): beyond ~6 it
 saturates, and a saturated relay's CPU per session is just one core divided by N (at 20 it
 delivered 22 % of the frames, 235 ms late).
 Everything stays on 127.0.0.1: the command re-runs itself in a network namespace holding only
@@ -216,17 +216,19 @@ def in_namespace_or_reexec(argv: list[str]) -> None:
 def main(argv: list[str]) -> int:
     parser = command_parser("interview-gateway bench relay", __doc__)
     parser.add_argument(
-        "--sessions", type=int, default=10, help=f"relayed sessions (1-{MAX_SESSIONS})"
+        "--sessions", type=int, default=10, metavar="N", help=f"relayed sessions (1-{MAX_SESSIONS})"
     )
     parser.add_argument(
         "--duration",
         type=float,
         default=10.0,
+        metavar="S",
         help=f"seconds measured per set-up (max {MAX_DURATION:g})",
     )
     parser.add_argument(
         "--baseline-sessions",
         type=int,
+        metavar="N",
         help="sessions through MediaRelay (default: --sessions, at most 4, which it carries "
         "unsaturated on 2 cores: saturated, its CPU per session is only 1 core / N)",
     )

@@ -2,8 +2,8 @@
 
 It serves OpenAI's Realtime WebRTC endpoints under ``/v1`` with a scripted interviewer, so a
 gateway (``OPENAI_BASE_URL=<the printed URL>``) or any Realtime client can hold whole interviews
-with no network and no API key. It prints ``simulated upstream listening on URL`` once it
-serves, and stops on Ctrl-C or SIGTERM, hanging up every call.
+with no network and no API key. Once it serves it prints "simulated upstream listening on URL";
+it stops on Ctrl-C or SIGTERM, hanging up every call.
 """
 
 from __future__ import annotations
@@ -25,17 +25,30 @@ LOOPBACK = ("127.0.0.1",)
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = command_parser("interview-gateway sim-upstream", __doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port to listen on (8765; 0: any)")
-    parser.add_argument("--script", type=Path, help="interview script JSON (default: built in)")
-    parser.add_argument("--words-per-second", type=float, default=3.0, help="speaking speed (3)")
     parser.add_argument(
-        "--vad-hangover-ms", type=int, default=300, help="silence that ends a candidate turn (300)"
+        "--host", default="127.0.0.1", metavar="H", help="address to listen on (127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8765, metavar="P", help="port to listen on (8765; 0: any)"
+    )
+    parser.add_argument(
+        "--script", type=Path, metavar="FILE", help="interview script JSON (default: built in)"
+    )
+    parser.add_argument(
+        "--words-per-second", type=float, default=3.0, metavar="W", help="speaking speed (3)"
+    )
+    parser.add_argument(
+        "--vad-hangover-ms",
+        type=int,
+        default=300,
+        metavar="MS",
+        help="silence that ends a candidate turn (300)",
     )
     parser.add_argument(
         "--ice-address",
         action="append",
         dest="ice_addresses",
+        metavar="A",
         help="local address to gather ICE candidates on (repeatable; default 127.0.0.1)",
     )
     parser.add_argument(

@@ -42,20 +42,35 @@ LOOPBACK = ("127.0.0.1",)
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = command_parser("interview-gateway simulate", __doc__)
-    parser.add_argument("--interviews", type=int, default=3, help="concurrent interviews")
-    parser.add_argument("--mode", choices=("relay", "proxy", "auto"), default="auto")
     parser.add_argument(
-        "--duration", type=float, default=90.0, help="time limit for each interview, seconds"
+        "--interviews", type=int, default=3, metavar="N", help="concurrent interviews (3)"
+    )
+    parser.add_argument(
+        "--mode", choices=("relay", "proxy", "auto"), default="auto", help="session mode (auto)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="time limit for each interview, seconds (90)",
     )
     parser.add_argument(
         "--ramp",
         type=float,
         default=0.0,
+        metavar="S",
         help="spread the interviews' starts evenly over this many seconds (default: all at once)",
     )
-    parser.add_argument("--gateway", help="URL of a running gateway (default: start one)")
-    parser.add_argument("--script", type=Path, help="interview script JSON (default: built in)")
-    parser.add_argument("--words-per-second", type=float, default=6.0, help="speaking speed")
+    parser.add_argument(
+        "--gateway", metavar="URL", help="URL of a running gateway (default: start one)"
+    )
+    parser.add_argument(
+        "--script", type=Path, metavar="FILE", help="interview script JSON (default: built in)"
+    )
+    parser.add_argument(
+        "--words-per-second", type=float, default=6.0, metavar="W", help="speaking speed (6)"
+    )
     parser.add_argument("--json", action="store_true", help="last line: the report as JSON")
     return parser.parse_args(argv)
 
