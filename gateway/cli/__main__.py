@@ -1,7 +1,4 @@
-"""``python -m gateway.cli``: the ``interview-gateway`` command without its installed script.
-
-The tests and ``simulate`` start child commands this way, with the same interpreter they run on.
-"""
+"""``python -m gateway.cli``: the same entry point as the ``interview-gateway`` script."""
 
 import sys
 
