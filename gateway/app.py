@@ -159,7 +159,8 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
             )
             yield
             return
-        from gateway.sim.upstream import Script, SimulatedUpstream
+        from gateway.sim.script import Script
+        from gateway.sim.upstream import SimulatedUpstream
 
         key = "sk-sim-" + secrets.token_urlsafe(16)
         sim = SimulatedUpstream(

@@ -11,15 +11,29 @@ import sys
 
 BENCHMARKS: dict[str, str] = {
     "transcripts": "the transcript writer: events/s, commit latency, lost and duplicate events",
-    "relay": "relay mode: media and data-channel throughput through the gateway",
+    "relay": "the relay's fast path against aiortc's MediaRelay: CPU, delivery, latency, memory",
 }
 
 
+def _usage() -> str:
+    lines = "\n".join(f"  {name:<12} {text}" for name, text in BENCHMARKS.items())
+    return f"usage: interview-gateway bench NAME [options]\n\nbenchmarks:\n{lines}"
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
-        lines = "\n".join(f"  {name:<12} {text}" for name, text in BENCHMARKS.items())
-        stream = sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr
-        print(f"usage: interview-gateway bench NAME [options]\n\nbenchmarks:\n{lines}", file=stream)
-        return 0 if stream is sys.stdout else 2
-    module = importlib.import_module(f"gateway.bench.{argv[0]}")
+    if argv and argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if not argv:
+        print(_usage(), file=sys.stderr)
+        return 2
+    name = argv[0]
+    if name not in BENCHMARKS:
+        known = ", ".join(BENCHMARKS)
+        print(
+            f"interview-gateway bench: unknown benchmark {name!r} (known: {known})\n\n{_usage()}",
+            file=sys.stderr,
+        )
+        return 2
+    module = importlib.import_module(f"gateway.bench.{name}")
     return int(module.main(argv[1:]))

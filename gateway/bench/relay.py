@@ -1,15 +1,16 @@
 """``interview-gateway bench relay``: the relay's fast path against aiortc's ``MediaRelay``.
 
-One run measures three set-ups of the same simulated peers (``relay_peers``; near = browsers,
-far = AI upstreams, each its own process) carrying marked full-duplex Opus for ``--duration``
-seconds: the peers connected directly, through the gateway's ``Relay`` (fast path), and through a
-stock aiortc relay (``MediaRelay``: decode, jitter buffer, re-encode; built in below, with
-aiortc's own audio-level code). The relay runs alone in its process, whose CPU (getrusage, all
-threads) and resident memory are read at the start and end of the measured window.
+One run measures three set-ups of the same simulated peers (near = browsers, far = AI
+upstreams, each its own process: ``relay_peers``) carrying marked full-duplex Opus for
+``--duration`` seconds: the peers connected directly, through the gateway's ``Relay`` (fast
+path), and through a stock aiortc relay (``MediaRelay``: decode, jitter buffer, re-encode, with
+aiortc's own audio-level code). The relay runs alone in its process (``relay_process``), whose
+CPU (getrusage, all threads) and resident memory are read at the start and end of the measured
+window.
 
 Figures: CPU per session, frames delivered / frames sent at the far ends, one-way latency of
 the marks minus the direct connection's median (``added_latency_ms``), resident MB per session.
-The baseline runs at most ``BASELINE_SESSIONS`` sessions unless told otherwise: beyond ~6 it
+The baseline runs at most 4 sessions unless told otherwise (``--baseline-sessions``): beyond ~6 it
 saturates, and a saturated relay's CPU per session is just one core divided by N (at 20 it
 delivered 22 % of the frames, 235 ms late).
 Everything stays on 127.0.0.1: the command re-runs itself in a network namespace holding only
@@ -18,172 +19,30 @@ loopback when it can (root), and pins ICE to 127.0.0.1 in every process regardle
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import bisect
 import contextlib
 import json
 import os
-import resource
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 import aiortc
-from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import MediaStreamTrack
 
-from gateway.bench.relay_peers import FRAME_SECONDS, LOCAL, MARK_PERIOD, read_call
-from gateway.media import aiortc_internals, ice
-from gateway.media.relay import Relay, RelayOptions, rtc_configuration
-from gateway.upstream.call import Unsupervised
-from gateway.upstream.openai import RealtimeUpstream
+from gateway.bench import relay_peers, relay_process
+from gateway.bench.processes import Process
+from gateway.cli.helptext import command_parser
+from gateway.sim.opus_peers import FRAME_SECONDS, MARK_PERIOD
 
 MODULE = "gateway.bench.relay"
 MAX_SESSIONS = 50
 BASELINE_SESSIONS = 4
 MAX_DURATION = 120.0
 NETNS_MARK = "IGW_BENCH_NETNS"
-READY_TIMEOUT = 120.0
 DRAIN_SECONDS = 1.0  # after the sources stop, for packets still in flight
-EXIT_TIMEOUT = 10.0
-
-
-# -- the relay process ------------------------------------------------------------------
-
-
-class MediaRelayBaseline:
-    """The stock aiortc way to relay: ``MediaRelay`` subscriptions of the decoded tracks."""
-
-    def __init__(self, upstream: RealtimeUpstream, session: dict[str, Any]) -> None:
-        self._upstream = upstream
-        self._session = session
-        self._media = MediaRelay()
-        self.pcs: list[RTCPeerConnection] = []
-
-    async def start(self, offer_sdp: str) -> str:
-        browser = RTCPeerConnection(rtc_configuration(()))
-        upstream = RTCPeerConnection(rtc_configuration(()))
-        self.pcs += [browser, upstream]
-        browser_tracks: list[MediaStreamTrack] = []
-        upstream_tracks: list[MediaStreamTrack] = []
-        browser.on("track", browser_tracks.append)
-        upstream.on("track", upstream_tracks.append)
-        await browser.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        upstream.addTrack(self._media.subscribe(browser_tracks[0]))
-        upstream.createDataChannel("oai-events")
-        await upstream.setLocalDescription(await upstream.createOffer())
-        call = await self._upstream.create_call(upstream.localDescription.sdp, self._session)
-        await upstream.setRemoteDescription(RTCSessionDescription(call.answer_sdp, "answer"))
-        browser.addTrack(self._media.subscribe(upstream_tracks[0]))
-        await browser.setLocalDescription(await browser.createAnswer())
-        return browser.localDescription.sdp
-
-    async def close(self) -> None:
-        await asyncio.gather(*(pc.close() for pc in self.pcs))
-
-
-def usage() -> dict[str, float]:
-    """This process's CPU seconds (all threads), monotonic time and resident MB."""
-    rusage = resource.getrusage(resource.RUSAGE_SELF)
-    with open("/proc/self/status") as status:
-        rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-    return {
-        "cpu_s": rusage.ru_utime + rusage.ru_stime,
-        "t": time.monotonic(),
-        "rss_mb": rss_kb / 1024,
-    }
-
-
-async def run_relay(mode: str, upstream_url: str) -> None:
-    from gateway.bench.relay_peers import serve
-
-    if mode == "fast":
-        aiortc_internals.install()  # as the gateway does (the fast path encodes nothing)
-    relays: list[Relay | MediaRelayBaseline] = []
-    done = asyncio.Event()
-    async with aiohttp.ClientSession() as http:
-        upstream = RealtimeUpstream(kind="sim", base_url=upstream_url, api_key="bench", http=http)
-
-        async def call(request: web.Request) -> web.Response:
-            offer_sdp, session = await read_call(request)
-            relay: Relay | MediaRelayBaseline
-            if mode == "fast":
-                relay = Relay(
-                    upstream,
-                    Unsupervised(),
-                    options=RelayOptions(ice_addresses=LOCAL, connect_timeout=30.0),
-                    session=session,
-                )
-            else:
-                relay = MediaRelayBaseline(upstream, session)
-            relays.append(relay)
-            answer = await relay.start(offer_sdp)
-            return web.Response(
-                status=201,
-                text=answer,
-                content_type="application/sdp",
-                headers={"Location": f"/v1/realtime/calls/rtc_{len(relays)}"},
-            )
-
-        async def report_usage(_: web.Request) -> web.Response:
-            return web.json_response(usage())
-
-        async def exit_(_: web.Request) -> web.Response:
-            done.set()
-            return web.Response()
-
-        app = web.Application()
-        app.router.add_post("/v1/realtime/calls", call)
-        app.router.add_get("/control/usage", report_usage)
-        app.router.add_post("/control/exit", exit_)
-        try:
-            await serve(app, done)
-        finally:
-            await asyncio.gather(*(relay.close() for relay in relays))
-
-
-# -- the controller ---------------------------------------------------------------------
-
-
-class Process:
-    """A child process of the bench that says ``READY <port>`` and then takes HTTP controls."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc = proc
-        self.url = f"http://127.0.0.1:{port}"
-
-    @classmethod
-    async def start(cls, *args: str) -> Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", *args, stdout=asyncio.subprocess.PIPE
-        )
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(READY_TIMEOUT):
-                line = (await proc.stdout.readline()).decode()
-        except TimeoutError:
-            proc.kill()
-            raise
-        if not line.startswith("READY "):
-            await proc.wait()
-            raise RuntimeError(f"{' '.join(args)} did not start (exit {proc.returncode})")
-        return cls(proc, int(line.split()[1]))
-
-    async def stop(self, http: aiohttp.ClientSession) -> None:
-        with contextlib.suppress(aiohttp.ClientError):
-            await http.post(f"{self.url}/control/exit")
-        try:
-            async with asyncio.timeout(EXIT_TIMEOUT):
-                await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
 
 
 async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
@@ -196,7 +55,7 @@ async def run_phase(
     http: aiohttp.ClientSession, mode: str, sessions: int, duration: float
 ) -> dict[str, Any]:
     """One set-up (``direct``, ``fast`` or ``baseline``): connect, run marked audio, report."""
-    peers = "gateway.bench.relay_peers"
+    peers = relay_peers.__name__
     started: list[Process] = []
     try:
         far = await Process.start(peers, "far")
@@ -204,9 +63,7 @@ async def run_phase(
         relay: Process | None = None
         target = far.url
         if mode != "direct":
-            relay = await Process.start(
-                MODULE, "--serve-relay", mode, "--upstream", far.url + "/v1"
-            )
+            relay = await Process.start(relay_process.__name__, mode, "--upstream", far.url + "/v1")
             started.append(relay)
             target = relay.url
             idle = await get_json(http, f"{relay.url}/control/usage")
@@ -348,41 +205,35 @@ def in_namespace_or_reexec(argv: list[str]) -> None:
     if os.environ.get(NETNS_MARK) or not shutil.which("unshare"):
         return
     command = [sys.executable, "-m", MODULE, *argv]
-    os.environ[NETNS_MARK] = "1"
     with contextlib.suppress(OSError):
-        os.execvp(
+        os.execvpe(
             "unshare",
             ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command],
+            {**os.environ, NETNS_MARK: "1"},
         )
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="interview-gateway bench relay", description=__doc__.split("\n")[0]
-    )
+    parser = command_parser("interview-gateway bench relay", __doc__)
     parser.add_argument(
-        "--sessions", type=int, default=10, help=f"relayed sessions (1-{MAX_SESSIONS})"
+        "--sessions", type=int, default=10, metavar="N", help=f"relayed sessions (1-{MAX_SESSIONS})"
     )
     parser.add_argument(
         "--duration",
         type=float,
         default=10.0,
+        metavar="S",
         help=f"seconds measured per set-up (max {MAX_DURATION:g})",
     )
     parser.add_argument(
         "--baseline-sessions",
         type=int,
+        metavar="N",
         help="sessions through MediaRelay (default: --sessions, at most 4, which it carries "
         "unsaturated on 2 cores: saturated, its CPU per session is only 1 core / N)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
-    parser.add_argument("--serve-relay", choices=("fast", "baseline"), help=argparse.SUPPRESS)
-    parser.add_argument("--upstream", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    ice.install(LOCAL)
-    if args.serve_relay:
-        asyncio.run(run_relay(args.serve_relay, args.upstream))
-        return 0
     baseline = args.baseline_sessions or min(args.sessions, BASELINE_SESSIONS)
     if not (
         1 <= args.sessions <= MAX_SESSIONS

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from gateway.cli.helptext import command_parser
 from gateway.config import ConfigError, Settings
 from storage import interviews
 from storage.database import Database, DatabaseUnavailable, open_database
@@ -33,13 +34,23 @@ _SENTENCE = "Tell me about a time you had to debug a production incident under p
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interview-gateway bench transcripts", description=__doc__)
-    p.add_argument("--events", type=int, default=100_000, help="events to write (100000)")
-    p.add_argument("--rate", type=float, default=0.0, help="events/s; 0: as fast as possible")
-    p.add_argument("--sessions", type=int, default=200, help="interview sessions (200)")
-    p.add_argument("--tenants", type=int, default=4, help="tenants the sessions belong to (4)")
-    p.add_argument("--batch-size", type=int, default=2000, help="writer batch size (2000)")
-    p.add_argument("--connections", type=int, default=2, help="writer connections (2)")
+    p = command_parser("interview-gateway bench transcripts", __doc__)
+    p.add_argument(
+        "--events", metavar="N", type=int, default=100_000, help="events to write (100000)"
+    )
+    p.add_argument(
+        "--rate", metavar="R", type=float, default=0.0, help="events/s; 0: as fast as possible"
+    )
+    p.add_argument(
+        "--sessions", metavar="N", type=int, default=200, help="interview sessions (200)"
+    )
+    p.add_argument(
+        "--tenants", metavar="N", type=int, default=4, help="tenants the sessions belong to (4)"
+    )
+    p.add_argument(
+        "--batch-size", metavar="N", type=int, default=2000, help="writer batch size (2000)"
+    )
+    p.add_argument("--connections", metavar="N", type=int, default=2, help="writer connections (2)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     return p
 

@@ -13,9 +13,9 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("gateway.cli.serve", "run the gateway: HTTP API, signaling and relay on one port"),
     "migrate": ("gateway.cli.migrate", "apply the database migrations and exit"),
-    "sim-upstream": ("gateway.sim.upstream", "run the OpenAI-compatible simulated upstream"),
+    "sim-upstream": ("gateway.cli.sim_upstream", "run the OpenAI-compatible simulated upstream"),
     "simulate": ("gateway.cli.simulate", "run headless interviews through a gateway and report"),
-    "bench": ("gateway.bench", "benchmarks: `bench transcripts`, `bench relay`"),
+    "bench": ("gateway.bench", "benchmarks: bench transcripts, bench relay"),
     "invite": ("gateway.cli.invite", "create an interview for a tenant and print its join URL"),
 }
 
@@ -37,7 +37,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

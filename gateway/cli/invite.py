@@ -13,6 +13,7 @@ import asyncio
 import sys
 from uuid import UUID
 
+from gateway.cli.helptext import command_parser
 from gateway.config import MODES, ConfigError, Settings
 from gateway.sessions.invitations import invite
 from storage import interviews, tenants
@@ -20,18 +21,28 @@ from storage.database import Database, DatabaseUnavailable, open_database
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="interview-gateway invite", description=__doc__)
+    parser = command_parser("interview-gateway invite", __doc__)
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--tenant", type=UUID, help="the tenant (its id) the interview belongs to")
+    who.add_argument(
+        "--tenant", type=UUID, metavar="ID", help="the tenant (its id) the interview belongs to"
+    )
     who.add_argument("--create-tenant", metavar="NAME", help="create a tenant and an API key")
     parser.add_argument("--mode", choices=MODES, default="auto", help="session mode (auto)")
     parser.add_argument(
-        "--expires-in", type=int, default=24 * 3600, help="seconds the invitation stays valid"
+        "--expires-in",
+        type=int,
+        default=24 * 3600,
+        metavar="S",
+        help="seconds the invitation stays valid (86400)",
     )
-    parser.add_argument("--max-duration", type=int, help="longest interview, in seconds")
-    parser.add_argument("--candidate-ref", help="your reference for the candidate")
-    parser.add_argument("--instructions", help="instructions for the AI interviewer")
-    parser.add_argument("--voice", help="the AI interviewer's voice, e.g. alloy")
+    parser.add_argument(
+        "--max-duration", type=int, metavar="S", help="longest interview, in seconds"
+    )
+    parser.add_argument("--candidate-ref", metavar="REF", help="your reference for the candidate")
+    parser.add_argument(
+        "--instructions", metavar="TEXT", help="instructions for the AI interviewer"
+    )
+    parser.add_argument("--voice", metavar="V", help="the AI interviewer's voice, e.g. alloy")
     parser.add_argument(
         "--multi-use", action="store_true", help="the link admits more than once (default: once)"
     )

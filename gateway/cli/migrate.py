@@ -6,10 +6,10 @@ directory). A bad URL or an unreachable server is one sentence on stderr and exi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
+from gateway.cli.helptext import command_parser
 from gateway.config import ConfigError, Settings
 from storage.database import DatabaseUnavailable, migrate_database, resolve_admin_conninfo
 
@@ -20,7 +20,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="interview-gateway migrate", description=__doc__)
+    parser = command_parser("interview-gateway migrate", __doc__)
     parser.parse_args(argv)
     try:
         applied = asyncio.run(_migrate(Settings.from_env()))

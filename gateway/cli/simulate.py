@@ -27,32 +27,50 @@ from pathlib import Path
 from typing import Any
 
 from gateway import media
+from gateway.cli.helptext import command_parser
 from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport, HeadlessCandidate
-from gateway.sim.upstream import Script
+from gateway.sim.script import Script
 from storage import interviews, transcripts
 from storage.database import Database, DatabaseUnavailable, open_database
 
 READY_TIMEOUT = 60.0
+#: every WebRTC packet of a simulation stays on loopback: candidates, gateway and upstream
+LOOPBACK = ("127.0.0.1",)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="interview-gateway simulate", description=__doc__)
-    parser.add_argument("--interviews", type=int, default=3, help="concurrent interviews")
-    parser.add_argument("--mode", choices=("relay", "proxy", "auto"), default="auto")
+    parser = command_parser("interview-gateway simulate", __doc__)
     parser.add_argument(
-        "--duration", type=float, default=90.0, help="time limit for each interview, seconds"
+        "--interviews", type=int, default=3, metavar="N", help="concurrent interviews (3)"
+    )
+    parser.add_argument(
+        "--mode", choices=("relay", "proxy", "auto"), default="auto", help="session mode (auto)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="time limit for each interview, seconds (90)",
     )
     parser.add_argument(
         "--ramp",
         type=float,
         default=0.0,
+        metavar="S",
         help="spread the interviews' starts evenly over this many seconds (default: all at once)",
     )
-    parser.add_argument("--gateway", help="URL of a running gateway (default: start one)")
-    parser.add_argument("--script", type=Path, help="interview script JSON (default: built in)")
-    parser.add_argument("--words-per-second", type=float, default=6.0, help="speaking speed")
+    parser.add_argument(
+        "--gateway", metavar="URL", help="URL of a running gateway (default: start one)"
+    )
+    parser.add_argument(
+        "--script", type=Path, metavar="FILE", help="interview script JSON (default: built in)"
+    )
+    parser.add_argument(
+        "--words-per-second", type=float, default=6.0, metavar="W", help="speaking speed (6)"
+    )
     parser.add_argument("--json", action="store_true", help="last line: the report as JSON")
     return parser.parse_args(argv)
 
@@ -121,30 +139,37 @@ async def _discard(stream: asyncio.StreamReader) -> None:
 
 @asynccontextmanager
 async def own_gateway(
-    mode: str, interviews_: int, data_dir: Path, script: Path | None, wps: float
+    args: argparse.Namespace, data_dir: Path, jwt_secret: str
 ) -> AsyncIterator[Child]:
-    """A simulated upstream and a gateway in processes of their own, stopped on exit."""
+    """A simulated upstream and a gateway in processes of their own, stopped on exit.
+
+    Their configuration goes in their environment, built here from this process's own
+    (``DATABASE_URL`` and the like pass through) and what this simulation chose.
+    """
     key = "sk-sim-" + secrets.token_urlsafe(16)
     env = {**os.environ, "SIM_UPSTREAM_KEY": key}
     sim_args = ["sim-upstream", "--port", "0", "--api-key-env", "SIM_UPSTREAM_KEY"]
-    sim_args += ["--words-per-second", str(wps)]
-    if script is not None:
-        sim_args += ["--script", str(script)]
+    sim_args += ["--words-per-second", str(args.words_per_second)]
+    if args.script is not None:
+        sim_args += ["--script", str(args.script)]
     sim = await start_child(sim_args, env, "listening on ")
     try:
         gateway_env = {
             **env,
             "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_JWT_SECRET": jwt_secret,
             "GATEWAY_UPSTREAM": "openai",
             "OPENAI_BASE_URL": sim.url,
             "OPENAI_API_KEY": key,
-            "GATEWAY_ICE_ADDRESSES": "127.0.0.1",
+            "GATEWAY_ICE_ADDRESSES": ",".join(LOOPBACK),
             "GATEWAY_MAX_RELAY_SESSIONS": os.environ.get(
-                "GATEWAY_MAX_RELAY_SESSIONS", str(max(interviews_, 10))
+                "GATEWAY_MAX_RELAY_SESSIONS", str(max(args.interviews, 10))
             ),
         }
         gateway = await start_child(
-            ["serve", "--port", "0", "--mode", mode, "--no-invite"], gateway_env, "listening on "
+            ["serve", "--port", "0", "--mode", args.mode, "--no-invite"],
+            gateway_env,
+            "listening on ",
         )
         try:
             yield gateway
@@ -155,16 +180,17 @@ async def own_gateway(
 
 
 async def simulate(args: argparse.Namespace) -> dict[str, Any]:
-    media.install(["127.0.0.1"])
+    media.install()
     script = Script.load(args.script) if args.script else Script.default()
     settings = Settings.from_env()
+    # our own gateway signs with a secret we choose (or the configured one); another must be told
+    secret = os.environ.get("GATEWAY_JWT_SECRET")
+    if args.gateway is None and not secret:
+        secret = secrets.token_urlsafe(32)
+    if not secret:
+        raise ProcessFailed("--gateway needs GATEWAY_JWT_SECRET (the gateway's) to invite")
     with tempfile.TemporaryDirectory(prefix="interview-sim-") as tmp:
         data_dir = Path(tmp) if args.gateway is None else settings.data_dir
-        if args.gateway is None and not os.environ.get("GATEWAY_JWT_SECRET"):
-            os.environ["GATEWAY_JWT_SECRET"] = secrets.token_urlsafe(32)
-        secret = os.environ.get("GATEWAY_JWT_SECRET")
-        if not secret:
-            raise ProcessFailed("--gateway needs GATEWAY_JWT_SECRET (the gateway's) to invite")
         db = await open_database(settings.database_url, data_dir=data_dir)
         try:
             tenant_id = await interviews.create_tenant(db, "simulate")
@@ -172,9 +198,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 await invite(db, secret, tenant_id, mode=args.mode) for _ in range(args.interviews)
             ]
             if args.gateway is None:
-                async with own_gateway(
-                    args.mode, args.interviews, data_dir, args.script, args.words_per_second
-                ) as gateway:
+                async with own_gateway(args, data_dir, secret) as gateway:
                     reports = await run_candidates(gateway.url, invitations, script, args)
             else:
                 reports = await run_candidates(args.gateway, invitations, script, args)
@@ -193,6 +217,7 @@ async def run_candidates(
             inv.token,
             interview_id=str(inv.interview_id),
             answers=answers,
+            ice_addresses=LOOPBACK,
             words_per_second=args.words_per_second,
             seed=n,
         )

@@ -18,151 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from gateway.media.ice import host_addresses
 from gateway.sessions.events import EventError, parse_event
+from gateway.sim.contract import ApiError, checked_session, new_id, session_view, transcription
 from gateway.sim.script import Script
+from gateway.sim.sideband import Sidebands
 from gateway.sim.speech import SpeechTrack, VoiceActivity, VoiceActivityDetector
-from gateway.upstream.openai import merge_session
-
-log = logging.getLogger(__name__)
-
-EVENTS_CHANNEL = "oai-events"
-_SIDEBAND_QUEUE = 1024  # events buffered per sideband socket before it counts as too slow
-
-#: Every server event type the simulator can emit; a test validates each against openai-python.
-SERVER_EVENT_TYPES = frozenset(
-    {
-        "session.created",
-        "session.updated",
-        "error",
-        "response.created",
-        "conversation.item.added",
-        "conversation.item.done",
-        "response.output_item.added",
-        "response.output_item.done",
-        "response.content_part.added",
-        "response.content_part.done",
-        "output_audio_buffer.started",
-        "output_audio_buffer.stopped",
-        "response.output_audio_transcript.delta",
-        "response.output_audio_transcript.done",
-        "response.done",
-        "input_audio_buffer.speech_started",
-        "input_audio_buffer.speech_stopped",
-        "input_audio_buffer.committed",
-        "conversation.item.input_audio_transcription.completed",
-        "conversation.item.input_audio_transcription.failed",
-    }
-)
-
-
-# --------------------------------------------------------------------------- errors and sessions
-
-
-class ApiError(Exception):
-    """An OpenAI-shaped error response: ``{"error": {message, type, code, param}}``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str | None = None,
-        param: str | None = None,
-        type_: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.param, self.type = (
-            status,
-            message,
-            code,
-            param,
-            type_,
-        )
-
-    def body(self) -> dict[str, Any]:
-        return {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
-
-    def response(self) -> web.Response:
-        return web.json_response({"error": self.body()}, status=self.status)
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
-
-
-def _checked_session(session: Any, param: str = "session") -> dict[str, Any]:
-    if not isinstance(session, dict):
-        raise ApiError(400, f"'{param}' must be a JSON object", code="invalid_type", param=param)
-    if session.get("type", "realtime") != "realtime":
-        raise ApiError(
-            400, f"'{param}.type' must be 'realtime'", code="invalid_value", param=f"{param}.type"
-        )
-    return session
-
-
-def _dig(data: Mapping[str, Any], *path: str) -> Any:
-    for key in path:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(key)  # type: ignore[assignment]
-    return data
-
-
-def _transcription(session: Mapping[str, Any]) -> dict[str, str] | None:
-    """The input transcription config, if the session turns it on (``null``/absent: off)."""
-    config = _dig(session, "audio", "input", "transcription")
-    if not isinstance(config, Mapping):
-        return None
-    return {
-        k: v
-        for k, v in config.items()
-        if k in ("model", "language", "prompt") and isinstance(v, str)
-    }
-
-
-def _session_view(session: Mapping[str, Any], hangover_ms: int) -> dict[str, Any]:
-    """The session as the server reports it: only fields the simulator honours, well-typed."""
-    model, voice, instructions = (
-        session.get("model"),
-        _dig(session, "audio", "output", "voice"),
-        session.get("instructions"),
-    )
-    pcm = {"type": "audio/pcm", "rate": 24000}
-    return {
-        "type": "realtime",
-        "model": model if isinstance(model, str) else "gpt-realtime",
-        "output_modalities": ["audio"],
-        "instructions": instructions if isinstance(instructions, str) else "",
-        "audio": {
-            "input": {
-                "format": pcm,
-                "transcription": _transcription(session),
-                "turn_detection": {
-                    "type": "server_vad",
-                    "threshold": 0.5,
-                    "prefix_padding_ms": 0,
-                    "silence_duration_ms": hangover_ms,
-                    "create_response": True,
-                    "interrupt_response": False,
-                },
-            },
-            "output": {"format": pcm, "voice": voice if isinstance(voice, str) else "marin"},
-        },
-    }
-
-
-# --------------------------------------------------------------------------- the call
+from gateway.upstream.openai import EVENTS_LABEL, merge_session
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +45,8 @@ class HeardSpeech:
 
 @dataclass(frozen=True, slots=True)
 class CallOptions:
+    """What every call of one simulated upstream shares: the script and how it is performed."""
+
     script: Script
     words_per_second: float
     vad_hangover_ms: int
@@ -205,11 +75,11 @@ class SimulatedCall:
         self.track = SpeechTrack(words_per_second=options.words_per_second)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._channel: RTCDataChannel | None = None
-        self._sidebands: set[asyncio.Queue[str | None]] = set()
+        self.sidebands = Sidebands(call_id)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._start_when_connected = False
-        self._conversation_id = _new_id("conv")
+        self._conversation_id = new_id("conv")
         self._last_item_id: str | None = None
         self._awaiting_answer: int | None = None
         self._answered = asyncio.Event()
@@ -218,7 +88,7 @@ class SimulatedCall:
 
     @property
     def transcription_enabled(self) -> bool:
-        return _transcription(self.session) is not None
+        return transcription(self.session) is not None
 
     # ---- set-up
 
@@ -255,7 +125,7 @@ class SimulatedCall:
         self._spawn(self._listen(track) if track.kind == "audio" else self._drain(track))
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        if channel.label != EVENTS_CHANNEL or self._channel is not None:
+        if channel.label != EVENTS_LABEL or self._channel is not None:
             return
         self._channel = channel
         channel.on("message", self.handle_client_message)
@@ -277,30 +147,15 @@ class SimulatedCall:
 
     def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
         """Send one server event to the data channel and every sideband socket, and record it."""
-        event = {"type": event_type, "event_id": _new_id("event"), **fields}
+        event = {"type": event_type, "event_id": new_id("event"), **fields}
         if self.hung_up:
             return event
         self.events.append(event)
         text = json.dumps(event)
         if self._channel is not None and self._channel.readyState == "open":
             self._channel.send(text)
-        for queue in list(self._sidebands):
-            try:
-                queue.put_nowait(text)
-            except asyncio.QueueFull:
-                log.warning("call %s: a sideband socket fell behind; closing it", self.id)
-                self._sidebands.discard(queue)
-                _close_sideband(queue)
+        self.sidebands.publish(text)
         return event
-
-    def join_sideband(self) -> asyncio.Queue[str | None]:
-        """A queue of this call's server events from now on; ``None`` means close the socket."""
-        queue: asyncio.Queue[str | None] = asyncio.Queue(_SIDEBAND_QUEUE)
-        self._sidebands.add(queue)
-        return queue
-
-    def leave_sideband(self, queue: asyncio.Queue[str | None]) -> None:
-        self._sidebands.discard(queue)
 
     def _error(self, message: str, code: str, *, param: str | None, client_event: Any) -> None:
         error = ApiError(400, message, code=code, param=param).body()
@@ -324,7 +179,7 @@ class SimulatedCall:
             )
             return
         try:
-            update = _checked_session(event.get("session"))
+            update = checked_session(event.get("session"))
         except ApiError as exc:
             self._error(
                 exc.message,
@@ -338,7 +193,7 @@ class SimulatedCall:
         self.emit("session.updated", session=self.view())
 
     def view(self) -> dict[str, Any]:
-        return _session_view(self.session, self.options.vad_hangover_ms)
+        return session_view(self.session, self.options.vad_hangover_ms)
 
     # ---- the interviewer
 
@@ -383,7 +238,7 @@ class SimulatedCall:
         return response
 
     async def _speak(self, text: str) -> None:
-        r = _Response(_new_id("resp"), _new_id("item"))
+        r = _Response(new_id("resp"), new_id("item"))
         ids = {"response_id": r.response_id, "item_id": r.item_id, "output_index": 0}
         self.emit("response.created", response=self._response(r, "in_progress", []))
         item = self._item(r.item_id, "assistant", "in_progress", [])
@@ -449,7 +304,7 @@ class SimulatedCall:
 
     def _on_voice(self, activity: VoiceActivity) -> None:
         if activity.kind == "speech_started":
-            self._speech_item = _new_id("item")
+            self._speech_item = new_id("item")
             self._speech_start_ms = activity.audio_ms
             self.emit(
                 "input_audio_buffer.speech_started",
@@ -457,7 +312,7 @@ class SimulatedCall:
                 item_id=self._speech_item,
             )
             return
-        item_id = self._speech_item or _new_id("item")
+        item_id = self._speech_item or new_id("item")
         self._speech_item = None
         self.emit(
             "input_audio_buffer.speech_stopped", audio_end_ms=activity.audio_ms, item_id=item_id
@@ -517,16 +372,7 @@ class SimulatedCall:
         for task in tasks:
             task.cancel()
         self.track.stop()
-        for queue in self._sidebands:
-            _close_sideband(queue)
-        self._sidebands.clear()
+        self.sidebands.close()
         await self.pc.close()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.ended.set()
-
-
-def _close_sideband(queue: asyncio.Queue[str | None]) -> None:
-    """Tell the socket's writer to close after what is queued (dropping the oldest if full)."""
-    if queue.full():
-        queue.get_nowait()
-    queue.put_nowait(None)

@@ -21,6 +21,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from gateway.media import ice
 from gateway.sim.speech import SpeechTrack
+from gateway.upstream.openai import EVENTS_LABEL
 from signaling.client import SignalingClient
 
 
@@ -100,7 +101,7 @@ class HeadlessCandidate:
         self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         await self.client.connect(self.signal_url, self.token)
         pc.addTrack(self.speech)
-        self.channel = pc.createDataChannel("oai-events")
+        self.channel = pc.createDataChannel(EVENTS_LABEL)
         self.channel.on("message", self._on_event)
 
         @pc.on("connectionstatechange")

@@ -3,8 +3,8 @@
 Tests, benchmarks and the ``simulate`` command need an AI interviewer that speaks the same HTTP,
 SDP and event language as OpenAI (``/work/shared/reference/openai-realtime-webrtc.md``) without
 a network: so the gateway's upstream code is exercised exactly as it will be against the real
-service, and the real service stays a drop-in. This module is the HTTP service and the
-``sim-upstream`` command; it serves, under ``/v1``:
+service, and the real service stays a drop-in. This module is the HTTP service (the
+``sim-upstream`` command and ``serve`` without an API key run it); it serves, under ``/v1``:
 
 - ``POST /realtime/calls`` (multipart ``sdp`` + ``session`` with a standard key, or a raw
   ``application/sdp`` offer with an ``ek_`` key) -> ``201`` + SDP answer + ``Location``;
@@ -13,39 +13,29 @@ service, and the real service stays a drop-in. This module is the HTTP service a
 - ``POST /realtime/calls/{id}/hangup``;
 - the beta shape (``?model=``, ``OpenAI-Beta``) -> ``400 beta_api_shape_disabled``.
 
-What one call does (the peer, the interviewer, the events) is in :mod:`.sim_call`; the script
-it plays, in :mod:`.sim_script`.
+What one call does (the peer, the interviewer, the events) is in :mod:`.call`, its sideband in
+:mod:`.sideband`, the shapes both answer in in :mod:`.contract`; the script it plays, in
+:mod:`.script`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
 import json
 import logging
-import os
 import secrets
-import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, web
 
-from gateway.sim.call import (
-    ApiError,
-    CallOptions,
-    SimulatedCall,
-    _checked_session,
-    _dig,
-    _new_id,
-    _session_view,
-)
-from gateway.sim.script import Script, ScriptError
+from gateway.sim import sideband
+from gateway.sim.call import CallOptions, SimulatedCall
+from gateway.sim.contract import ApiError, checked_session, dig, new_id, session_view
+from gateway.sim.script import Script
 from gateway.upstream.openai import merge_session
 
 log = logging.getLogger(__name__)
@@ -192,7 +182,7 @@ class SimulatedUpstream:
             raise ApiError(
                 400, "the 'sdp' part is not an SDP offer", code="invalid_offer", param="sdp"
             )
-        call = SimulatedCall(_new_id("rtc"), dict(session), self.options)
+        call = SimulatedCall(new_id("rtc"), dict(session), self.options)
         try:
             answer = await call.answer(sdp)
         except BaseException:
@@ -237,7 +227,7 @@ class SimulatedUpstream:
             raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_type")
-        seconds = _dig(body, "expires_after", "seconds")
+        seconds = dig(body, "expires_after", "seconds")
         seconds = 600 if seconds is None else seconds
         if isinstance(seconds, bool) or not isinstance(seconds, int) or not 10 <= seconds <= 7200:
             raise ApiError(
@@ -246,7 +236,7 @@ class SimulatedUpstream:
                 code="invalid_value",
                 param="expires_after.seconds",
             )
-        session = _checked_session(
+        session = checked_session(
             body.get("session", {"type": "realtime", "model": "gpt-realtime"})
         )
         value = "ek_" + secrets.token_urlsafe(24)
@@ -254,8 +244,8 @@ class SimulatedUpstream:
         now = time.time()
         self._ephemeral = {k: v for k, v in self._ephemeral.items() if v.expires_at > now}
         self._ephemeral[value] = _EphemeralKey(expires_at, session)
-        view = _session_view(session, self.options.vad_hangover_ms)
-        view |= {"id": _new_id("sess"), "object": "realtime.session", "expires_at": expires_at}
+        view = session_view(session, self.options.vad_hangover_ms)
+        view |= {"id": new_id("sess"), "object": "realtime.session", "expires_at": expires_at}
         return web.json_response({"value": value, "expires_at": expires_at, "session": view})
 
     async def _realtime_socket(self, request: web.Request) -> web.StreamResponse:
@@ -272,16 +262,7 @@ class SimulatedUpstream:
         call = self._call(request.query["call_id"])
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        queue = call.join_sideband()
-        writer = asyncio.create_task(_write_sideband(ws, queue))
-        try:
-            async for message in ws:
-                if message.type == WSMsgType.TEXT:
-                    call.handle_client_message(message.data)
-        finally:
-            call.leave_sideband(queue)
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        await sideband.serve(ws, call.sidebands, call.handle_client_message)
         return ws
 
 
@@ -344,84 +325,9 @@ async def _read_offer_parts(request: web.Request) -> tuple[str, dict[str, Any] |
                     code="invalid_json",
                     param="session",
                 ) from None
-            session = _checked_session(parsed)
+            session = checked_session(parsed)
     if sdp is None:
         raise ApiError(
             400, "missing the 'sdp' part", code="missing_required_parameter", param="sdp"
         )
     return sdp, session
-
-
-async def _write_sideband(ws: web.WebSocketResponse, queue: asyncio.Queue[str | None]) -> None:
-    while (text := await queue.get()) is not None:
-        await ws.send_str(text)
-    await ws.close()
-
-
-# --------------------------------------------------------------------------- the command
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="interview-gateway sim-upstream",
-        description="Run the OpenAI-compatible simulated upstream (a scripted AI interviewer).",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--script", type=Path, help="interview script JSON (default: built in)")
-    parser.add_argument("--words-per-second", type=float, default=3.0, help="speaking speed")
-    parser.add_argument(
-        "--vad-hangover-ms", type=int, default=300, help="silence that ends a candidate turn"
-    )
-    parser.add_argument(
-        "--ice-address",
-        action="append",
-        dest="ice_addresses",
-        help="local address to gather ICE candidates on (repeatable; default 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--api-key-env",
-        metavar="NAME",
-        help="require the API key held in this environment variable (default: accept any key)",
-    )
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    api_key = None
-    if args.api_key_env:
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            print(
-                f"sim-upstream: environment variable {args.api_key_env} is not set", file=sys.stderr
-            )
-            return 2
-    try:
-        script = Script.load(args.script) if args.script else Script.default()
-    except ScriptError as exc:
-        print(f"sim-upstream: {exc}", file=sys.stderr)
-        return 2
-    sim = SimulatedUpstream(
-        script=script,
-        api_key=api_key,
-        ice_addresses=args.ice_addresses or ("127.0.0.1",),
-        words_per_second=args.words_per_second,
-        vad_hangover_ms=args.vad_hangover_ms,
-    )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(_serve(sim, args.host, args.port))
-    return 0
-
-
-async def _serve(sim: SimulatedUpstream, host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    base_url = await sim.start(host, port)
-    print(f"simulated upstream listening on {base_url}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await sim.close()

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from gateway.app import DATABASE, SESSIONS
-from gateway.sim.upstream import Script
+from gateway.sim.script import Script
 from storage import interviews
 from storage.transcripts import read_transcript
 

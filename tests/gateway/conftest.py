@@ -17,7 +17,7 @@ from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sessions.manager import SessionManager
 from gateway.sim.candidate import HeadlessCandidate
-from gateway.sim.upstream import Script
+from gateway.sim.script import Script
 from storage import interviews
 from storage.database import Database
 from storage.interviews import SessionRecord

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 from uuid import UUID
 
+import pytest
+
+from gateway import cli
+from gateway.cli.helptext import plain
 from storage import interviews
 from storage.database import open_database
 
@@ -81,3 +86,71 @@ async def test_simulate_fails_loudly_when_interviews_fail(
     report = json.loads(stdout.decode().strip().splitlines()[-1])
     assert process.returncode == 1
     assert report["completed"] == 0 and "at_capacity" in report["errors"][0]
+
+
+# --- help texts, the README's Commands table, and unknown names
+
+
+#: every command whose help and README row this file checks (serve's are checked with serve)
+COMMANDS = (
+    ("migrate",),
+    ("invite",),
+    ("sim-upstream",),
+    ("simulate",),
+    ("bench", "transcripts"),
+    ("bench", "relay"),
+)
+README = Path(__file__).resolve().parents[2] / "README.md"
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+
+def help_output(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*command, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_is_the_commands_docstring_in_plain_text(
+    command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = help_output(command, capsys)
+    assert f"interview-gateway {' '.join(command)}: " in text  # the docstring's first line
+    assert "`" not in text, text  # neither ``literals`` nor :role:`targets`
+
+
+def test_the_list_of_commands_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    assert cli.main(["bench", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "sim-upstream" in text and "relay" in text
+    assert "`" not in text, text
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_the_readme_lists_every_flag_of_the_command(
+    command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = set(FLAG.findall(help_output(command, capsys))) - {"--help"}
+    row_start = f"| `interview-gateway {' '.join(command)}"
+    rows = [
+        line
+        for line in README.read_text().splitlines()
+        if line.startswith(row_start) and line[len(row_start)] in " `"
+    ]
+    assert rows, f"no README row for {command}"
+    documented = {flag for row in rows for flag in FLAG.findall(row.split("` |")[0])}
+    assert flags <= documented, f"missing from the README: {sorted(flags - documented)}"
+
+
+def test_an_unknown_benchmark_is_named_as_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "foo"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "unknown benchmark 'foo'" in err and "transcripts" in err
+
+
+def test_plain_drops_rest_markup_and_keeps_the_words() -> None:
+    doc = "Runs ``serve``: see :class:`~gateway.sim.script.Script`, :mod:`.sideband` and\n- a list"
+    assert plain(doc) == "Runs serve: see Script, sideband and\n- a list"

@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 
 from gateway.sim.candidate import CandidateReport
-from gateway.sim.upstream import Script
+from gateway.sim.script import Script
 from storage import transcripts
 
 from .conftest import GatewayFactory, RunningGateway

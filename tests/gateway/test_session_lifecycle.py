@@ -14,6 +14,7 @@ from gateway.media import ice
 from gateway.sessions.invitations import Invitation
 from gateway.sim.candidate import HeadlessCandidate
 from gateway.sim.speech import SpeechTrack
+from gateway.upstream.openai import EVENTS_LABEL
 from signaling.client import SignalingClient
 from storage import interviews, tenants, transcripts
 
@@ -142,7 +143,7 @@ async def test_an_offer_that_cannot_connect_is_a_clear_error_and_the_session_liv
     invitation = await gateway.invite("relay")
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(SpeechTrack())
-    pc.createDataChannel("oai-events")
+    pc.createDataChannel(EVENTS_LABEL)
     with ice.host_addresses(["127.0.0.1"]):
         await pc.setLocalDescription(await pc.createOffer())
     good = pc.localDescription.sdp

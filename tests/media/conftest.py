@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from gateway.bench.relay_peers import LOCAL, PeerHost, encode_opus
 from gateway.media.forwarding import MediaStats
 from gateway.media.relay import Relay, RelayOptions
+from gateway.sim.opus_peers import LOCAL, PeerHost, encode_opus
 from gateway.sim.speech import synthesize
 from gateway.upstream.openai import RealtimeUpstream
 

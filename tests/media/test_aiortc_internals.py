@@ -12,9 +12,9 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
 
-from gateway.bench.relay_peers import LOCAL, OpusSource, PacketProbe, encode_opus
 from gateway.media import aiortc_internals, ice
 from gateway.media.forwarding import LegAudio
+from gateway.sim.opus_peers import LOCAL, OpusSource, PacketProbe, encode_opus
 from gateway.sim.speech import SpeechTrack
 
 WAIT = 20.0

@@ -15,11 +15,12 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from gateway.bench.relay_peers import LOCAL, PacketProbe, PeerHost
 from gateway.media import ice
 from gateway.media.forwarding import LegAudio, MediaStats
 from gateway.media.relay import Relay
+from gateway.sim.opus_peers import LOCAL, PacketProbe, PeerHost
 from gateway.sim.speech import SpeechTrack
+from gateway.upstream.openai import EVENTS_LABEL
 
 FLOWING = 100  # packets: two seconds of audio
 WAIT = 20.0  # seconds: the limit on any one wait
@@ -136,7 +137,7 @@ async def test_a_codec_it_cannot_forward_falls_back_to_transcoding(
             c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/PCMU"
         ]
         transceiver.setCodecPreferences([pcmu])
-        pc.createDataChannel("oai-events")
+        pc.createDataChannel(EVENTS_LABEL)
         tracks: list[MediaStreamTrack] = []
         pc.on("track", tracks.append)
         with (

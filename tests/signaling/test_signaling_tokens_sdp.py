@@ -82,12 +82,13 @@ async def test_an_offer_from_aiortc_passes_the_checks() -> None:
     from gateway.media.ice import (
         host_addresses,  # the tests may use the gateway; the package may not
     )
+    from gateway.upstream.openai import EVENTS_LABEL
 
     pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
     try:
         pc.addTransceiver("audio", direction="sendrecv")
         pc.addTransceiver("video", direction="sendonly")
-        pc.createDataChannel("oai-events")
+        pc.createDataChannel(EVENTS_LABEL)
         with host_addresses(["127.0.0.1"]):
             await pc.setLocalDescription(await pc.createOffer())
         summary = parse_offer(pc.localDescription.sdp)

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.sim.upstream import Script, SimulatedUpstream
+from gateway.sim.script import Script
+from gateway.sim.upstream import SimulatedUpstream
 from tests.sim.sim_peer import API_KEY, SPEED, Offerer
 
 

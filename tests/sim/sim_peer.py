@@ -14,6 +14,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from gateway.media.ice import host_addresses
 from gateway.sim.speech import SpeechTrack
+from gateway.upstream.openai import EVENTS_LABEL
 
 API_KEY = "sk-test-simulated-upstream-key"
 TRANSCRIPTION = {"audio": {"input": {"transcription": {"model": "gpt-4o-transcribe"}}}}
@@ -28,7 +29,7 @@ class Offerer:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.voice = SpeechTrack(words_per_second=SPEED, pitch_hz=210.0, seed=7)
         self.pc.addTrack(self.voice)
-        self.channel = self.pc.createDataChannel("oai-events")
+        self.channel = self.pc.createDataChannel(EVENTS_LABEL)
         self.channel.on("message", self._on_message)
         self.pc.on("track", self._on_track)
         self.events: list[dict[str, Any]] = []

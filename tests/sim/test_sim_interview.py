@@ -13,7 +13,7 @@ import pytest
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import Field, TypeAdapter
 
-from gateway.sim.call import SERVER_EVENT_TYPES
+from gateway.sim.contract import SERVER_EVENT_TYPES
 from gateway.sim.script import Script, ScriptTurn
 from gateway.sim.upstream import SimulatedUpstream
 from tests.sim.sim_peer import TRANSCRIPTION, Offerer, post_call

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.sim import upstream as simulated
+from gateway.cli import sim_upstream
 from gateway.sim.script import Script, ScriptError, ScriptTurn
 
 
@@ -60,8 +60,8 @@ def test_an_unreadable_script_is_a_script_error(tmp_path: Path) -> None:
 def test_the_command_refuses_a_bad_script_or_a_missing_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert simulated.main(["--script", str(tmp_path / "missing.json")]) == 2
+    assert sim_upstream.main(["--script", str(tmp_path / "missing.json")]) == 2
     assert "cannot read script" in capsys.readouterr().err
     monkeypatch.delenv("SIM_TEST_KEY", raising=False)
-    assert simulated.main(["--api-key-env", "SIM_TEST_KEY"]) == 2
+    assert sim_upstream.main(["--api-key-env", "SIM_TEST_KEY"]) == 2
     assert "SIM_TEST_KEY is not set" in capsys.readouterr().err

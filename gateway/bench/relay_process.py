@@ -1,0 +1,136 @@
+"""The relay under measurement in ``bench relay``: one process, the fast path or the baseline.
+
+It answers ``POST /v1/realtime/calls`` as the gateway's relay would be asked to, relaying each
+session to the ``--upstream`` AI (the bench's far peers) either through the gateway's own
+``Relay`` (``fast``: Opus forwarded without decoding) or through stock aiortc
+(``baseline``: ``MediaRelay`` subscriptions of the decoded tracks, re-encoded on the way out).
+Alone in its process, its CPU (getrusage, all threads) and resident memory are what
+``GET /control/usage`` reports; ``POST /control/exit`` ends it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+
+from gateway.bench.processes import serve
+from gateway.media import aiortc_internals, ice
+from gateway.media.relay import Relay, RelayOptions, rtc_configuration
+from gateway.sim.opus_peers import LOCAL, read_call
+from gateway.upstream.call import Unsupervised
+from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream
+
+MODES = ("fast", "baseline")
+
+
+class MediaRelayBaseline:
+    """The stock aiortc way to relay: ``MediaRelay`` subscriptions of the decoded tracks."""
+
+    def __init__(self, upstream: RealtimeUpstream, session: dict[str, Any]) -> None:
+        self._upstream = upstream
+        self._session = session
+        self._media = MediaRelay()
+        self.pcs: list[RTCPeerConnection] = []
+
+    async def start(self, offer_sdp: str) -> str:
+        browser = RTCPeerConnection(rtc_configuration(()))
+        upstream = RTCPeerConnection(rtc_configuration(()))
+        self.pcs += [browser, upstream]
+        browser_tracks: list[MediaStreamTrack] = []
+        upstream_tracks: list[MediaStreamTrack] = []
+        browser.on("track", browser_tracks.append)
+        upstream.on("track", upstream_tracks.append)
+        await browser.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        upstream.addTrack(self._media.subscribe(browser_tracks[0]))
+        upstream.createDataChannel(EVENTS_LABEL)
+        await upstream.setLocalDescription(await upstream.createOffer())
+        call = await self._upstream.create_call(upstream.localDescription.sdp, self._session)
+        await upstream.setRemoteDescription(RTCSessionDescription(call.answer_sdp, "answer"))
+        browser.addTrack(self._media.subscribe(upstream_tracks[0]))
+        await browser.setLocalDescription(await browser.createAnswer())
+        return browser.localDescription.sdp
+
+    async def close(self) -> None:
+        await asyncio.gather(*(pc.close() for pc in self.pcs))
+
+
+def usage() -> dict[str, float]:
+    """This process's CPU seconds (all threads), monotonic time and resident MB."""
+    rusage = resource.getrusage(resource.RUSAGE_SELF)
+    with open("/proc/self/status") as status:
+        rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return {
+        "cpu_s": rusage.ru_utime + rusage.ru_stime,
+        "t": time.monotonic(),
+        "rss_mb": rss_kb / 1024,
+    }
+
+
+async def run_relay(mode: str, upstream_url: str) -> None:
+    if mode == "fast":
+        aiortc_internals.install()  # as the gateway does (the fast path encodes nothing)
+    relays: list[Relay | MediaRelayBaseline] = []
+    done = asyncio.Event()
+    async with aiohttp.ClientSession() as http:
+        upstream = RealtimeUpstream(kind="sim", base_url=upstream_url, api_key="bench", http=http)
+
+        async def call(request: web.Request) -> web.Response:
+            offer_sdp, session = await read_call(request)
+            relay: Relay | MediaRelayBaseline
+            if mode == "fast":
+                relay = Relay(
+                    upstream,
+                    Unsupervised(),
+                    options=RelayOptions(ice_addresses=LOCAL, connect_timeout=30.0),
+                    session=session,
+                )
+            else:
+                relay = MediaRelayBaseline(upstream, session)
+            relays.append(relay)
+            answer = await relay.start(offer_sdp)
+            return web.Response(
+                status=201,
+                text=answer,
+                content_type="application/sdp",
+                headers={"Location": f"/v1/realtime/calls/rtc_{len(relays)}"},
+            )
+
+        async def report_usage(_: web.Request) -> web.Response:
+            return web.json_response(usage())
+
+        async def exit_(_: web.Request) -> web.Response:
+            done.set()
+            return web.Response()
+
+        app = web.Application()
+        app.router.add_post("/v1/realtime/calls", call)
+        app.router.add_get("/control/usage", report_usage)
+        app.router.add_post("/control/exit", exit_)
+        try:
+            await serve(app, done)
+        finally:
+            await asyncio.gather(*(relay.close() for relay in relays))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.bench.relay_process")
+    parser.add_argument("mode", choices=MODES)
+    parser.add_argument("--upstream", required=True, help="base URL of the AI upstream (/v1)")
+    args = parser.parse_args(argv)
+    ice.install(LOCAL)
+    asyncio.run(run_relay(args.mode, args.upstream))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
