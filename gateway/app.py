@@ -24,6 +24,7 @@ from gateway.media.relay import Relay, RelayOptions
 from gateway.sessions.admission import Admission
 from gateway.sessions.manager import SessionManager
 from gateway.upstream.call import Call, CallListener, CallMode
+from gateway.upstream.integrity import ClientEventPolicy
 from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
 from gateway.upstream.proxy import ProxyCall
 from signaling.server import SignalingChannel, SignalingHandler, signaling_handler
@@ -189,6 +190,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         ice_addresses=settings.ice_addresses,
         connect_timeout=settings.upstream_connect_timeout,
         peer_timeout=settings.peer_timeout,
+        client_events=ClientEventPolicy(settings.client_events),
         stats=media_stats,
     )
     app[SESSIONS] = SessionManager(

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import platformdirs
 
+from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
+
 Mode = Literal["auto", "relay", "proxy"]
 MODES: tuple[Mode, ...] = ("auto", "relay", "proxy")
 
@@ -113,6 +115,12 @@ class Settings:
     #: Live interviews this process serves at once, in any mode (0: no limit). One interview
     #: per VM on Fly is 1: /readyz then takes a busy VM out of rotation.
     max_sessions: int = 0
+    #: Client event types a relayed candidate's client may send upstream (``prefix.*`` for a
+    #: family); everything else is dropped and recorded as an integrity event.
+    client_events: tuple[str, ...] = DEFAULT_CLIENT_EVENTS
+    #: What a session.update the gateway did not make leads to: ``restore`` the gateway's
+    #: configuration (and record it), or ``end`` the interview as ``integrity_violation``.
+    on_session_tamper: Literal["restore", "end"] = "restore"
     api_max_body: int = 64 * 1024
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
@@ -127,6 +135,11 @@ class Settings:
         auth = e.get("OPENAI_AUTH_HEADER", "bearer")
         if auth not in ("bearer", "api-key"):
             raise ConfigError(f"OPENAI_AUTH_HEADER must be 'bearer' or 'api-key', got {auth!r}")
+        tamper = e.get("GATEWAY_ON_SESSION_TAMPER", "restore")
+        if tamper not in ("restore", "end"):
+            raise ConfigError(
+                f"GATEWAY_ON_SESSION_TAMPER must be 'restore' or 'end', got {tamper!r}"
+            )
         upstream = e.get("GATEWAY_UPSTREAM") or ("openai" if e.get("OPENAI_API_KEY") else "sim")
         if upstream not in ("openai", "sim"):
             raise ConfigError(f"GATEWAY_UPSTREAM must be 'openai' or 'sim', got {upstream!r}")
@@ -177,6 +190,8 @@ class Settings:
                 e, "GATEWAY_MAX_SESSIONS_PER_TENANT", cls.max_sessions_per_tenant
             ),
             max_sessions=_env_int(e, "GATEWAY_MAX_SESSIONS", cls.max_sessions),
+            client_events=_env_list(e, "GATEWAY_CLIENT_EVENTS") or DEFAULT_CLIENT_EVENTS,
+            on_session_tamper=tamper,  # type: ignore[arg-type]
             api_max_body=_env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
             signal_max_message=_env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
             ping_interval=_env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),

@@ -52,6 +52,14 @@ class GatewayCollector(Collector):
         yield CounterMetricFamily(
             "gateway_bad_events", "unreadable Realtime events received", value=stats.bad_events
         )
+        integrity = CounterMetricFamily(
+            "gateway_integrity_events",
+            "candidate client actions the gateway refused or undid, by kind",
+            labels=["kind"],
+        )
+        for kind, count in sorted(stats.integrity.items()):
+            integrity.add_metric([kind], count)
+        yield integrity
         ended = CounterMetricFamily("gateway_sessions_ended", "ended sessions", labels=["reason"])
         for reason, count in sorted(stats.ended.items()):
             ended.add_metric([reason], count)

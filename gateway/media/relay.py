@@ -40,6 +40,7 @@ from gateway.media.datachannel import ChannelBridge
 from gateway.media.forwarding import AudioRoute, LegAudio, MediaStats
 from gateway.media.watchdog import SilenceWatchdog
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
+from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
 from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream, UpstreamError
 from signaling.sdp import IceCandidate
 
@@ -66,6 +67,8 @@ class RelayOptions:
     connect_timeout: float = 5.0
     #: seconds without the candidate's audio, once connected, before the peer counts as lost
     peer_timeout: float = 5.0
+    #: which of the browser's client events cross to the upstream
+    client_events: ClientEventPolicy = field(default_factory=ClientEventPolicy)
     stats: MediaStats = field(default_factory=MediaStats)
 
 
@@ -98,6 +101,11 @@ class Relay:
         #: set once the upstream leg is up: only then is its loss the session's business
         self._started = False
         self._closing = False
+        self._guard = SessionGuard(
+            upstream.effective_session(session),
+            send=self._to_upstream.send,
+            report=lambda fields: listener.integrity_event("session_tampered", ",".join(fields)),
+        )
         self.watchdog = SilenceWatchdog(
             options.peer_timeout,
             lambda: self.last_browser_media_at,
@@ -147,7 +155,7 @@ class Relay:
             if channel.label != EVENTS_LABEL:
                 return
             self._to_browser.attach(channel)
-            channel.on("message", self._to_upstream.send)
+            channel.on("message", self._from_browser)
 
         @pc.on("connectionstatechange")
         def _on_state() -> None:
@@ -247,8 +255,16 @@ class Relay:
 
     # -- running ------------------------------------------------------------------------
 
+    def _from_browser(self, message: str | bytes) -> None:
+        refused = self._options.client_events.refusal(message)
+        if refused is None:
+            self._to_upstream.send(message)
+        else:
+            self._listener.integrity_event("client_event_refused", refused)
+
     def _from_upstream(self, message: str | bytes) -> None:
         self._to_browser.send(message)
+        self._guard.observe(message)
         self._listener.server_event(message, "relay")
 
     async def add_candidate(self, candidate: IceCandidate | None) -> None:

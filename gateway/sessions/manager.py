@@ -39,6 +39,8 @@ class SessionStats:
     fallbacks: int = 0
     ended: dict[str, int] = field(default_factory=dict)
     bad_events: int = 0
+    #: integrity events (refused client events, undone session changes), by kind
+    integrity: dict[str, int] = field(default_factory=dict)
 
 
 class RelayLease:

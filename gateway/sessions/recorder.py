@@ -19,6 +19,7 @@ from uuid import UUID
 
 from storage import interviews
 from storage.database import Database
+from storage.integrity import record_integrity_event
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class SessionRecorder:
         self._pending: dict[str, Any] = {}
         self._changed = asyncio.Event()
         self._finishing = False
+        #: integrity events noted, by kind: how many, and how many are written
+        self._noted: dict[str, int] = {}
+        self._noted_written: dict[str, int] = {}
+        self._notes: set[asyncio.Task[None]] = set()
         self._task = asyncio.ensure_future(self._run())
         self._task.add_done_callback(self._task_done)
 
@@ -52,6 +57,24 @@ class SessionRecorder:
         self._pending.update(fields)
         self._changed.set()
 
+    def note(self, kind: str, detail: str) -> None:
+        """An integrity event: the first of each kind is written at once (with its detail),
+        the rest are counted and their number written at the end (a flood costs no writes)."""
+        self._noted[kind] = self._noted.get(kind, 0) + 1
+        if self._noted[kind] == 1:
+            self._noted_written[kind] = 1
+            self._spawn_note(kind, detail, 1)
+
+    def _spawn_note(self, kind: str, detail: str, count: int) -> None:
+        async def write() -> None:
+            await record_integrity_event(
+                self._db, self._tenant_id, self._interview_id, kind, detail, count=count
+            )
+
+        task = asyncio.ensure_future(self._retrying(f"integrity event {kind}", write))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+
     async def finish(self, status: EndStatus, reason: str) -> None:
         """Write what is still pending, then the end; retried until the database takes them.
 
@@ -60,6 +83,10 @@ class SessionRecorder:
         """
         self._finishing = True
         self._task.cancel()
+        for kind, count in self._noted.items():
+            if count > self._noted_written[kind]:
+                self._spawn_note(kind, "", count - self._noted_written[kind])
+                self._noted_written[kind] = count
         pending, self._pending = self._pending, {}
         if pending:
             await self._retrying(
@@ -72,6 +99,8 @@ class SessionRecorder:
                 self._db, self._tenant_id, self._interview_id, status=status, reason=reason
             )
         )  # fmt: skip
+        if self._notes:
+            await asyncio.gather(*self._notes)
 
     async def _run(self) -> None:
         while True:

@@ -100,6 +100,7 @@ class InterviewSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._losses: set[Loss] = set()
         self._losses_changed = asyncio.Event()
+        self._integrity_logged: set[str] = set()
         self._grace: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(manager.db, tenant_id, interview_id, self.log_extra)
         self._spawn(self._pump_live_lines())
@@ -271,6 +272,17 @@ class InterviewSession:
 
     def upstream_failed(self, reason: str) -> None:
         self._spawn_end("failed", reason)
+
+    def integrity_event(self, kind: str, detail: str) -> None:
+        """The candidate's client tried to steer the interviewer: counted, kept on the record,
+        and, if the deployment says so, the end of a tampered interview."""
+        self.manager.stats.integrity[kind] = self.manager.stats.integrity.get(kind, 0) + 1
+        if kind not in self._integrity_logged:
+            self._integrity_logged.add(kind)
+            log.warning("integrity: %s (%s)", kind, detail, extra=self.log_extra)
+        self.recorder.note(kind, detail)
+        if kind == "session_tampered" and self.settings.on_session_tamper == "end":
+            self._spawn_end("failed", "integrity_violation")
 
     def server_event(self, message: str | bytes, source: Source) -> None:
         """Every Realtime event from any source passes here: live lines and durable entries."""

@@ -60,6 +60,11 @@ class CallListener(Protocol):
         """The AI side is gone (``upstream_failed``, ``upstream_closed``,
         ``upstream_sideband_closed``): the conversation cannot go on."""
 
+    def integrity_event(self, kind: str, detail: str) -> None:
+        """The candidate's client tried to steer the interviewer and the call stopped it
+        (``client_event_refused``: an event the policy dropped; ``session_tampered``: a
+        configuration change the call undid); ``detail`` says what, briefly."""
+
 
 class Call(Protocol):
     """One interview's connection to the AI interviewer, in one mode."""
@@ -114,4 +119,7 @@ class Unsupervised:
         pass
 
     def upstream_failed(self, reason: str) -> None:
+        pass
+
+    def integrity_event(self, kind: str, detail: str) -> None:
         pass

@@ -101,6 +101,10 @@ class RealtimeUpstream:
     def __repr__(self) -> str:  # never show the headers
         return f"RealtimeUpstream(kind={self.kind!r}, base_url={self.base_url!r})"
 
+    def effective_session(self, session: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The session a call is created with: the defaults, the deployment's, the interview's."""
+        return merge_session(self.session, session)
+
     async def create_call(
         self, offer_sdp: str, session: dict[str, Any] | None = None
     ) -> RealtimeCall:
@@ -109,7 +113,7 @@ class RealtimeUpstream:
         form.add_field("sdp", offer_sdp, content_type="application/sdp")
         form.add_field(
             "session",
-            json.dumps(merge_session(self.session, session)),
+            json.dumps(self.effective_session(session)),
             content_type="application/json",
         )
         try:

@@ -21,6 +21,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
+from gateway.upstream.integrity import SessionGuard
 from gateway.upstream.openai import RealtimeUpstream, UpstreamError
 from signaling.sdp import IceCandidate
 
@@ -44,6 +45,7 @@ class ProxyCall:
         self._session = session
         self.call_id: str | None = None
         self._sideband: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
 
     async def start(self, offer_sdp: str) -> str:
         """Forward the offer, join the sideband, and return the upstream's answer.
@@ -63,7 +65,7 @@ class ProxyCall:
         except UpstreamError as exc:
             await self.close()
             raise CallUnavailable(str(exc), reason=f"upstream_{exc.code}") from None
-        self._sideband = asyncio.create_task(self._listen(sideband))
+        self._sideband = asyncio.create_task(self._listen(sideband, self._guard_for(sideband)))
         return call.answer_sdp
 
     async def reconnect(self, offer_sdp: str) -> str:
@@ -74,10 +76,28 @@ class ProxyCall:
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
         """Nothing to do: the upstream takes no trickle; its checks learn peer-reflexive ones."""
 
-    async def _listen(self, sideband: ClientConnection) -> None:
+    def _guard_for(self, sideband: ClientConnection) -> SessionGuard:
+        """The browser talks to the upstream directly: undo, over the sideband, any change to
+        the gateway's configuration that it makes there."""
+
+        def send(text: str) -> None:
+            task = asyncio.ensure_future(sideband.send(text))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+        return SessionGuard(
+            self._upstream.effective_session(self._session),
+            send=send,
+            report=lambda fields: self._listener.integrity_event(
+                "session_tampered", ",".join(fields)
+            ),
+        )
+
+    async def _listen(self, sideband: ClientConnection, guard: SessionGuard) -> None:
         reason = "sideband closed"
         try:
             async for message in sideband:
+                guard.observe(message)
                 self._listener.server_event(message, "sideband")
         except websockets.ConnectionClosedError as exc:
             reason = f"sideband lost: {exc.code}"

@@ -82,6 +82,9 @@ class Heard:
     def upstream_failed(self, reason: str) -> None:
         self.events.append(("upstream_failed", reason))
 
+    def integrity_event(self, kind: str, detail: str) -> None:
+        self.events.append((kind, detail))
+
 
 @pytest.fixture
 def media_stats() -> MediaStats:

@@ -1,0 +1,131 @@
+"""The gateway owns the interviewer's configuration: nothing the candidate's client sends
+changes it.
+
+Two defences, one per way the candidate's events can reach the upstream:
+
+- ``ClientEventPolicy``: in relay mode every client event crosses the gateway's data-channel
+  bridge, so it passes an allowlist first. The default admits what a candidate's client
+  legitimately sends over WebRTC (committing or clearing its own input audio, cancelling or
+  cutting short the interviewer's reply) and nothing that configures the session or speaks
+  for it (``session.update``, ``conversation.item.create``, ``response.create``, ...).
+- ``SessionGuard``: in proxy mode the browser's data channel reaches the upstream directly,
+  so the gateway cannot filter; it watches the server's ``session.updated`` events instead
+  (sideband, and the relay's leg as a second line) and, when a field the gateway configured
+  has changed, sends the gateway's values again and reports it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+#: Client event types a candidate's client may send upstream unless configured otherwise.
+DEFAULT_CLIENT_EVENTS: tuple[str, ...] = (
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "response.cancel",
+    "output_audio_buffer.clear",
+)
+
+#: Session fields (as paths) that decide what the interviewer says and what is transcribed.
+GUARDED_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("instructions",),
+    ("audio", "input", "transcription"),
+    ("tools",),
+    ("tool_choice",),
+)
+
+
+class ClientEventPolicy:
+    """Which client events pass; ``prefix.*`` admits a whole family."""
+
+    def __init__(self, allowed: Iterable[str] = DEFAULT_CLIENT_EVENTS) -> None:
+        allowed = tuple(allowed)
+        self._exact = frozenset(a for a in allowed if not a.endswith(".*"))
+        self._prefixes = tuple(a[:-1] for a in allowed if a.endswith(".*"))
+
+    def refusal(self, message: str | bytes) -> str | None:
+        """None if ``message`` may pass, else what it was (its type, or ``unreadable``)."""
+        try:
+            event = json.loads(message)
+        except (ValueError, UnicodeDecodeError):
+            return "unreadable"
+        kind = event.get("type") if isinstance(event, dict) else None
+        if not isinstance(kind, str):
+            return "unreadable"
+        if kind in self._exact or kind.startswith(self._prefixes):
+            return None
+        return kind[:100]
+
+
+def _covers(configured: Any, reported: Any) -> bool:
+    """Whether ``reported`` still holds everything ``configured`` set (extra keys are fine:
+    the upstream fills in defaults)."""
+    if isinstance(configured, Mapping):
+        return isinstance(reported, Mapping) and all(
+            _covers(value, reported.get(key)) for key, value in configured.items()
+        )
+    return bool(configured == reported)
+
+
+def _get(data: Mapping[str, Any], path: Sequence[str]) -> Any:
+    for key in path:
+        if not isinstance(data, Mapping) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+class SessionGuard:
+    """Watches server events for a ``session.updated`` that undoes the gateway's configuration.
+
+    ``send`` delivers a client event upstream on the call's own trusted path; ``report`` is
+    told which fields were changed, once per tampering (restoring causes a ``session.updated``
+    of its own, which then matches).
+    """
+
+    def __init__(
+        self,
+        configured: Mapping[str, Any],
+        *,
+        send: Callable[[str], None],
+        report: Callable[[list[str]], None],
+    ) -> None:
+        self._configured = configured
+        self._send = send
+        self._report = report
+        self._guarded = [p for p in GUARDED_FIELDS if _get(configured, p) is not None]
+
+    def observe(self, message: str | bytes) -> None:
+        # Cheap test first: nearly every event is something else.
+        marker = b"session.updated" if isinstance(message, bytes) else "session.updated"
+        if marker not in message:  # type: ignore[operator]
+            return
+        try:
+            event = json.loads(message)
+        except (ValueError, UnicodeDecodeError):
+            return
+        if not isinstance(event, dict) or event.get("type") != "session.updated":
+            return
+        reported = event.get("session")
+        if not isinstance(reported, Mapping):
+            return
+        changed = [
+            ".".join(path)
+            for path in self._guarded
+            if not _covers(_get(self._configured, path), _get(reported, path))
+        ]
+        if changed:
+            self._send(json.dumps({"type": "session.update", "session": self.restoring()}))
+            self._report(changed)
+
+    def restoring(self) -> dict[str, Any]:
+        """A ``session.update`` body that sets every guarded field back."""
+        session: dict[str, Any] = {"type": self._configured.get("type", "realtime")}
+        for path in self._guarded:
+            target = session
+            for key in path[:-1]:
+                target = target.setdefault(key, {})
+            target[path[-1]] = _get(self._configured, path)
+        return session
