@@ -47,7 +47,9 @@ async def test_a_whole_interview_in_the_room(
     status = page.locator("#status")
     await expect(status).to_have_text(f"Connected ({mode})")
     await expect(page.get_by_role("button", name="Mute")).to_be_focused()
-    session = gateway.app[SESSIONS].sessions[invitation.interview_id]  # welcomed: it exists
+    # welcomed: it exists
+    session = gateway.app[SESSIONS].live(invitation.tenant_id, invitation.interview_id)
+    assert session is not None
 
     # The interviewer asks, the candidate's looped speech answers: both lines reach the page.
     script = Script.default()
@@ -99,7 +101,9 @@ async def test_a_denied_microphone_says_how_to_allow_it(
     alert = page.get_by_role("alert")
     await expect(alert).to_contain_text("Microphone access is blocked")
     await expect(page.get_by_role("button", name="Start interview")).to_be_enabled()
-    assert invitation.interview_id not in gateway.app[SESSIONS].sessions, "no mic, no session"
+    assert gateway.app[SESSIONS].live(invitation.tenant_id, invitation.interview_id) is None, (
+        "no mic, no session"
+    )
 
 
 async def test_an_expired_invitation_is_refused_before_asking_for_the_microphone(
@@ -163,7 +167,7 @@ async def test_after_a_network_loss_the_room_rejoins_the_same_interview(
     stats = await page.evaluate("interviewClient.inboundAudioStats()")
     assert stats is not None and stats["totalAudioEnergy"] > 0
 
-    session = gateway.app[SESSIONS].sessions[invitation.interview_id]
+    session = gateway.app[SESSIONS].live(invitation.tenant_id, invitation.interview_id)
     await page.get_by_role("button", name="End interview").click()
     await asyncio.wait_for(session.ended.wait(), 15)
     record = await interviews.get_session(
