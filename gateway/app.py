@@ -23,6 +23,7 @@ from gateway.media.forwarding import MediaStats
 from gateway.media.relay import Relay, RelayOptions
 from gateway.sessions.admission import Admission
 from gateway.sessions.manager import SessionManager
+from gateway.sessions.reconciler import Reconciler
 from gateway.upstream.call import Call, CallListener, CallMode
 from gateway.upstream.integrity import ClientEventPolicy
 from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
@@ -193,15 +194,19 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         client_events=ClientEventPolicy(settings.client_events),
         stats=media_stats,
     )
+    reconciler = Reconciler(app[DATABASE], lost_after=settings.lost_after)
+    await reconciler.start()
     app[SESSIONS] = SessionManager(
         settings,
         db=app[DATABASE],
         writer=app[WRITER],
         calls=Calls(app[UPSTREAM], relay_options),
+        gateway_id=reconciler.gateway_id,
     )
     app[METRICS] = metrics.registry_for(app[SESSIONS], app[WRITER], media_stats)
     yield
     await app[SESSIONS].close()
+    await reconciler.close()
 
 
 async def _healthz(request: web.Request) -> web.Response:

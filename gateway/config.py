@@ -115,6 +115,9 @@ class Settings:
     #: Live interviews this process serves at once, in any mode (0: no limit). One interview
     #: per VM on Fly is 1: /readyz then takes a busy VM out of rotation.
     max_sessions: int = 0
+    #: Seconds after which a gateway whose heartbeat stopped counts as dead, and another
+    #: finalizes its interviews as ``gateway_lost``.
+    lost_after: float = 15.0
     #: Client event types a relayed candidate's client may send upstream (``prefix.*`` for a
     #: family); everything else is dropped and recorded as an integrity event.
     client_events: tuple[str, ...] = DEFAULT_CLIENT_EVENTS
@@ -190,6 +193,7 @@ class Settings:
                 e, "GATEWAY_MAX_SESSIONS_PER_TENANT", cls.max_sessions_per_tenant
             ),
             max_sessions=_env_int(e, "GATEWAY_MAX_SESSIONS", cls.max_sessions),
+            lost_after=_env_float(e, "GATEWAY_LOST_AFTER", cls.lost_after),
             client_events=_env_list(e, "GATEWAY_CLIENT_EVENTS") or DEFAULT_CLIENT_EVENTS,
             on_session_tamper=tamper,  # type: ignore[arg-type]
             api_max_body=_env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),

@@ -19,7 +19,7 @@ from gateway.sessions.session import ConnectionHandler, EndStatus, InterviewSess
 from gateway.upstream.call import CallFactory
 from signaling.errors import SignalingError
 from signaling.server import SignalingChannel
-from storage import interviews, tenants
+from storage import gateways, interviews, tenants
 from storage.database import Database
 from storage.transcripts import TranscriptWriter
 
@@ -65,8 +65,11 @@ class SessionManager:
         db: Database,
         writer: TranscriptWriter,
         calls: CallFactory,
+        gateway_id: UUID,
     ) -> None:
         self.settings = settings
+        #: this process's id in the claims that tell a live gateway's interviews from a dead one's
+        self.gateway_id = gateway_id
         self.db = db
         self.writer = writer
         self.calls = calls
@@ -177,6 +180,7 @@ class SessionManager:
         if record.status in ("ended", "failed"):
             raise SignalingError("interview_ended", "this interview has already ended")
         options = await tenants.get_interview_options(self.db, tenant_id, interview_id)
+        await gateways.claim(self.db, self.gateway_id, tenant_id, interview_id)
         limit = self.settings.session_time_limit
         session = InterviewSession(
             self,

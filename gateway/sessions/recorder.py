@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from uuid import UUID
 
-from storage import interviews
+from storage import gateways, interviews
 from storage.database import Database
 from storage.integrity import record_integrity_event
 
@@ -34,9 +34,16 @@ class SessionRecorder:
     """One session row's writer. ``record`` never blocks; ``finish`` records the end."""
 
     def __init__(
-        self, db: Database, tenant_id: UUID, interview_id: UUID, log_extra: dict[str, str]
+        self,
+        db: Database,
+        tenant_id: UUID,
+        interview_id: UUID,
+        log_extra: dict[str, str],
+        *,
+        gateway_id: UUID,
     ) -> None:
         self._db = db
+        self._gateway_id = gateway_id
         self._tenant_id = tenant_id
         self._interview_id = interview_id
         self._log_extra = log_extra
@@ -99,6 +106,9 @@ class SessionRecorder:
                 self._db, self._tenant_id, self._interview_id, status=status, reason=reason
             )
         )  # fmt: skip
+        await self._retrying(
+            "claim", lambda: gateways.release(self._db, self._gateway_id, self._interview_id)
+        )
         if self._notes:
             await asyncio.gather(*self._notes)
 

@@ -102,7 +102,9 @@ class InterviewSession:
         self._losses_changed = asyncio.Event()
         self._integrity_logged: set[str] = set()
         self._grace: asyncio.TimerHandle | None = None
-        self.recorder = SessionRecorder(manager.db, tenant_id, interview_id, self.log_extra)
+        self.recorder = SessionRecorder(
+            manager.db, tenant_id, interview_id, self.log_extra, gateway_id=manager.gateway_id
+        )
         self._spawn(self._pump_live_lines())
         self._deadline = asyncio.get_running_loop().call_later(
             time_limit, self._spawn_end, "ended", "time_limit"

@@ -1,0 +1,91 @@
+"""Every session row reaches a final state, even when the process that served it died.
+
+Each gateway process has an id and a heartbeat in Postgres, and claims every interview it
+serves (``storage.gateways``). The reconciler, at start and then on a timer, finds the claims
+of processes whose heartbeat lapsed (``lost_after``) and finalizes those interviews as
+``failed``/``gateway_lost``, each inside its tenant's transaction, then releases the claim.
+Two live processes on one database never finalize each other's interviews: a live process's
+heartbeat never lapses for longer than the bound unless it cannot reach the database at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from uuid import UUID, uuid4
+
+from storage import gateways, interviews
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+LOST_REASON = "gateway_lost"
+
+
+class Reconciler:
+    def __init__(self, db: Database, *, lost_after: float) -> None:
+        self.db = db
+        self.lost_after = lost_after
+        #: this process's identity in ``gateways`` and ``session_claims``
+        self.gateway_id: UUID = uuid4()
+        self.finalized = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Register this process, finalize what dead ones left behind, then keep at it."""
+        await gateways.register_gateway(self.db, self.gateway_id, socket.gethostname())
+        await self.reconcile()
+        self._task = asyncio.create_task(self._run())
+
+    async def reconcile(self) -> int:
+        """Finalize the interviews of lapsed gateways; how many were finalized."""
+        done = 0
+        for claim in await gateways.lost_claims(self.db, self.lost_after):
+            ended = await interviews.end_session(
+                self.db, claim.tenant_id, claim.interview_id, status="failed", reason=LOST_REASON
+            )
+            await gateways.release(self.db, claim.gateway_id, claim.interview_id)
+            if ended:
+                done += 1
+                log.warning(
+                    "finalized an interview its gateway left behind (%s)",
+                    claim.gateway_id,
+                    extra={
+                        "interview_id": str(claim.interview_id),
+                        "tenant_id": str(claim.tenant_id),
+                    },
+                )
+        await gateways.forget_dead_gateways(self.db, self.lost_after)
+        self.finalized += done
+        return done
+
+    async def _run(self) -> None:
+        """Heartbeat three times per bound, reconcile once per bound; an outage is logged once
+        and waited out."""
+        beats = 0
+        failing = False
+        while True:
+            await asyncio.sleep(self.lost_after / 3)
+            try:
+                await gateways.heartbeat(self.db, self.gateway_id)
+                beats += 1
+                if beats % 3 == 0:
+                    await self.reconcile()
+            except Exception as exc:
+                if not failing:
+                    log.warning("heartbeat failed (%s); retrying", exc)
+                failing = True
+            else:
+                failing = False
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await gateways.retire_gateway(self.db, self.gateway_id)
+        except Exception as exc:  # the database is away: the heartbeat lapses by itself
+            log.warning("could not retire this gateway's row (%s)", exc)
