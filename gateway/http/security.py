@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 
 from gateway.config import Settings
+from gateway.http.errors import api_error, error_body
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -122,13 +122,9 @@ def too_many_requests(wait: float, what: str) -> web.HTTPTooManyRequests:
     seconds = max(1, math.ceil(wait))
     return web.HTTPTooManyRequests(
         headers={"Retry-After": str(seconds)},
-        text=_error_json("rate_limited", f"too many {what}; retry in {seconds} s"),
+        text=error_body("rate_limited", f"too many {what}; retry in {seconds} s"),
         content_type="application/json",
     )
-
-
-def _error_json(code: str, message: str) -> str:
-    return json.dumps({"error": {"code": code, "message": message}})
 
 
 def _is_signal(request: web.Request) -> bool:
@@ -178,18 +174,12 @@ class Security:
             return await handler(request)
         if _is_signal(request):  # a socket from a page of a foreign origin
             if not (self.same_origin(request, origin) or self.origin_allowed(origin)):
-                raise web.HTTPForbidden(
-                    text=_error_json("origin_not_allowed", "this origin may not connect"),
-                    content_type="application/json",
-                )
+                raise api_error(403, "origin_not_allowed", "this origin may not connect")
             return await handler(request)
         allowed = self.origin_allowed(origin)
         if request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
             if not allowed:
-                raise web.HTTPForbidden(
-                    text=_error_json("origin_not_allowed", "this origin may not call the API"),
-                    content_type="application/json",
-                )
+                raise api_error(403, "origin_not_allowed", "this origin may not call the API")
             return web.Response(status=204, headers=self._preflight_headers(origin))
         response = await handler(request)
         if allowed:
