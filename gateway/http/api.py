@@ -22,6 +22,7 @@ from gateway.config import Settings
 from gateway.http import openapi, transcript_formats, validation
 from gateway.http.errors import api_error
 from gateway.http.security import RateLimiter, too_many_requests
+from gateway.http.urls import PublicUrls
 from gateway.sessions import invitations
 from gateway.sessions.session import SessionManager
 from signaling.tokens import TokenError, TokenVerifier
@@ -51,6 +52,7 @@ class AdminApi:
         self.limiter = limiter
         self._database = database
         self._sessions = sessions
+        self.urls = PublicUrls.from_settings(settings)
 
     def __repr__(self) -> str:
         return "AdminApi()"
@@ -113,7 +115,7 @@ class AdminApi:
             )
         except psycopg.errors.ForeignKeyViolation:
             raise api_error(403, "unknown_tenant", "the token's tenant does not exist") from None
-        base = self.settings.public_url or f"{request.scheme}://{request.host}"
+        base = self.urls.base_url(request)
         record = await self._interview(tenant_id, invitation.interview_id)
         return web.json_response(
             {

@@ -25,6 +25,7 @@ from aiohttp import hdrs, web
 
 from gateway.config import Settings
 from gateway.http.errors import api_error, error_body
+from gateway.http.urls import PublicUrls, origin_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -131,18 +132,14 @@ def _is_signal(request: web.Request) -> bool:
     return request.path.startswith(API_PREFIX) and request.path.endswith("/signal")
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
 class Security:
     """Installs the rate-limit, CORS and header policies on an application."""
 
     def __init__(self, settings: Settings, limits: Limits) -> None:
         self.limits = limits
         self.allowed = frozenset(o.rstrip("/").lower() for o in settings.cors_origins)
-        self.public_origin = _origin(settings.public_url) if settings.public_url else None
+        self.public_origin = origin_of(settings.public_url) if settings.public_url else None
+        self.urls = PublicUrls.from_settings(settings)
 
     def install(self, app: web.Application) -> None:
         app.middlewares.extend([self.rate_limit, self.cors])
@@ -152,9 +149,12 @@ class Security:
     def origin_allowed(self, origin: str) -> bool:
         return "*" in self.allowed or origin.lower() in self.allowed
 
-    def same_origin(self, request: web.Request, origin: str) -> bool:
-        parts = urlsplit(origin)
-        return parts.netloc.lower() == request.host.lower() or _origin(origin) == self.public_origin
+    def same_origin(self, request: web.Request, page_origin: str) -> bool:
+        """Whether a page at ``page_origin`` is the gateway's own: its host is the one the
+        request addressed (as a trusted proxy reports it), or it is ``GATEWAY_PUBLIC_URL``'s."""
+        if urlsplit(page_origin).netloc.lower() == self.urls.host(request).lower():
+            return True
+        return origin_of(page_origin) == self.public_origin
 
     @web.middleware
     async def rate_limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 
 from gateway.http.security import RateLimiter
+from gateway.http.urls import websocket_url
 from signaling.errors import SignalingError
 from signaling.tokens import TokenClaims, TokenVerifier, issue_token
 from storage import interviews, tenants
@@ -38,8 +39,7 @@ class Invitation:
         return f"{base_url.rstrip('/')}/interview/{self.interview_id}#token={self.token}"
 
     def signal_url(self, base_url: str) -> str:
-        ws = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-        return f"{ws.rstrip('/')}/v1/interviews/{self.interview_id}/signal"
+        return f"{websocket_url(base_url.rstrip('/'))}/v1/interviews/{self.interview_id}/signal"
 
 
 async def invite(
