@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,31 +39,6 @@ API_PREFIX = "/v1/"
 CORS_MAX_AGE = 600
 #: Buckets idle this long are full again and are dropped to bound memory.
 _PRUNE_AFTER_KEYS = 10_000
-
-
-#: Loggers of libraries that print request headers at DEBUG (the upstream key among them).
-HEADER_LOGGERS = ("websockets.client",)
-_CREDENTIAL_HEADER = re.compile(r"(?i)^([<>] )?(authorization|api-key|openai-api-key)\s*:")
-
-
-class RedactCredentials(logging.Filter):
-    """Blanks the value of credential headers in a record: ``websockets`` logs every request
-    header of its handshake at DEBUG, the upstream's ``Authorization: Bearer sk-...`` too."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        match = _CREDENTIAL_HEADER.match(message)
-        if match:
-            record.msg, record.args = f"{match.group(0)} [redacted]", ()
-        return True
-
-
-def redact_credential_logs() -> None:
-    """Attach :class:`RedactCredentials` to the header-logging loggers, once per process."""
-    for name in HEADER_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactCredentials) for f in logger.filters):
-            logger.addFilter(RedactCredentials())
 
 
 class RateLimiter:
@@ -144,7 +117,6 @@ class Security:
     def install(self, app: web.Application) -> None:
         app.middlewares.extend([self.rate_limit, self.cors])
         app.on_response_prepare.append(self.headers)
-        redact_credential_logs()
 
     def origin_allowed(self, origin: str) -> bool:
         return "*" in self.allowed or origin.lower() in self.allowed
