@@ -69,6 +69,9 @@ class Settings:
     port: int = 8080
     #: The URL that browsers use to reach this gateway (invitation links); derived when empty.
     public_url: str = ""
+    #: Proxies (IP addresses, CIDR networks) whose X-Forwarded-*/Forwarded headers count when
+    #: ``public_url`` is empty; nobody's by default.
+    trusted_proxies: tuple[str, ...] = ()
     mode: Mode = "auto"
     data_dir: Path = field(default_factory=default_data_dir)
     #: None: start the embedded PostgreSQL server in ``data_dir``.
@@ -150,6 +153,7 @@ class Settings:
             host=e.get("GATEWAY_HOST", cls.host),
             port=_env_int(e, "GATEWAY_PORT", cls.port),
             public_url=e.get("GATEWAY_PUBLIC_URL", ""),
+            trusted_proxies=_env_list(e, "GATEWAY_TRUSTED_PROXIES"),
             mode=mode,  # type: ignore[arg-type]
             data_dir=Path(e["GATEWAY_DATA_DIR"])
             if e.get("GATEWAY_DATA_DIR")

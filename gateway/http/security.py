@@ -13,10 +13,7 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +22,8 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 
 from gateway.config import Settings
+from gateway.http.errors import api_error, error_body
+from gateway.http.urls import PublicUrls, origin_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -40,31 +39,6 @@ API_PREFIX = "/v1/"
 CORS_MAX_AGE = 600
 #: Buckets idle this long are full again and are dropped to bound memory.
 _PRUNE_AFTER_KEYS = 10_000
-
-
-#: Loggers of libraries that print request headers at DEBUG (the upstream key among them).
-HEADER_LOGGERS = ("websockets.client",)
-_CREDENTIAL_HEADER = re.compile(r"(?i)^([<>] )?(authorization|api-key|openai-api-key)\s*:")
-
-
-class RedactCredentials(logging.Filter):
-    """Blanks the value of credential headers in a record: ``websockets`` logs every request
-    header of its handshake at DEBUG, the upstream's ``Authorization: Bearer sk-...`` too."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        match = _CREDENTIAL_HEADER.match(message)
-        if match:
-            record.msg, record.args = f"{match.group(0)} [redacted]", ()
-        return True
-
-
-def redact_credential_logs() -> None:
-    """Attach :class:`RedactCredentials` to the header-logging loggers, once per process."""
-    for name in HEADER_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactCredentials) for f in logger.filters):
-            logger.addFilter(RedactCredentials())
 
 
 class RateLimiter:
@@ -122,22 +96,13 @@ def too_many_requests(wait: float, what: str) -> web.HTTPTooManyRequests:
     seconds = max(1, math.ceil(wait))
     return web.HTTPTooManyRequests(
         headers={"Retry-After": str(seconds)},
-        text=_error_json("rate_limited", f"too many {what}; retry in {seconds} s"),
+        text=error_body("rate_limited", f"too many {what}; retry in {seconds} s"),
         content_type="application/json",
     )
 
 
-def _error_json(code: str, message: str) -> str:
-    return json.dumps({"error": {"code": code, "message": message}})
-
-
 def _is_signal(request: web.Request) -> bool:
     return request.path.startswith(API_PREFIX) and request.path.endswith("/signal")
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 class Security:
@@ -146,19 +111,22 @@ class Security:
     def __init__(self, settings: Settings, limits: Limits) -> None:
         self.limits = limits
         self.allowed = frozenset(o.rstrip("/").lower() for o in settings.cors_origins)
-        self.public_origin = _origin(settings.public_url) if settings.public_url else None
+        self.public_origin = origin_of(settings.public_url) if settings.public_url else None
+        self.urls = PublicUrls.from_settings(settings)
 
     def install(self, app: web.Application) -> None:
         app.middlewares.extend([self.rate_limit, self.cors])
         app.on_response_prepare.append(self.headers)
-        redact_credential_logs()
 
     def origin_allowed(self, origin: str) -> bool:
         return "*" in self.allowed or origin.lower() in self.allowed
 
-    def same_origin(self, request: web.Request, origin: str) -> bool:
-        parts = urlsplit(origin)
-        return parts.netloc.lower() == request.host.lower() or _origin(origin) == self.public_origin
+    def same_origin(self, request: web.Request, page_origin: str) -> bool:
+        """Whether a page at ``page_origin`` is the gateway's own: its host is the one the
+        request addressed (as a trusted proxy reports it), or it is ``GATEWAY_PUBLIC_URL``'s."""
+        if urlsplit(page_origin).netloc.lower() == self.urls.host(request).lower():
+            return True
+        return origin_of(page_origin) == self.public_origin
 
     @web.middleware
     async def rate_limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -178,18 +146,12 @@ class Security:
             return await handler(request)
         if _is_signal(request):  # a socket from a page of a foreign origin
             if not (self.same_origin(request, origin) or self.origin_allowed(origin)):
-                raise web.HTTPForbidden(
-                    text=_error_json("origin_not_allowed", "this origin may not connect"),
-                    content_type="application/json",
-                )
+                raise api_error(403, "origin_not_allowed", "this origin may not connect")
             return await handler(request)
         allowed = self.origin_allowed(origin)
         if request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
             if not allowed:
-                raise web.HTTPForbidden(
-                    text=_error_json("origin_not_allowed", "this origin may not call the API"),
-                    content_type="application/json",
-                )
+                raise api_error(403, "origin_not_allowed", "this origin may not call the API")
             return web.Response(status=204, headers=self._preflight_headers(origin))
         response = await handler(request)
         if allowed:

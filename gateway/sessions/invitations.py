@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from gateway.http.urls import websocket_url
 from signaling.tokens import issue_token
 from storage import interviews, tenants
 from storage.database import Database
@@ -28,8 +29,7 @@ class Invitation:
         return f"{base_url.rstrip('/')}/interview/{self.interview_id}#token={self.token}"
 
     def signal_url(self, base_url: str) -> str:
-        ws = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-        return f"{ws.rstrip('/')}/v1/interviews/{self.interview_id}/signal"
+        return f"{websocket_url(base_url.rstrip('/'))}/v1/interviews/{self.interview_id}/signal"
 
 
 async def invite(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from aiohttp import web
 
+from gateway import logs
 from gateway.sessions.invitations import Invitation
 from gateway.sim.upstream import SimulatedUpstream
 from signaling.client import SignalingClient, SignalingClientError
@@ -64,6 +65,29 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Seen:
 
     monkeypatch.setattr(ClientProtocol, "receive_frame", recording)
     return record
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """Logging set up at process start is process-wide: put the root handlers and every
+    logger's level and filters back afterwards, so no other test inherits it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    loggers = {name: logging.getLogger(name) for name in logging.root.manager.loggerDict}
+    saved = {name: (logger.level, logger.filters[:]) for name, logger in loggers.items()}
+    yield
+    root.handlers[:], root.level = handlers, level
+    for name in logging.root.manager.loggerDict:
+        logger = logging.getLogger(name)
+        saved_level, logger.filters[:] = saved.get(name, (logging.NOTSET, []))
+        logger.setLevel(saved_level)
+
+
+@pytest.fixture
+def redacted_logs(logging_restored: None) -> None:
+    """What ``serve`` sets up at process start (in ``logs.configure``): credential headers
+    that libraries log are blanked."""
+    logs.redact_credential_logs()
 
 
 @pytest.fixture
@@ -137,6 +161,7 @@ async def test_the_upstream_key_appears_nowhere_but_upstream(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     echo_url: str,
+    redacted_logs: None,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
@@ -190,3 +215,14 @@ async def test_the_upstream_key_appears_nowhere_but_upstream(
         seen.add(f"report:{where}", str(error))
     assert len(seen.texts) > 100 and any(w == "signaling" for w, _ in seen.texts)
     assert seen.leaks() == []
+
+
+def test_the_logging_set_up_at_start_blanks_credential_headers(
+    logging_restored: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure("DEBUG", json_lines=True)
+    for header in ("Authorization: Bearer", "api-key:", "OpenAI-API-Key:"):
+        logging.getLogger("websockets.client").debug("> %s %s", header, KEY)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and all("[redacted]" in line for line in lines)
+    assert not any(needle in line for line in lines for needle in NEEDLES)

@@ -1,0 +1,159 @@
+"""The contract served at ``/openapi.json`` (OpenAPI 3.1); ``docs/http-api.md`` says the same
+in prose. Every request limit in it is written by the spec object in
+:mod:`gateway.http.validation` that enforces it, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from gateway.config import MODES
+from gateway.http import validation
+from gateway.http.validation import NEW_INTERVIEW, PAGE_LIMIT, PAGE_OFFSET, TRANSCRIPT_FORMAT
+from storage.interviews import SessionStatus
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+_ERRORS = {
+    str(status): {"description": text, "content": _json(_ref("Error"))}
+    for status, text in [
+        (400, "the request is malformed (code bad_request or bad_json)"),
+        (401, "no valid API key or admin token (code unauthorized or a token error code)"),
+        (404, "no such interview for this tenant"),
+        (429, "rate limited; see Retry-After"),
+    ]
+}
+_ID = {"name": "interview_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query(name: str, spec: validation.Integer | validation.Choice) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": spec.schema()}
+
+
+def _new_interview() -> dict[str, Any]:
+    """The request body's schema; ``x-max-depth`` is the nesting limit JSON Schema lacks."""
+    return validation.Object(NEW_INTERVIEW).schema() | {"x-max-depth": validation.MAX_DEPTH}
+
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "NewInterview": _new_interview(),
+    "Interview": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "status": {"enum": list(get_args(SessionStatus))},
+            "mode": {"enum": list(MODES)},
+            "actual_mode": {"enum": [*(m for m in MODES if m != "auto"), None]},
+            "candidate_ref": {"type": ["string", "null"]},
+            "metadata": {"type": "object"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "connected_at": {"type": ["string", "null"], "format": "date-time"},
+            "ended_at": {"type": ["string", "null"], "format": "date-time"},
+            "end_reason": {"type": ["string", "null"]},
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "max_duration": {"type": ["integer", "null"]},
+            "session": {"type": "object"},
+        },
+    },
+    "Invitation": {
+        "allOf": [
+            _ref("Interview"),
+            {
+                "type": "object",
+                "properties": {
+                    "token": {"type": "string"},
+                    "join_url": {"type": "string", "format": "uri"},
+                    "signal_url": {"type": "string", "format": "uri"},
+                },
+            },
+        ]
+    },
+}
+
+_PATHS: dict[str, Any] = {
+    "/v1/interviews": {
+        "post": {
+            "summary": "create an interview and its candidate invitation",
+            "requestBody": {"content": _json(_ref("NewInterview"))},
+            "responses": {
+                "201": {"description": "created", "content": _json(_ref("Invitation"))},
+                "413": {"description": "body too large"},
+                "415": {"description": "not application/json"},
+                **_ERRORS,
+            },
+        },
+        "get": {
+            "summary": "the tenant's interviews, newest first",
+            "parameters": [_query("limit", PAGE_LIMIT), _query("offset", PAGE_OFFSET)],
+            "responses": {
+                "200": {"description": "a page: items, total, limit, offset, next_offset"},
+                **_ERRORS,
+            },
+        },
+    },
+    "/v1/interviews/{interview_id}": {
+        "get": {
+            "summary": "one interview",
+            "parameters": [_ID],
+            "responses": {
+                "200": {"description": "the interview", "content": _json(_ref("Interview"))},
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/interviews/{interview_id}/transcript": {
+        "get": {
+            "summary": "the transcript, in reading order",
+            "parameters": [_ID, _query("format", TRANSCRIPT_FORMAT)],
+            "responses": {
+                "200": {"description": "JSON entries, plain text or WebVTT"},
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/interviews/{interview_id}/end": {
+        "post": {
+            "summary": "end the interview now (idempotent)",
+            "parameters": [_ID],
+            "responses": {
+                "200": {"description": "the ended interview", "content": _json(_ref("Interview"))},
+                **_ERRORS,
+            },
+        }
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "interview-gateway admin API", "version": "1"},
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "a tenant API key (igw_...) or an admin JWT (role admin)",
+            }
+        },
+        "schemas": _SCHEMAS,
+    },
+    "security": [{"bearer": []}],
+    "paths": _PATHS,
+}
