@@ -40,6 +40,7 @@ DATABASE = web.AppKey("database", Database)
 WRITER = web.AppKey("writer", TranscriptWriter)
 UPSTREAM = web.AppKey("upstream", RealtimeUpstream)
 SESSIONS = web.AppKey("sessions", SessionManager)
+RECONCILER = web.AppKey("reconciler", Reconciler)
 JWT_SECRET = web.AppKey("jwt_secret", str)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 #: the in-process simulated upstream, when that is the upstream (tests look at its calls)
@@ -196,6 +197,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
     )
     reconciler = Reconciler(app[DATABASE], lost_after=settings.lost_after)
     await reconciler.start()
+    app[RECONCILER] = reconciler
     app[SESSIONS] = SessionManager(
         settings,
         db=app[DATABASE],

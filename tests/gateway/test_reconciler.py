@@ -1,0 +1,145 @@
+"""A gateway that dies leaves no row `active`: the next one finalizes its interviews as
+`gateway_lost`, and never touches those of a gateway that is alive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from gateway.app import RECONCILER
+from gateway.sessions.invitations import invite
+from gateway.sim.candidate import HeadlessCandidate
+from gateway.sim.script import Script
+from storage import interviews
+from storage.interviews import SessionRecord
+
+from .conftest import GatewayFactory, RunningGateway
+
+LOST_AFTER = 2.0
+SECRET = "reconciler-test-secret-" + "y" * 24
+
+
+async def row(gateway: RunningGateway, tenant: UUID, interview: UUID) -> SessionRecord:
+    record = await interviews.get_session(gateway.db, tenant, interview)
+    assert record is not None
+    return record
+
+
+async def until_status(
+    gateway: RunningGateway, tenant: UUID, interview: UUID, statuses: set[str], within: float
+) -> SessionRecord:
+    """The row once it reaches one of ``statuses`` (the database is the only witness here:
+    the process that wrote it may be dead)."""
+    async with asyncio.timeout(within):
+        while (record := await row(gateway, tenant, interview)).status not in statuses:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    return record
+
+
+async def test_a_lapsed_gateways_interviews_are_finalized_and_a_live_ones_are_not(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = await start_gateway(mode="relay", lost_after=LOST_AFTER)
+    live = await gateway.invite("relay")
+    candidate = gateway.candidate(live)
+    await candidate.connect()
+    # Another gateway on the same database served this interview and stopped beating.
+    orphan = await gateway.invite("relay")
+    async with gateway.db.tenant(orphan.tenant_id) as conn:
+        await conn.execute(
+            "UPDATE interview_sessions SET status = 'active' WHERE id = %s", [orphan.interview_id]
+        )
+    async with gateway.db.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO gateways (id, heartbeat_at) VALUES"
+            " ('00000000-0000-4000-8000-000000000001', now() - interval '1 hour')"
+        )
+        await conn.execute(
+            "INSERT INTO session_claims (interview_id, tenant_id, gateway_id) VALUES"
+            " (%s, %s, '00000000-0000-4000-8000-000000000001')",
+            [orphan.interview_id, orphan.tenant_id],
+        )
+    reconciler = gateway.app[RECONCILER]
+    assert await reconciler.reconcile() == 1
+    record = await row(gateway, orphan.tenant_id, orphan.interview_id)
+    assert (record.status, record.end_reason) == ("failed", "gateway_lost")
+    assert (await row(gateway, live.tenant_id, live.interview_id)).status == "active"
+    assert await reconciler.reconcile() == 0  # its own live interview is not a dead one's
+    await candidate.close()
+
+
+@pytest.mark.slow
+async def test_a_killed_gateways_interviews_end_as_gateway_lost_after_the_bound(
+    start_gateway: GatewayFactory, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # A second gateway, alive throughout, with a live interview of its own.
+    survivor = await start_gateway(mode="relay", lost_after=LOST_AFTER)
+    its_own = await survivor.invite("relay")
+    its_candidate = survivor.candidate(its_own)
+    await its_candidate.connect()
+
+    # The gateway to be killed: the real command, in a process of its own.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "serve", "--port", "0", "--no-invite",
+        env={
+            **os.environ,
+            "DATABASE_URL": fresh_database_url,
+            "GATEWAY_DATA_DIR": str(tmp_path / "doomed"),
+            "GATEWAY_JWT_SECRET": SECRET,
+            "GATEWAY_ICE_ADDRESSES": "127.0.0.1",
+            "GATEWAY_MODE": "relay",
+            "GATEWAY_LOST_AFTER": str(LOST_AFTER),
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        base_url = line.split(" listening on ")[1].split()[0]
+        answers = [turn.answer for turn in Script.default().turns]
+        invitations, candidates = [], []
+        for _ in range(3):
+            invitation = await invite(survivor.db, SECRET, survivor.tenant_id, mode="relay")
+            candidate = HeadlessCandidate(
+                invitation.signal_url(base_url),
+                invitation.token,
+                interview_id=str(invitation.interview_id),
+                answers=answers,
+            )
+            await candidate.connect()
+            invitations.append(invitation)
+            candidates.append(candidate)
+        for invitation in invitations:
+            await until_status(
+                survivor, invitation.tenant_id, invitation.interview_id, {"active"}, 15
+            )
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        killed_at = asyncio.get_running_loop().time()
+        for invitation in invitations:
+            record = await until_status(
+                survivor,
+                invitation.tenant_id,
+                invitation.interview_id,
+                {"ended", "failed"},
+                LOST_AFTER * 3 + 10,
+            )
+            assert (record.status, record.end_reason) == ("failed", "gateway_lost")
+        # not before the bound: a gateway that merely paused is not taken for dead
+        assert asyncio.get_running_loop().time() - killed_at >= LOST_AFTER - 1.0
+        record = await row(survivor, its_own.tenant_id, its_own.interview_id)
+        assert record.status == "active"  # the live gateway's interview is untouched
+        for candidate in candidates:
+            await candidate.close()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    await its_candidate.close()
