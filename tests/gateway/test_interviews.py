@@ -20,7 +20,7 @@ async def take_interview(
     gateway: RunningGateway, mode: str
 ) -> tuple[CandidateReport, list[Any], Any]:
     invitation = await gateway.invite(mode)
-    report = await gateway.sim.candidate(invitation).run(time_limit=60)
+    report = await gateway.candidate(invitation).run(time_limit=60)
     assert report.error is None, report.error
     await gateway.writer.flush()
     rows = await transcripts.read_transcript(
@@ -105,7 +105,7 @@ async def test_relay_requested_without_capacity_fails_clearly(
 ) -> None:
     gateway = await start_gateway(mode="relay", max_relay_sessions=0)
     invitation = await gateway.invite("relay")
-    report = await gateway.sim.candidate(invitation).run(time_limit=20)
+    report = await gateway.candidate(invitation).run(time_limit=20)
     assert report.error is not None and "at_capacity" in report.error
     record = await gateway.ended_record(invitation)
     assert (record.status, record.end_reason) == ("failed", "at_capacity")

@@ -22,7 +22,7 @@ from .conftest import GatewayFactory, RunningGateway
 
 async def connected(gateway: RunningGateway, mode: str) -> tuple[Invitation, HeadlessCandidate]:
     invitation = await gateway.invite(mode)
-    candidate = gateway.sim.candidate(invitation)
+    candidate = gateway.candidate(invitation)
     await candidate.connect()
     return invitation, candidate
 
@@ -30,7 +30,7 @@ async def connected(gateway: RunningGateway, mode: str) -> tuple[Invitation, Hea
 async def test_time_limit_ends_the_session(start_gateway: GatewayFactory) -> None:
     gateway = await start_gateway(mode="relay", session_time_limit=1.0)
     invitation = await gateway.invite("relay")
-    report = await gateway.sim.candidate(invitation).run(time_limit=30)
+    report = await gateway.candidate(invitation).run(time_limit=30)
     assert report.error is not None and "time_limit" in report.error
     record = await gateway.ended_record(invitation)
     assert (record.status, record.end_reason) == ("ended", "time_limit")
@@ -173,7 +173,7 @@ async def test_an_interviews_own_duration_and_upstream_session_apply(
         max_duration_s=1,
         upstream_session={"instructions": "Ask about distributed systems."},
     )
-    report = await gateway.sim.candidate(invitation).run(time_limit=30)
+    report = await gateway.candidate(invitation).run(time_limit=30)
     assert report.error is not None and "time_limit" in report.error
     record = await gateway.ended_record(invitation)
     assert (record.status, record.end_reason) == ("ended", "time_limit")

@@ -45,7 +45,7 @@ async def test_create_returns_an_invitation_that_a_candidate_can_use(
         f"{gateway.base_url}/interview/{interview_id}#token={created['token']}"
     )
     invitation = Invitation(acme.id, interview_id, str(created["token"]))
-    report = await gateway.sim.candidate(invitation).run(time_limit=60)
+    report = await gateway.candidate(invitation).run(time_limit=60)
     assert report.error is None, report.error
     await gateway.writer.flush()
     async with await acme.request("GET", f"/v1/interviews/{interview_id}") as response:
@@ -96,7 +96,7 @@ async def test_end_hangs_up_a_live_session_and_is_idempotent(
     acme = await make_tenant(gateway, http, "acme")
     created = await acme.create(mode="proxy")
     invitation = Invitation(acme.id, UUID(str(created["id"])), str(created["token"]))
-    candidate = gateway.sim.candidate(invitation)
+    candidate = gateway.candidate(invitation)
     await candidate.connect()  # once connected, the session is live
     session = gateway.sessions.sessions[invitation.interview_id]
     for _ in range(2):

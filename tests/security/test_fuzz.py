@@ -82,7 +82,7 @@ async def healthy_interviews(
     reports = []
     for _ in range(20):
         invitation = await invite(gateway.db, gateway.app[JWT_SECRET], tenant_id, mode="relay")
-        reports.append(await gateway.sim.candidate(invitation).run(time_limit=60))
+        reports.append(await gateway.candidate(invitation).run(time_limit=60))
         if stop.is_set():
             break
     return reports

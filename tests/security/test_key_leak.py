@@ -90,7 +90,7 @@ async def echo_url() -> AsyncIterator[str]:
 
 
 async def interview(gateway: RunningGateway, invitation: Invitation) -> str | None:
-    report = await gateway.sim.candidate(invitation).run(time_limit=60)
+    report = await gateway.candidate(invitation).run(time_limit=60)
     return report.error
 
 
