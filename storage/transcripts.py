@@ -398,6 +398,7 @@ class TranscriptWriter:
             await self._linger()
             batch, from_memory = self._take_batch()
             if not batch:
+                await self._notify()  # an unreadable journal line was set aside: backlog fell
                 continue
             try:
                 await asyncio.wait_for(self._write(batch), self._write_timeout)
@@ -407,11 +408,15 @@ class TranscriptWriter:
                 await self._drop_connections()
                 if from_memory:
                     self._park_memory_in_journal()
+                    # Memory is now empty and the journal fsync'd: that alone can make
+                    # wait_durable() true, and nothing else may wake its waiter (the journal's
+                    # own fsync may have finished long before, e.g. while the batch timed out).
+                    await self._notify()
                 delay = min(self._max_backoff, 0.05 * 2 ** min(failures, 10))
                 _log.warning(
                     "transcript batch of %d not committed (%s); retry in %.2fs, %d waiting",
                     len(batch),
-                    exc,
+                    _first_line(exc),
                     delay,
                     self.backlog,
                 )
