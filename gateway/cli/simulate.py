@@ -31,7 +31,7 @@ from gateway.media import aiortc_internals, ice
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport, HeadlessCandidate
 from gateway.sim.upstream import Script
-from storage import interviews, transcripts
+from storage import interviews, tenants, transcripts
 from storage.database import Database, DatabaseUnavailable, open_database
 
 READY_TIMEOUT = 60.0
@@ -168,7 +168,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
             raise ProcessFailed("--gateway needs GATEWAY_JWT_SECRET (the gateway's) to invite")
         db = await open_database(settings.database_url, data_dir=data_dir)
         try:
-            tenant_id = await interviews.create_tenant(db, "simulate")
+            tenant_id = await tenants.create_tenant(db, "simulate")
             invitations = [
                 await invite(db, secret, tenant_id, mode=args.mode) for _ in range(args.interviews)
             ]

@@ -36,7 +36,7 @@ from signaling.server import (
     SignalingHandler,
 )
 from signaling.tokens import TokenClaims
-from storage import interviews, tenants
+from storage import interviews
 from storage.database import Database
 from storage.transcripts import TranscriptEntry, TranscriptWriter
 
@@ -129,7 +129,7 @@ class SessionManager:
             raise SignalingError("interview_not_found", "no such interview")
         if record.status in ("ended", "failed"):
             raise SignalingError("interview_ended", "this interview has already ended")
-        options = await tenants.get_interview_options(self.db, tenant_id, interview_id)
+        options = await interviews.get_interview_options(self.db, tenant_id, interview_id)
         limit = self.settings.session_time_limit
         session = InterviewSession(
             self,

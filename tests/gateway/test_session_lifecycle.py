@@ -15,7 +15,7 @@ from gateway.sessions.invitations import Invitation
 from gateway.sim.candidate import HeadlessCandidate
 from gateway.sim.speech import SpeechTrack
 from signaling.client import SignalingClient
-from storage import interviews, tenants, transcripts
+from storage import interviews, transcripts
 
 from .conftest import GatewayFactory, RunningGateway
 
@@ -166,7 +166,7 @@ async def test_an_interviews_own_duration_and_upstream_session_apply(
 ) -> None:
     gateway = await start_gateway(mode="relay")
     invitation = await gateway.invite("relay")
-    await tenants.set_interview_options(
+    await interviews.set_interview_options(
         gateway.db,
         invitation.tenant_id,
         invitation.interview_id,

@@ -30,7 +30,7 @@ from gateway.app import DATABASE, JWT_SECRET, create_app
 from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport
-from storage import interviews, tenants
+from storage import tenants
 from tests.conftest import create_database, drop_database
 from tests.gateway.conftest import FAST_SPEECH, RunningGateway
 from tests.signaling.signaling_samples import (
@@ -118,8 +118,8 @@ def fuzz(
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         db = app[DATABASE]
-        fuzzed = await interviews.create_tenant(db, "fuzzed")
-        calm = await interviews.create_tenant(db, "calm")
+        fuzzed = await tenants.create_tenant(db, "fuzzed")
+        calm = await tenants.create_tenant(db, "calm")
         gateway = RunningGateway(app, runner, f"http://127.0.0.1:{runner.addresses[0][1]}", fuzzed)
         stop = asyncio.Event()
         return FuzzGateway(

@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from storage import interviews
+from storage import interviews, tenants
 from storage.database import Database
 from storage.transcripts import TranscriptEntry, TranscriptWriter, read_transcript
 
@@ -57,7 +57,7 @@ def entry(tenant: UUID, session: UUID, n: int) -> TranscriptEntry:
 async def sessions(db: Database) -> list[tuple[UUID, UUID]]:
     out = []
     for name in ("A", "B"):
-        tenant = await interviews.create_tenant(db, name)
+        tenant = await tenants.create_tenant(db, name)
         for _ in range(2):
             out.append(
                 (tenant, await interviews.create_session(db, tenant, requested_mode="relay"))
