@@ -49,9 +49,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-#: Every browser test carries this: the marker, and a clear skip when there is no Chromium.
+#: Every browser test carries this: its markers (a browser test is slow too), and a clear skip
+#: when there is no Chromium.
 browser_test = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         shutil.which(CHROMIUM) is None,
         reason=f"no Chromium at {CHROMIUM}: apt-get install chromium",

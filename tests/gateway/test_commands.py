@@ -18,6 +18,10 @@ import pytest
 from storage import interviews
 from storage.database import open_database
 
+#: Slow (processes started as a user starts them, some run whole interviews): left out by
+#: `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def command_env(database_url: str, data_dir: Path) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": database_url, "GATEWAY_DATA_DIR": str(data_dir)}
@@ -108,7 +112,6 @@ def running(pid: int) -> bool:
         return False
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 async def test_serve_stopped_before_it_prints_the_room_stops_its_embedded_postgres(
     signum: signal.Signals, tmp_path: Path

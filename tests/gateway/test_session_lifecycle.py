@@ -19,6 +19,9 @@ from storage import interviews, transcripts
 
 from .conftest import GatewayFactory, RunningGateway
 
+#: Slow (WebRTC between real peers, seconds each): left out by `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 async def connected(gateway: RunningGateway, mode: str) -> tuple[Invitation, HeadlessCandidate]:
     invitation = await gateway.invite(mode)

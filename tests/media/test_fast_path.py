@@ -21,6 +21,9 @@ from gateway.media.forwarding import LegAudio
 from gateway.media.relay import Relay
 from gateway.sim.speech import SpeechTrack
 
+#: Slow (WebRTC between real peers, seconds each): left out by `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 FLOWING = 100  # packets: two seconds of audio
 WAIT = 20.0  # seconds: the limit on any one wait
 

@@ -48,7 +48,7 @@ T = TypeVar("T")
 #: The gateway's thread (aioice, the simulated upstream) draws from the ``random`` module while
 #: hypothesis generates examples in the test's thread; hypothesis mistakes that for a strategy
 #: using ``random`` and warns. It is not one, and the examples stay reproducible.
-pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module")
+pytestmark = [pytest.mark.filterwarnings("ignore:Do not use the `random` module"), pytest.mark.slow]
 EXAMPLE_TIMEOUT = 30.0
 #: Close codes a fuzzed socket may end with: normal, going away, too big, invalid UTF-8, ours.
 CLOSE_CODES = {1000, 1001, 1007, 1009, *range(4000, 5000)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,9 @@ from signaling.messages import CLIENT_TYPES
 from signaling.session import Answer, CloseConnection, SendMessage, SignalingSession
 from signaling.tokens import TokenVerifier
 from tests.signaling.signaling_samples import INTERVIEW, OFFER, SECRET, TOKEN, frames
+
+#: Slow (hundreds of generated examples each): left out by `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
 
 VERIFIER = TokenVerifier(SECRET)
 

@@ -24,6 +24,10 @@ from storage import interviews, tenants
 from storage.database import Database
 from storage.transcripts import TranscriptEntry, TranscriptWriter, read_transcript
 
+#: Slow (real database outages, retries, a killed process): left out by
+#: `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 60
 
 
