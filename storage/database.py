@@ -7,7 +7,10 @@ tenant's work happens inside :meth:`Database.tenant`, a transaction that names i
 
 With no URL, :func:`open_database` starts a private PostgreSQL server from the ``pgserver``
 wheel in ``data_dir / "postgres"``: it listens on a unix socket only, needs no setup, and stops
-when the last process using it exits.
+when the last process using it exits (pgserver counts the processes and stops it at exit). It
+starts in a thread, which a cancelled :func:`open_database` cannot interrupt: ``asyncio.run``
+waits for that thread before it returns, so a server that finished starting after a Ctrl-C is
+still known to the process, and stopped as it exits.
 """
 
 from __future__ import annotations
@@ -158,21 +161,23 @@ async def open_database(
         check=AsyncConnectionPool.check_connection,
         name="gateway",
     )
-    await pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
-    database = Database(admin, app, pool)
-    await _refuse_privileged_role(database)
-    return database
+    try:
+        await pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+        await _refuse_privileged_role(pool)
+    except BaseException:  # refused, or cancelled (a Ctrl-C during start-up): close what opened
+        await pool.close()
+        raise
+    return Database(admin, app, pool)
 
 
-async def _refuse_privileged_role(database: Database) -> None:
+async def _refuse_privileged_role(pool: AsyncConnectionPool) -> None:
     """A superuser or BYPASSRLS runtime role would silently void every policy: refuse it."""
-    async with database.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
         )
         row = await cur.fetchone()
     if row is None or row[0]:
-        await database.close()
         raise DatabaseUnavailable(
             f"the runtime role {RUNTIME_ROLE} is a superuser or bypasses row-level security; "
             "refusing to run with tenant isolation switched off"

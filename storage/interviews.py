@@ -1,4 +1,4 @@
-"""Tenants, interview sessions and their video segments: rows the gateway reads and updates.
+"""Interview sessions, the options each was created with, and their video segments.
 
 Every function works inside :meth:`Database.tenant`, so a caller that names the wrong tenant
 finds nothing and changes nothing; the row-level security policies, not these queries, are
@@ -7,7 +7,6 @@ what guarantee it.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -103,21 +102,6 @@ def _assignments(fields: dict[str, Any], allowed: frozenset[str]) -> tuple[sql.C
     return clause, values
 
 
-async def create_tenant(db: Database, name: str) -> UUID:
-    """A new tenant; its id is chosen here so the insert itself passes the tenant's policy."""
-    tenant_id = uuid.uuid4()
-    async with db.tenant(tenant_id) as conn:
-        await conn.execute("INSERT INTO tenants (id, name) VALUES (%s, %s)", [tenant_id, name])
-    return tenant_id
-
-
-async def tenant_exists(db: Database, tenant_id: UUID) -> bool:
-    """Whether the tenant exists (its own policy shows it only to itself)."""
-    async with db.tenant(tenant_id) as conn:
-        cur = await conn.execute("SELECT 1 FROM tenants WHERE id = %s", [tenant_id])
-        return await cur.fetchone() is not None
-
-
 async def create_session(
     db: Database,
     tenant_id: UUID,
@@ -199,6 +183,67 @@ async def list_sessions(
             [limit, offset],
         )
         return await cur.fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class InterviewOptions:
+    """What the admin asked for when creating the interview, beyond its mode."""
+
+    expires_at: datetime | None
+    max_duration_s: int | None
+    upstream_session: dict[str, Any]
+
+
+async def set_interview_options(
+    db: Database,
+    tenant_id: UUID,
+    interview_id: UUID,
+    *,
+    expires_at: datetime | None = None,
+    max_duration_s: int | None = None,
+    upstream_session: dict[str, Any] | None = None,
+) -> bool:
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(
+            "UPDATE interview_sessions SET expires_at = %s, max_duration_s = %s,"
+            " upstream_session = %s WHERE id = %s",
+            [expires_at, max_duration_s, Jsonb(upstream_session or {}), interview_id],
+        )
+        return cur.rowcount == 1
+
+
+async def get_interview_options(
+    db: Database, tenant_id: UUID, interview_id: UUID
+) -> InterviewOptions | None:
+    async with db.tenant(tenant_id) as conn:
+        cur = conn.cursor(row_factory=class_row(InterviewOptions))
+        await cur.execute(
+            "SELECT expires_at, max_duration_s, upstream_session FROM interview_sessions"
+            " WHERE id = %s",
+            [interview_id],
+        )
+        return await cur.fetchone()
+
+
+async def list_interview_options(
+    db: Database, tenant_id: UUID, interview_ids: list[UUID]
+) -> dict[UUID, InterviewOptions]:
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(
+            "SELECT id, expires_at, max_duration_s, upstream_session FROM interview_sessions"
+            " WHERE id = ANY(%s)",
+            [interview_ids],
+        )
+        rows = await cur.fetchall()
+    return {row[0]: InterviewOptions(*row[1:]) for row in rows}
+
+
+async def count_sessions(db: Database, tenant_id: UUID) -> int:
+    """How many interviews the tenant has, for paging."""
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute("SELECT count(*) FROM interview_sessions")
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def add_video_segment(

@@ -1,4 +1,4 @@
-"""Tenancy rows: API keys, single-use invitations, and the options an interview was created with.
+"""Tenants and their credentials: the tenant row, API keys and single-use invitations.
 
 An API key names its tenant in clear (``igw_<tenant hex>_<secret>``): the gateway must know the
 tenant *before* it may look at any row, because row-level security shows a transaction only its
@@ -11,18 +11,28 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+import uuid
 from uuid import UUID
-
-from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
 
 from storage.database import Database
 
 API_KEY_PREFIX = "igw_"
 _API_KEY_SHAPE = re.compile(r"igw_([0-9a-f]{32})_[A-Za-z0-9_-]{43}")
+
+
+async def create_tenant(db: Database, name: str) -> UUID:
+    """A new tenant; its id is chosen here so the insert itself passes the tenant's policy."""
+    tenant_id = uuid.uuid4()
+    async with db.tenant(tenant_id) as conn:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES (%s, %s)", [tenant_id, name])
+    return tenant_id
+
+
+async def tenant_exists(db: Database, tenant_id: UUID) -> bool:
+    """Whether the tenant exists (its own policy shows it only to itself)."""
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute("SELECT 1 FROM tenants WHERE id = %s", [tenant_id])
+        return await cur.fetchone() is not None
 
 
 def _hash(key: str) -> bytes:
@@ -83,64 +93,3 @@ async def release_invitation(db: Database, tenant_id: UUID, jti: str) -> None:
     """Forget a use that admitted nobody (the gateway refused the socket after recording it)."""
     async with db.tenant(tenant_id) as conn:
         await conn.execute("DELETE FROM invitation_uses WHERE jti = %s", [jti])
-
-
-@dataclass(frozen=True, slots=True)
-class InterviewOptions:
-    """What the admin asked for when creating the interview, beyond its mode."""
-
-    expires_at: datetime | None
-    max_duration_s: int | None
-    upstream_session: dict[str, Any]
-
-
-async def set_interview_options(
-    db: Database,
-    tenant_id: UUID,
-    interview_id: UUID,
-    *,
-    expires_at: datetime | None = None,
-    max_duration_s: int | None = None,
-    upstream_session: dict[str, Any] | None = None,
-) -> bool:
-    async with db.tenant(tenant_id) as conn:
-        cur = await conn.execute(
-            "UPDATE interview_sessions SET expires_at = %s, max_duration_s = %s,"
-            " upstream_session = %s WHERE id = %s",
-            [expires_at, max_duration_s, Jsonb(upstream_session or {}), interview_id],
-        )
-        return cur.rowcount == 1
-
-
-async def get_interview_options(
-    db: Database, tenant_id: UUID, interview_id: UUID
-) -> InterviewOptions | None:
-    async with db.tenant(tenant_id) as conn:
-        cur = conn.cursor(row_factory=class_row(InterviewOptions))
-        await cur.execute(
-            "SELECT expires_at, max_duration_s, upstream_session FROM interview_sessions"
-            " WHERE id = %s",
-            [interview_id],
-        )
-        return await cur.fetchone()
-
-
-async def list_interview_options(
-    db: Database, tenant_id: UUID, interview_ids: list[UUID]
-) -> dict[UUID, InterviewOptions]:
-    async with db.tenant(tenant_id) as conn:
-        cur = await conn.execute(
-            "SELECT id, expires_at, max_duration_s, upstream_session FROM interview_sessions"
-            " WHERE id = ANY(%s)",
-            [interview_ids],
-        )
-        rows = await cur.fetchall()
-    return {row[0]: InterviewOptions(*row[1:]) for row in rows}
-
-
-async def count_sessions(db: Database, tenant_id: UUID) -> int:
-    """How many interviews the tenant has, for paging."""
-    async with db.tenant(tenant_id) as conn:
-        cur = await conn.execute("SELECT count(*) FROM interview_sessions")
-        row = await cur.fetchone()
-    return int(row[0]) if row else 0

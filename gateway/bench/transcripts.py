@@ -24,6 +24,7 @@ from gateway.cli.helptext import command_parser
 from gateway.config import ConfigError, Settings
 from storage import interviews
 from storage.database import Database, DatabaseUnavailable, open_database
+from storage.tenants import create_tenant
 from storage.transcripts import TranscriptEntry, TranscriptWriter
 
 _TYPES = (
@@ -121,9 +122,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         settings.database_url, data_dir=settings.data_dir, migrate=settings.migrate_on_start
     )
     run_id = uuid.uuid4().hex
-    tenants = [
-        await interviews.create_tenant(db, f"bench {run_id[:8]} #{i}") for i in range(args.tenants)
-    ]
+    tenants = [await create_tenant(db, f"bench {run_id[:8]} #{i}") for i in range(args.tenants)]
     sessions = [
         (
             t,

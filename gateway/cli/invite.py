@@ -16,7 +16,7 @@ from uuid import UUID
 from gateway.cli.helptext import command_parser
 from gateway.config import MODES, ConfigError, Settings
 from gateway.sessions.invitations import invite
-from storage import interviews, tenants
+from storage import tenants
 from storage.database import Database, DatabaseUnavailable, open_database
 
 
@@ -72,7 +72,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _create_tenant(db: Database, name: str) -> int:
-    tenant_id = await interviews.create_tenant(db, name)
+    tenant_id = await tenants.create_tenant(db, name)
     key = await tenants.create_api_key(db, tenant_id, "created by interview-gateway invite")
     print(f"tenant {tenant_id}")
     print(f"api key {key}  (shown once; only its hash is stored)")
@@ -82,7 +82,7 @@ async def _create_tenant(db: Database, name: str) -> int:
 async def _invite(db: Database, settings: Settings, args: argparse.Namespace) -> int:
     from gateway.app import jwt_secret  # the application module loads aiortc; only now
 
-    if not await interviews.tenant_exists(db, args.tenant):
+    if not await tenants.tenant_exists(db, args.tenant):
         print(
             f"interview-gateway: no tenant {args.tenant}; make one with --create-tenant NAME",
             file=sys.stderr,

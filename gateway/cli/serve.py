@@ -2,6 +2,10 @@
 
 With no configuration at all it starts the embedded PostgreSQL server and an in-process
 simulated upstream, and prints where it listens and a ready-to-use invitation link.
+
+SIGINT (Ctrl-C) and SIGTERM stop it at any moment, and it exits 0: a running gateway ends every
+session first; a start-up still under way is abandoned, and what it had started is stopped (the
+embedded PostgreSQL server included) before the process exits.
 """
 
 from __future__ import annotations
@@ -10,17 +14,53 @@ import argparse
 import asyncio
 import signal
 import sys
+from types import FrameType
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
-from gateway import logs, media
-from gateway.app import DATABASE, JWT_SECRET, create_app
-from gateway.config import MODES, ConfigError, Settings
-from gateway.sessions.invitations import default_tenant, invite
-from storage.database import DatabaseUnavailable
+#: The signals that stop ``serve``; SIGTERM is treated like Ctrl-C (no graceful drain yet).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM, caught from the command's first instant until the process exits.
+
+    Before the event loop runs, a signal is only recorded: loading aiortc and opening the
+    database take seconds on a busy machine, and a Ctrl-C in that time must be neither lost nor
+    a traceback. Inside the loop, :meth:`wait` returns once one has arrived, however early. After
+    the loop, while the interpreter stops the embedded server, signals are ignored: the process
+    is already on its way out, and dying there would leave the server running.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._arrived: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        loop, arrived = self._loop, self._arrived
+        if loop is not None and arrived is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(arrived.set)  # wakes a loop blocked in select()
+
+    async def wait(self) -> None:
+        """Returns once SIGINT or SIGTERM has arrived, since :meth:`install` or from now on."""
+        self._arrived = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self.received is not None:
+            self._arrived.set()
+        await self._arrived.wait()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from gateway.config import MODES
+
     parser = argparse.ArgumentParser(prog="interview-gateway serve", description=__doc__)
     parser.add_argument("--host", help="address to listen on (GATEWAY_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (GATEWAY_PORT, default 8080)")
@@ -32,12 +72,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
+    stop = StopSignals()
+    stop.install()
+    # Everything else is imported only now, with the signals caught: see StopSignals.
+    from gateway import logs, media
+    from gateway.config import ConfigError, Settings
+    from storage.database import DatabaseUnavailable
+
     args = parse_args(argv)
     logs.configure()
     try:
         settings = Settings.from_env(host=args.host, port=args.port, mode=args.mode)
         media.install(settings.ice_addresses)
-        asyncio.run(serve(settings, invite_at_start=not args.no_invite))
+        asyncio.run(serve(settings, stop, invite_at_start=not args.no_invite))
     except (ConfigError, DatabaseUnavailable) as exc:
         print(f"interview-gateway: {exc}", file=sys.stderr)
         return 1
@@ -50,12 +97,24 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-async def serve(settings: Settings, *, invite_at_start: bool = True) -> None:
-    """Run until SIGINT/SIGTERM, then end every session cleanly."""
+async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool = True) -> None:
+    """Starts the gateway and runs it until ``stop``; a stop during start-up abandons it.
+
+    Either way the runner's cleanup closes, in reverse, whatever start-up had opened; the
+    embedded PostgreSQL server, started in a thread that cannot be interrupted, is stopped when
+    the process exits, once that thread is done (see :mod:`storage.database`).
+    """
+    from aiohttp import web
+
+    from gateway.app import DATABASE, JWT_SECRET, create_app
+    from gateway.sessions.invitations import default_tenant, invite
+
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    try:
+
+    async def start() -> None:
+        """Opens everything (database, writer, upstream, sessions), listens, invites."""
+        await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         port = runner.addresses[0][1]  # the real port when asked for port 0
@@ -66,11 +125,20 @@ async def serve(settings: Settings, *, invite_at_start: bool = True) -> None:
             invitation = await invite(app[DATABASE], app[JWT_SECRET], tenant_id, mode=settings.mode)
             print(f"interview room: {invitation.room_url(base_url)}", flush=True)
             print(f"candidate token: {invitation.token}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+
+    stopped = asyncio.create_task(stop.wait(), name="stop-signals")
+    starting = asyncio.create_task(start(), name="start-up")
+    try:
+        await asyncio.wait({stopped, starting}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            print("interview-gateway: interrupted during start-up; stopping", file=sys.stderr)
+            starting.cancel()
+            await asyncio.wait({starting})
+            if starting.cancelled():
+                return
+        starting.result()  # start-up's own error, if it failed
+        await stopped
         print("interview-gateway: shutting down, ending every session", flush=True)
     finally:
+        stopped.cancel()
         await runner.cleanup()

@@ -32,7 +32,7 @@ from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport, HeadlessCandidate
 from gateway.sim.script import Script
-from storage import interviews, transcripts
+from storage import interviews, tenants, transcripts
 from storage.database import Database, DatabaseUnavailable, open_database
 
 READY_TIMEOUT = 60.0
@@ -193,7 +193,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
         data_dir = Path(tmp) if args.gateway is None else settings.data_dir
         db = await open_database(settings.database_url, data_dir=data_dir)
         try:
-            tenant_id = await interviews.create_tenant(db, "simulate")
+            tenant_id = await tenants.create_tenant(db, "simulate")
             invitations = [
                 await invite(db, secret, tenant_id, mode=args.mode) for _ in range(args.interviews)
             ]

@@ -138,8 +138,8 @@ class AdminApi:
         offset = validation.PAGE_OFFSET.parse("offset", request.query.get("offset"))
         db = self._database()
         records = await interviews.list_sessions(db, tenant_id, limit=limit, offset=offset)
-        options = await tenants.list_interview_options(db, tenant_id, [r.id for r in records])
-        total = await tenants.count_sessions(db, tenant_id)
+        options = await interviews.list_interview_options(db, tenant_id, [r.id for r in records])
+        total = await interviews.count_sessions(db, tenant_id)
         next_offset = offset + len(records) if offset + len(records) < total else None
         return web.json_response(
             {
@@ -186,7 +186,7 @@ class AdminApi:
         record = await interviews.get_session(db, tenant_id, interview_id)
         if record is None:
             raise api_error(404, "not_found", "no such interview")
-        options = await tenants.get_interview_options(db, tenant_id, interview_id)
+        options = await interviews.get_interview_options(db, tenant_id, interview_id)
         return _interview_json(record, options)
 
 
@@ -202,7 +202,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _interview_json(
-    record: interviews.SessionRecord, options: tenants.InterviewOptions | None
+    record: interviews.SessionRecord, options: interviews.InterviewOptions | None
 ) -> dict[str, Any]:
     return {
         "id": str(record.id),

@@ -51,7 +51,7 @@ async def invite(
         db, tenant_id, requested_mode=mode, candidate_ref=candidate_ref, metadata=metadata
     )
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
-    await tenants.set_interview_options(
+    await interviews.set_interview_options(
         db,
         tenant_id,
         interview_id,
@@ -76,9 +76,9 @@ async def default_tenant(db: Database, data_dir: Path) -> UUID:
     path = data_dir / "default-tenant"
     if path.exists():
         tenant_id = UUID(path.read_text().strip())
-        if await interviews.tenant_exists(db, tenant_id):
+        if await tenants.tenant_exists(db, tenant_id):
             return tenant_id
-    tenant_id = await interviews.create_tenant(db, "default")
+    tenant_id = await tenants.create_tenant(db, "default")
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(str(tenant_id))
     return tenant_id

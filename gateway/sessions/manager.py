@@ -19,7 +19,7 @@ from gateway.sessions.session import ConnectionHandler, EndStatus, InterviewSess
 from gateway.upstream.call import CallFactory
 from signaling.errors import SignalingError
 from signaling.server import SignalingChannel
-from storage import gateways, interviews, tenants
+from storage import gateways, interviews
 from storage.database import Database
 from storage.transcripts import TranscriptWriter
 
@@ -179,7 +179,7 @@ class SessionManager:
             raise SignalingError("interview_not_found", "no such interview")
         if record.status in ("ended", "failed"):
             raise SignalingError("interview_ended", "this interview has already ended")
-        options = await tenants.get_interview_options(self.db, tenant_id, interview_id)
+        options = await interviews.get_interview_options(self.db, tenant_id, interview_id)
         await gateways.claim(self.db, self.gateway_id, tenant_id, interview_id)
         limit = self.settings.session_time_limit
         session = InterviewSession(

@@ -27,7 +27,7 @@ from gateway.app import DATABASE, JWT_SECRET, WRITER, create_app
 from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.speech import SAMPLE_RATE, synthesize
-from storage import interviews
+from storage import tenants
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -49,9 +49,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-#: Every browser test carries this: the marker, and a clear skip when there is no Chromium.
+#: Every browser test carries this: its markers (a browser test is slow too), and a clear skip
+#: when there is no Chromium.
 browser_test = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         shutil.which(CHROMIUM) is None,
         reason=f"no Chromium at {CHROMIUM}: apt-get install chromium",
@@ -149,7 +151,7 @@ async def gateway(fresh_database_url: str, tmp_path: Path) -> AsyncIterator[Gate
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
-        tenant_id = await interviews.create_tenant(app[DATABASE], "browser-tests")
+        tenant_id = await tenants.create_tenant(app[DATABASE], "browser-tests")
         yield Gateway(app, f"http://127.0.0.1:{port}", tenant_id)
     finally:
         await runner.cleanup()

@@ -18,7 +18,7 @@ from gateway.sessions.invitations import Invitation, invite
 from gateway.sessions.manager import SessionManager
 from gateway.sim.candidate import HeadlessCandidate
 from gateway.sim.script import Script
-from storage import interviews
+from storage import interviews, tenants
 from storage.database import Database
 from storage.interviews import SessionRecord
 from storage.transcripts import TranscriptWriter
@@ -98,7 +98,7 @@ async def start_gateway(fresh_database_url: str, tmp_path: Path) -> AsyncIterato
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
-        tenant_id = await interviews.create_tenant(app[DATABASE], "tests")
+        tenant_id = await tenants.create_tenant(app[DATABASE], "tests")
         gateway = RunningGateway(app, runner, f"http://127.0.0.1:{port}", tenant_id)
         started.append(gateway)
         return gateway

@@ -8,9 +8,12 @@ import os
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from uuid import UUID
 
+import psutil
 import pytest
 
 from gateway import cli
@@ -18,9 +21,33 @@ from gateway.cli.helptext import plain
 from storage import interviews
 from storage.database import open_database
 
+#: Slow (processes started as a user starts them, some run whole interviews): left out by
+#: `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def command_env(database_url: str, data_dir: Path) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": database_url, "GATEWAY_DATA_DIR": str(data_dir)}
+
+
+@asynccontextmanager
+async def killed_at_exit(process: asyncio.subprocess.Process) -> AsyncIterator[None]:
+    """Whatever the test asserts, the command it started does not outlive it."""
+    try:
+        yield
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def start_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "serve", "--port", "0",
+        env={**env, "GATEWAY_ICE_ADDRESSES": "127.0.0.1"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
 
 
 async def test_serve_prints_a_working_invitation_and_ends_cleanly_on_ctrl_c(
@@ -33,13 +60,14 @@ async def test_serve_prints_a_working_invitation_and_ends_cleanly_on_ctrl_c(
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert process.stdout is not None
-    lines = [(await asyncio.wait_for(process.stdout.readline(), 60)).decode() for _ in range(3)]
-    assert lines[0].startswith("interview-gateway listening on http://127.0.0.1:")
-    room = lines[1].removeprefix("interview room: ").strip()
-    assert "/interview/" in room and "#token=" in room
-    interview_id = room.split("/interview/")[1].split("#")[0]
-    process.send_signal(signal.SIGINT)
-    assert await asyncio.wait_for(process.wait(), 60) == 0
+    async with killed_at_exit(process):
+        lines = [(await asyncio.wait_for(process.stdout.readline(), 60)).decode() for _ in range(3)]
+        assert lines[0].startswith("interview-gateway listening on http://127.0.0.1:")
+        room = lines[1].removeprefix("interview room: ").strip()
+        assert "/interview/" in room and "#token=" in room
+        interview_id = room.split("/interview/")[1].split("#")[0]
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
     # the invitation names a real interview row, still waiting for its candidate
     db = await open_database(fresh_database_url, data_dir=tmp_path, migrate=False)
     try:
@@ -48,6 +76,63 @@ async def test_serve_prints_a_working_invitation_and_ends_cleanly_on_ctrl_c(
         assert record is not None and record.status == "created"
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+async def test_serve_stopped_while_it_connects_to_the_database_exits_at_once(
+    signum: signal.Signals, tmp_path: Path
+) -> None:
+    # A "server" that accepts the connection and never answers: start-up is certainly still
+    # under way, waiting on it, when the signal comes (psycopg would wait 5 s for it).
+    accepted = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # until the gateway hangs up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    async with server:
+        process = await start_serve(command_env(url, tmp_path))
+        async with killed_at_exit(process):
+            await asyncio.wait_for(accepted.wait(), 60)
+            process.send_signal(signum)
+            stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    assert b"interview room" not in stdout
+    assert stderr.decode().strip().splitlines()[-1] == (
+        "interview-gateway: interrupted during start-up; stopping"
+    )
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped is not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+async def test_serve_stopped_before_it_prints_the_room_stops_its_embedded_postgres(
+    signum: signal.Signals, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    process = await start_serve({**env, "GATEWAY_DATA_DIR": str(tmp_path)})
+    assert process.stdout is not None
+    async with killed_at_exit(process):
+        line = await asyncio.wait_for(process.stdout.readline(), 120)
+        assert line.startswith(b"interview-gateway listening on")  # the database is open
+        pid_file = tmp_path / "postgres" / "postmaster.pid"
+        postmaster = int(pid_file.read_text().split()[0])
+        assert running(postmaster)
+        process.send_signal(signum)  # before the room URL: the invitation is being made
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    assert not running(postmaster)
+    assert not pid_file.exists()
 
 
 async def test_simulate_runs_whole_interviews_and_reports_json(

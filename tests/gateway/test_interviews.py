@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gateway.sim.candidate import CandidateReport
 from gateway.sim.script import Script
 from storage import transcripts
 
 from .conftest import GatewayFactory, RunningGateway
+
+#: Slow (whole interviews over WebRTC): left out by `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
 
 SCRIPT = Script.default()
 TRANSCRIPT_LINES = 2 * len(SCRIPT.turns) + 1  # questions, answers, the closing line

@@ -16,9 +16,12 @@ from gateway.sim.candidate import HeadlessCandidate
 from gateway.sim.speech import SpeechTrack
 from gateway.upstream.openai import EVENTS_LABEL
 from signaling.client import SignalingClient
-from storage import interviews, tenants, transcripts
+from storage import interviews, transcripts
 
 from .conftest import GatewayFactory, RunningGateway
+
+#: Slow (WebRTC between real peers, seconds each): left out by `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 async def connected(gateway: RunningGateway, mode: str) -> tuple[Invitation, HeadlessCandidate]:
@@ -167,7 +170,7 @@ async def test_an_interviews_own_duration_and_upstream_session_apply(
 ) -> None:
     gateway = await start_gateway(mode="relay")
     invitation = await gateway.invite("relay")
-    await tenants.set_interview_options(
+    await interviews.set_interview_options(
         gateway.db,
         invitation.tenant_id,
         invitation.interview_id,

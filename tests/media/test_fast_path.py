@@ -22,6 +22,9 @@ from gateway.sim.opus_peers import LOCAL, PacketProbe, PeerHost
 from gateway.sim.speech import SpeechTrack
 from gateway.upstream.openai import EVENTS_LABEL
 
+#: Slow (WebRTC between real peers, seconds each): left out by `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 FLOWING = 100  # packets: two seconds of audio
 WAIT = 20.0  # seconds: the limit on any one wait
 

@@ -9,7 +9,7 @@ from uuid import UUID
 import aiohttp
 import pytest
 
-from storage import interviews, tenants
+from storage import tenants
 from tests.gateway.conftest import GatewayFactory, RunningGateway, start_gateway
 
 __all__ = ["ApiTenant", "GatewayFactory", "RunningGateway", "start_gateway"]
@@ -38,7 +38,7 @@ class ApiTenant:
 
 
 async def make_tenant(gateway: RunningGateway, http: aiohttp.ClientSession, name: str) -> ApiTenant:
-    tenant_id = await interviews.create_tenant(gateway.db, name)
+    tenant_id = await tenants.create_tenant(gateway.db, name)
     key = await tenants.create_api_key(gateway.db, tenant_id, name)
     return ApiTenant(tenant_id, key, gateway, http)
 

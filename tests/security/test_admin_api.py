@@ -25,6 +25,7 @@ async def error_of(response: aiohttp.ClientResponse) -> str:
     return str(body["error"]["code"])
 
 
+@pytest.mark.slow
 async def test_create_returns_an_invitation_that_a_candidate_can_use(
     start_gateway: GatewayFactory, http: aiohttp.ClientSession
 ) -> None:

@@ -30,7 +30,7 @@ from gateway.app import DATABASE, JWT_SECRET, create_app
 from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport
-from storage import interviews, tenants
+from storage import tenants
 from tests.conftest import create_database, drop_database
 from tests.gateway.conftest import FAST_SPEECH, RunningGateway
 from tests.signaling.signaling_samples import (
@@ -48,7 +48,7 @@ T = TypeVar("T")
 #: The gateway's thread (aioice, the simulated upstream) draws from the ``random`` module while
 #: hypothesis generates examples in the test's thread; hypothesis mistakes that for a strategy
 #: using ``random`` and warns. It is not one, and the examples stay reproducible.
-pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module")
+pytestmark = [pytest.mark.filterwarnings("ignore:Do not use the `random` module"), pytest.mark.slow]
 EXAMPLE_TIMEOUT = 30.0
 #: Close codes a fuzzed socket may end with: normal, going away, too big, invalid UTF-8, ours.
 CLOSE_CODES = {1000, 1001, 1007, 1009, *range(4000, 5000)}
@@ -118,8 +118,8 @@ def fuzz(
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         db = app[DATABASE]
-        fuzzed = await interviews.create_tenant(db, "fuzzed")
-        calm = await interviews.create_tenant(db, "calm")
+        fuzzed = await tenants.create_tenant(db, "fuzzed")
+        calm = await tenants.create_tenant(db, "calm")
         gateway = RunningGateway(app, runner, f"http://127.0.0.1:{runner.addresses[0][1]}", fuzzed)
         stop = asyncio.Event()
         return FuzzGateway(

@@ -12,7 +12,7 @@ import aiohttp
 from gateway.app import SIMULATED_UPSTREAM
 from gateway.sessions.invitations import Invitation
 from gateway.sim.candidate import HeadlessCandidate
-from storage import tenants, transcripts
+from storage import interviews, transcripts
 from storage.integrity import integrity_events
 
 from .conftest import GatewayFactory, RunningGateway
@@ -30,7 +30,7 @@ TAKEOVER = {
 
 async def invited(gateway: RunningGateway, mode: str) -> Invitation:
     invitation = await gateway.invite(mode)
-    await tenants.set_interview_options(
+    await interviews.set_interview_options(
         gateway.db,
         invitation.tenant_id,
         invitation.interview_id,

@@ -12,7 +12,7 @@ from gateway.sessions.invitations import Invitation, invite
 from signaling.client import SignalingClient, SignalingClientError
 from signaling.errors import SignalingError
 from signaling.tokens import issue_token
-from storage import interviews
+from storage import tenants
 
 from .conftest import GatewayFactory, RunningGateway
 
@@ -107,7 +107,7 @@ async def test_refusals_at_the_gateway_each_carry_their_code(
     for code, bad in cases.items():
         assert (await refusal(gateway, invitation, bad))[0] == code
     # a tenant that does not own the interview finds none (row-level security)
-    stranger = await interviews.create_tenant(gateway.db, "stranger")
+    stranger = await tenants.create_tenant(gateway.db, "stranger")
     assert (await refusal(gateway, invitation, token(tenant_id=str(stranger))))[0] == (
         "interview_not_found"
     )

@@ -82,7 +82,7 @@ async def test_through_the_api_another_tenants_interviews_do_not_exist(
 async def two_tenants(db: Database) -> tuple[Any, Any]:
     out = []
     for name in ("A", "B"):
-        tenant = await interviews.create_tenant(db, name)
+        tenant = await tenants.create_tenant(db, name)
         session = await interviews.create_session(db, tenant, requested_mode="auto")
         await tenants.create_api_key(db, tenant, name)
         assert await tenants.use_invitation(db, tenant, f"jti-{name}", session)
@@ -128,4 +128,4 @@ async def test_a_tenant_cannot_plant_keys_or_invitation_uses_for_another(
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         await tenants.use_invitation(db, a, "jti-steal", b_session)
     # nor read B's interview options
-    assert await tenants.get_interview_options(db, a, b_session) is None
+    assert await interviews.get_interview_options(db, a, b_session) is None

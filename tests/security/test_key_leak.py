@@ -154,6 +154,7 @@ async def scan_storage(seen: Seen, gateway: RunningGateway, data_dir: Path) -> N
             seen.add(f"file:{path.name}", path.read_bytes().decode(errors="replace"))
 
 
+@pytest.mark.slow
 async def test_the_upstream_key_appears_nowhere_but_upstream(
     start_gateway: GatewayFactory,
     seen: Seen,

@@ -12,6 +12,7 @@ import pytest
 from gateway.app import JWT_SECRET
 from gateway.sessions.invitations import invite
 from signaling.client import SignalingClient, SignalingClientError
+from storage import tenants
 
 from .conftest import GatewayFactory, make_tenant
 
@@ -76,9 +77,8 @@ async def test_a_tenant_has_a_maximum_of_live_sessions(start_gateway: GatewayFac
     gateway = await start_gateway(max_sessions_per_tenant=1, mode="proxy", reconnect_grace=30)
     secret = gateway.app[JWT_SECRET]
     first, second = await gateway.invite("proxy"), await gateway.invite("proxy")
-    from storage import interviews
 
-    other_tenant = await interviews.create_tenant(gateway.db, "other")
+    other_tenant = await tenants.create_tenant(gateway.db, "other")
     elsewhere = await invite(gateway.db, secret, other_tenant, mode="proxy")
     async with SignalingClient() as a, SignalingClient() as b, SignalingClient() as c:
         await a.connect(first.signal_url(gateway.base_url), first.token)

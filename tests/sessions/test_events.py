@@ -174,6 +174,7 @@ json_values = st.recursive(
         json_values,
     ),
 )
+@pytest.mark.slow
 def test_no_event_shape_raises(event_type: str, fields: dict[str, Any]) -> None:
     line = transcript_event({"type": event_type, **fields})
     if line is not None:

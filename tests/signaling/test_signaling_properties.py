@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,9 @@ from signaling.protocol import CloseConnection, SendMessage
 from signaling.session import Answer, SignalingSession
 from signaling.tokens import TokenVerifier
 from tests.signaling.signaling_samples import INTERVIEW, OFFER, SECRET, TOKEN, frames
+
+#: Slow (hundreds of generated examples each): left out by `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
 
 VERIFIER = TokenVerifier(SECRET)
 

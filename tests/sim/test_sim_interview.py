@@ -18,6 +18,9 @@ from gateway.sim.script import Script, ScriptTurn
 from gateway.sim.upstream import SimulatedUpstream
 from tests.sim.sim_peer import TRANSCRIPTION, Offerer, post_call
 
+#: Slow (WebRTC between real peers, seconds each): left out by `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 RESPONSE_ORDER = [
     "response.created",
     "conversation.item.added",

@@ -44,6 +44,7 @@ async def test_a_missing_database_is_named(postgres_url: str, tmp_path: Path) ->
         await open_database(make_conninfo(postgres_url, dbname="igw_no_such_db"), data_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_migrate_command_reports_an_unreachable_server_without_a_traceback(
     tmp_path: Path,
 ) -> None:
@@ -60,6 +61,7 @@ def test_migrate_command_reports_an_unreachable_server_without_a_traceback(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_migrate_command_applies_then_reports_up_to_date(empty_database_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": empty_database_url}
     run = [sys.executable, "-m", "gateway.cli", "migrate"]
@@ -83,6 +85,7 @@ async def test_open_database_migrates_and_uses_the_runtime_role(
         await db.close()
 
 
+@pytest.mark.slow
 async def test_embedded_server_starts_with_no_url(tmp_path: Path) -> None:
     db = await open_database(None, data_dir=tmp_path, max_size=2)
     try:

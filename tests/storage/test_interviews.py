@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from storage import interviews
+from storage import interviews, tenants
 from storage.database import Database
 
 
 async def test_a_session_is_created_updated_and_ended_once(db: Database) -> None:
-    tenant = await interviews.create_tenant(db, "acme")
+    tenant = await tenants.create_tenant(db, "acme")
     sid = await interviews.create_session(
         db, tenant, requested_mode="auto", candidate_ref="cand-7", metadata={"role": "SRE"}
     )
@@ -46,7 +46,7 @@ async def test_a_session_is_created_updated_and_ended_once(db: Database) -> None
 
 
 async def test_terminal_statuses_only_through_end_session(db: Database) -> None:
-    tenant = await interviews.create_tenant(db, "acme")
+    tenant = await tenants.create_tenant(db, "acme")
     sid = await interviews.create_session(db, tenant, requested_mode="relay")
     with pytest.raises(ValueError, match="end_session"):
         await interviews.update_session(db, tenant, sid, status="ended")
@@ -55,8 +55,8 @@ async def test_terminal_statuses_only_through_end_session(db: Database) -> None:
 
 
 async def test_list_sessions_returns_the_tenants_sessions_newest_first(db: Database) -> None:
-    tenant = await interviews.create_tenant(db, "acme")
-    other = await interviews.create_tenant(db, "other")
+    tenant = await tenants.create_tenant(db, "acme")
+    other = await tenants.create_tenant(db, "other")
     ids = [await interviews.create_session(db, tenant, requested_mode="relay") for _ in range(3)]
     await interviews.create_session(db, other, requested_mode="relay")
     listed = await interviews.list_sessions(db, tenant)
@@ -65,7 +65,7 @@ async def test_list_sessions_returns_the_tenants_sessions_newest_first(db: Datab
 
 
 async def test_video_segments_are_recorded_and_updated(db: Database) -> None:
-    tenant = await interviews.create_tenant(db, "acme")
+    tenant = await tenants.create_tenant(db, "acme")
     sid = await interviews.create_session(db, tenant, requested_mode="relay")
     seg = await interviews.add_video_segment(
         db, tenant, sid, participant="candidate", kind="video", sequence=0, codec="VP8"

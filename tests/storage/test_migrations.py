@@ -27,6 +27,7 @@ async def test_migrations_apply_from_empty_then_a_second_run_is_a_no_op(
     assert _recorded(empty_database_url) == ALL
 
 
+@pytest.mark.slow
 def test_two_processes_migrating_at_once_apply_each_migration_once(
     empty_database_url: str,
 ) -> None:

@@ -14,6 +14,7 @@ from psycopg import errors
 
 from storage import interviews
 from storage.database import Database
+from storage.tenants import create_tenant
 from storage.transcripts import TranscriptEntry, TranscriptWriter
 
 
@@ -25,7 +26,7 @@ class Tenant:
 
 
 async def _seed(db: Database, name: str, writer: TranscriptWriter) -> Tenant:
-    tenant = await interviews.create_tenant(db, name)
+    tenant = await create_tenant(db, name)
     session = await interviews.create_session(db, tenant, requested_mode="relay")
     segment = await interviews.add_video_segment(
         db, tenant, session, participant="candidate", kind="video", sequence=0

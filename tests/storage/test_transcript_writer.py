@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from storage import interviews
+from storage import interviews, tenants
 from storage.database import Database
 from storage.transcripts import (
     TranscriptEntry,
@@ -37,7 +37,7 @@ def entry(
 
 @pytest.fixture
 async def session(db: Database) -> tuple[UUID, UUID]:
-    tenant = await interviews.create_tenant(db, "acme")
+    tenant = await tenants.create_tenant(db, "acme")
     return tenant, await interviews.create_session(db, tenant, requested_mode="relay")
 
 
@@ -128,7 +128,7 @@ async def test_a_batch_mixing_tenants_lands_each_row_with_its_tenant(
 ) -> None:
     sessions = []
     for name in "ABC":
-        t = await interviews.create_tenant(db, name)
+        t = await tenants.create_tenant(db, name)
         sessions.append((t, await interviews.create_session(db, t, requested_mode="relay")))
     for n in range(30):
         t, s = sessions[n % 3]

@@ -20,9 +20,13 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from storage import interviews
+from storage import interviews, tenants
 from storage.database import Database
 from storage.transcripts import TranscriptEntry, TranscriptWriter, read_transcript
+
+#: Slow (real database outages, retries, a killed process): left out by
+#: `scripts/test -m "not slow"`.
+pytestmark = pytest.mark.slow
 
 TIMEOUT = 60
 
@@ -57,7 +61,7 @@ def entry(tenant: UUID, session: UUID, n: int) -> TranscriptEntry:
 async def sessions(db: Database) -> list[tuple[UUID, UUID]]:
     out = []
     for name in ("A", "B"):
-        tenant = await interviews.create_tenant(db, name)
+        tenant = await tenants.create_tenant(db, name)
         for _ in range(2):
             out.append(
                 (tenant, await interviews.create_session(db, tenant, requested_mode="relay"))
@@ -204,3 +208,34 @@ async def test_killing_the_writer_with_events_in_its_journal_loses_nothing(
     await writer.close()
     await assert_exactly_once(db, sessions, 1001)
     assert not any(journal.glob("*.journal"))
+
+
+@contextmanager
+def stalled(database_url: str) -> Iterator[None]:
+    """The database accepts connections but every transcript insert waits on a lock, until the
+    block ends: a server that hangs rather than refuses."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("LOCK TABLE transcript_entries IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+async def test_wait_durable_returns_when_a_stalled_database_times_the_batch_out(
+    db: Database, sessions: list[tuple[UUID, UUID]], fresh_database_url: str, tmp_path: Path
+) -> None:
+    # The journal's fsync is long done when the batch times out and memory is parked in the
+    # journal: that move alone must wake whoever waits for durability.
+    writer = TranscriptWriter(
+        db, tmp_path / "journal", batch_size=20, max_pending=50, write_timeout=1.0
+    )
+    await writer.start()
+    with stalled(fresh_database_url):
+        for n in range(200):
+            writer.submit(entry(*sessions[n % 4], n))
+        await asyncio.wait_for(writer.wait_durable(), TIMEOUT)
+        assert writer.stats.retries >= 1 and writer.stats.committed == 0
+    await asyncio.wait_for(writer.flush(), TIMEOUT)
+    await writer.close()
+    await assert_exactly_once(db, sessions, 200)

@@ -1,4 +1,4 @@
-"""The durable transcript writer, and the readers of what it wrote.
+"""The durable transcript writer.
 
 :class:`TranscriptWriter` takes events from the gateway without ever blocking it, and commits
 them to ``transcript_entries`` in batches, in the order it received them:
@@ -34,72 +34,25 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import UUID
 
 import psycopg
-from psycopg import errors
-from psycopg.rows import class_row
 
 from storage.database import Database
 from storage.journal import Journal
+from storage.transcripts.codec import JournalCodec, Pending
+from storage.transcripts.entries import TranscriptEntry
+from storage.transcripts.statements import (
+    TransientWriteError,
+    connect,
+    first_line,
+    write_entries,
+)
 
 _log = logging.getLogger(__name__)
-
-Role = Literal["candidate", "interviewer"]
-Source = Literal["relay", "sideband", "client"]
-ROLES: frozenset[str] = frozenset({"candidate", "interviewer"})
-SOURCES: frozenset[str] = frozenset({"relay", "sideband", "client"})
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptEntry:
-    """One transcript event, as the gateway hands it over. ``raw`` is the event's JSON text."""
-
-    tenant_id: UUID
-    session_id: UUID
-    event_id: str
-    role: Role
-    text: str
-    source: Source
-    event_type: str
-    item_id: str | None = None
-    audio_start_ms: int | None = None
-    audio_end_ms: int | None = None
-    raw: str | None = None
-    received_at: datetime = field(default_factory=_now)
-
-    def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"role must be 'candidate' or 'interviewer', got {self.role!r}")
-        if self.source not in SOURCES:
-            raise ValueError(f"source must be relay, sideband or client, got {self.source!r}")
-        if not self.event_id:
-            raise ValueError("event_id must not be empty")
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptRow:
-    """A stored transcript entry, in the session's reading order (``seq``)."""
-
-    seq: int
-    event_id: str
-    item_id: str | None
-    role: Role
-    text: str
-    source: Source
-    event_type: str
-    received_at: datetime
-    audio_start_ms: int | None
-    audio_end_ms: int | None
-    raw: Any
 
 
 @dataclass(slots=True)
@@ -116,120 +69,6 @@ class WriterStats:
     retries: int = 0  # failed batch attempts
     rejected: int = 0  # rows the database refused for their content
     batches: int = 0
-
-
-@dataclass(slots=True)
-class _Item:
-    entry: TranscriptEntry
-    ordinal: int  # 1, 2, ... per writer; 0 for events from another process's journal
-    enqueued: float  # time.monotonic() at submit; nan when unknown
-
-
-class _Transient(Exception):
-    """The batch may succeed later: the database is away, restarting or busy."""
-
-
-#: Errors that blame a row's content; anything else (connection lost, server restarting, even
-#: missing grants) is the deployment's problem and is retried, never blamed on the events.
-_PERMANENT = (errors.IntegrityError, errors.DataError)
-
-#: Each connection's private staging table: a batch arrives by binary COPY (psycopg encodes its
-#: rows in C; binary arrays of the same rows cost the client ~11 ms per 1000 in Python) and is
-#: gone at commit. Temporary: no WAL, no other session sees it.
-_STAGING = """
-CREATE TEMPORARY TABLE IF NOT EXISTS transcript_staging (
-    ord bigint, tenant_id uuid, session_id uuid, event_id text, item_id text, role text,
-    text text, source text, event_type text, received_at timestamptz, audio_start_ms int,
-    audio_end_ms int, raw text
-) ON COMMIT DELETE ROWS
-"""
-_COPY = "COPY transcript_staging FROM STDIN (FORMAT BINARY)"
-_STAGING_TYPES = (
-    "int8", "uuid", "uuid", "text", "text", "text", "text", "text", "text", "timestamptz",
-    "int4", "int4", "text",
-)  # fmt: skip
-
-#: One tenant's staged rows into ``transcript_entries``. Per session, the batch's fresh events
-#: are numbered in the order received after the session's counter, which is bumped once (not
-#: max(seq) per event: see migration 0004). There is no ON CONFLICT: a row that appeared since
-#: the duplicate check (another process writing the same event) fails the batch, which is
-#: retried and then skips it, so a duplicate can never consume a number.
-_INSERT = """
-WITH fresh AS MATERIALIZED (
-    -- a scalar subquery (not NOT EXISTS): one unique-index probe per event, never a hash of
-    -- the whole table, whatever the planner's estimates under row-level security
-    SELECT i.*, row_number() OVER (PARTITION BY i.session_id ORDER BY i.ord) AS rn,
-           count(*) OVER (PARTITION BY i.session_id) AS added
-    FROM transcript_staging i
-    WHERE i.tenant_id = %(tenant_id)s
-      AND (SELECT true FROM transcript_entries e
-           WHERE e.session_id = i.session_id AND e.event_id = i.event_id LIMIT 1) IS NULL
-), bumped AS (
-    INSERT INTO transcript_counters AS c (tenant_id, session_id, last_seq)
-    SELECT f.tenant_id, f.session_id, f.added FROM fresh f WHERE f.rn = 1
-    ON CONFLICT (session_id) DO UPDATE SET last_seq = c.last_seq + excluded.last_seq
-    RETURNING c.session_id, c.last_seq
-)
-INSERT INTO transcript_entries (tenant_id, session_id, seq, event_id, item_id, role, text,
-                                source, event_type, received_at, audio_start_ms, audio_end_ms,
-                                raw)
-SELECT f.tenant_id, f.session_id,
-       -- the counter is looked up once per session (its first row), not once per event
-       f.rn - f.added + max(CASE WHEN f.rn = 1 THEN
-           (SELECT b.last_seq FROM bumped b WHERE b.session_id = f.session_id) END)
-           OVER (PARTITION BY f.session_id),
-       f.event_id, f.item_id, f.role, f.text, f.source, f.event_type, f.received_at,
-       f.audio_start_ms, f.audio_end_ms, f.raw::jsonb
-FROM fresh f
-"""
-
-
-def _row(ord: int, e: TranscriptEntry) -> tuple[Any, ...]:
-    return (
-        ord, e.tenant_id, e.session_id, e.event_id, e.item_id, e.role, e.text, e.source,
-        e.event_type, e.received_at, e.audio_start_ms, e.audio_end_ms, e.raw,
-    )  # fmt: skip
-
-
-class _Codec:
-    """Journal lines: an entry as JSON, plus who submitted it (to keep flush() promises)."""
-
-    def __init__(self) -> None:
-        self.process = uuid4().hex  # this writer's mark; other marks are earlier processes
-
-    def encode(self, item: _Item) -> bytes:
-        e = item.entry
-        record = {
-            "w": self.process,
-            "o": item.ordinal,
-            "t": None if math.isnan(item.enqueued) else item.enqueued,
-            "tenant_id": str(e.tenant_id),
-            "session_id": str(e.session_id),
-            "event_id": e.event_id,
-            "role": e.role,
-            "text": e.text,
-            "source": e.source,
-            "event_type": e.event_type,
-            "item_id": e.item_id,
-            "audio_start_ms": e.audio_start_ms,
-            "audio_end_ms": e.audio_end_ms,
-            "raw": e.raw,
-            "received_at": e.received_at.isoformat(),
-        }
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
-
-    def decode(self, line: bytes) -> _Item:
-        r = json.loads(line)
-        mine = r.pop("w") == self.process
-        ordinal, enqueued = r.pop("o"), r.pop("t")
-        r["tenant_id"] = UUID(r["tenant_id"])
-        r["session_id"] = UUID(r["session_id"])
-        r["received_at"] = datetime.fromisoformat(r["received_at"])
-        return _Item(
-            TranscriptEntry(**r),
-            ordinal if mine else 0,
-            enqueued if mine and enqueued is not None else math.nan,
-        )
 
 
 class TranscriptWriter:
@@ -265,11 +104,11 @@ class TranscriptWriter:
         self._write_timeout = write_timeout
         self._max_backoff = max_backoff
         self._on_commit = on_commit
-        self._codec = _Codec()
+        self._codec = JournalCodec()
         self.stats = WriterStats()
 
-        self._queue: deque[_Item] = deque()  # in memory, older than anything in the journal
-        self._inflight: list[_Item] = []  # the batch being written, when taken from memory
+        self._queue: deque[Pending] = deque()  # in memory, older than anything in the journal
+        self._inflight: list[Pending] = []  # the batch being written, when taken from memory
         self._rejected_in_batch = 0
         self._resolved = 0  # every ordinal up to this one is committed, a duplicate or rejected
         self._changed = asyncio.Condition()
@@ -295,7 +134,7 @@ class TranscriptWriter:
         if self._closing:
             raise RuntimeError("the transcript writer is closed")
         self.stats.submitted += 1
-        item = _Item(entry, self.stats.submitted, time.monotonic())
+        item = Pending(entry, self.stats.submitted, time.monotonic())
         if self._journal.empty and len(self._queue) < self._max_pending:
             self._queue.append(item)
         else:
@@ -398,20 +237,25 @@ class TranscriptWriter:
             await self._linger()
             batch, from_memory = self._take_batch()
             if not batch:
+                await self._notify()  # an unreadable journal line was set aside: backlog fell
                 continue
             try:
                 await asyncio.wait_for(self._write(batch), self._write_timeout)
-            except (_Transient, TimeoutError) as exc:
+            except (TransientWriteError, TimeoutError) as exc:
                 failures += 1
                 self.stats.retries += 1
                 await self._drop_connections()
                 if from_memory:
                     self._park_memory_in_journal()
+                    # Memory is now empty and the journal fsync'd: that alone can make
+                    # wait_durable() true, and nothing else may wake its waiter (the journal's
+                    # own fsync may have finished long before, e.g. while the batch timed out).
+                    await self._notify()
                 delay = min(self._max_backoff, 0.05 * 2 ** min(failures, 10))
                 _log.warning(
                     "transcript batch of %d not committed (%s); retry in %.2fs, %d waiting",
                     len(batch),
-                    exc,
+                    first_line(exc),
                     delay,
                     self.backlog,
                 )
@@ -434,12 +278,12 @@ class TranscriptWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
 
-    def _take_batch(self) -> tuple[list[_Item], bool]:
+    def _take_batch(self) -> tuple[list[Pending], bool]:
         if self._queue:
             n = min(self._batch_size, len(self._queue))
             self._inflight = [self._queue.popleft() for _ in range(n)]
             return self._inflight, True
-        items: list[_Item] = []
+        items: list[Pending] = []
         for line in self._journal.peek(self._batch_size):
             try:
                 items.append(self._codec.decode(line))
@@ -458,7 +302,7 @@ class TranscriptWriter:
         self.stats.journaled += len(items)
         self._inflight, self._queue = [], deque()
 
-    def _resolve(self, batch: list[_Item]) -> None:
+    def _resolve(self, batch: list[Pending]) -> None:
         now = time.monotonic()
         latencies = [now - i.enqueued for i in batch if i.ordinal and not math.isnan(i.enqueued)]
         self.stats.replayed += sum(1 for i in batch if not i.ordinal)
@@ -472,14 +316,7 @@ class TranscriptWriter:
     async def _connection(self, lane: int) -> psycopg.AsyncConnection[Any]:
         conn = self._conns[lane]
         if conn is None or conn.closed:
-            try:
-                # JIT would compile the batch insert for ~0.4 s at each new plan: all cost, no gain
-                conn = await psycopg.AsyncConnection.connect(
-                    self._db.app_conninfo, options="-c jit=off", autocommit=True
-                )
-                await conn.execute(_STAGING)
-            except psycopg.Error as exc:
-                raise _Transient(_first_line(exc)) from exc
+            conn = await connect(self._db.app_conninfo)
             self._conns[lane] = conn
         return conn
 
@@ -490,7 +327,7 @@ class TranscriptWriter:
                     await conn.close()
             self._conns[lane] = None
 
-    async def _write(self, batch: list[_Item]) -> None:
+    async def _write(self, batch: list[Pending]) -> None:
         """Writes the batch over the lanes, each session always in the same lane (its order
         kept). When a lane fails after another committed, the whole batch is retried: the
         committed part comes back as duplicates (skipped, and counted as such)."""
@@ -511,54 +348,12 @@ class TranscriptWriter:
         self._rejected_in_batch = 0
 
     async def _write_lane(self, lane: int, entries: list[TranscriptEntry]) -> int:
-        conn = await self._connection(lane)
-        try:
-            return await self._insert(conn, entries)
-        except errors.UniqueViolation as exc:  # another process wrote the same event: again
-            raise _Transient(_first_line(exc)) from exc
-        except _PERMANENT:
-            return await self._insert_one_by_one(conn, entries)
-        except psycopg.Error as exc:
-            raise _Transient(_first_line(exc)) from exc
+        return await write_entries(await self._connection(lane), entries, self._refuse)
 
-    async def _insert(
-        self, conn: psycopg.AsyncConnection[Any], entries: list[TranscriptEntry]
-    ) -> int:
-        tenants = {e.tenant_id: None for e in entries}  # in order of first appearance
-        cursors = []
-        async with conn.transaction():
-            async with conn.cursor().copy(_COPY) as copy:
-                copy.set_types(_STAGING_TYPES)
-                for ord, entry in enumerate(entries):
-                    await copy.write_row(_row(ord, entry))
-            # one pipeline: every tenant's statements, and the commit, in a single round trip
-            async with conn.pipeline():
-                for tenant_id in tenants:
-                    await conn.execute(
-                        "SELECT set_config('app.tenant_id', %s, true)", [str(tenant_id)]
-                    )
-                    cursors.append(await conn.execute(_INSERT, {"tenant_id": tenant_id}))
-        return sum(max(cur.rowcount, 0) for cur in cursors)
-
-    async def _insert_one_by_one(
-        self, conn: psycopg.AsyncConnection[Any], entries: list[TranscriptEntry]
-    ) -> int:
-        """Finds the rows the database refuses, sets them aside, and commits the others."""
-        inserted = 0
-        for entry in entries:
-            try:
-                inserted += await self._insert(conn, [entry])
-            except errors.UniqueViolation as exc:
-                raise _Transient(_first_line(exc)) from exc
-            except _PERMANENT as exc:
-                self._reject(entry, exc)
-                self._rejected_in_batch += 1
-            except psycopg.Error as exc:
-                raise _Transient(_first_line(exc)) from exc
-        return inserted
-
-    def _reject(self, entry: TranscriptEntry, exc: Exception) -> None:
-        reason = _first_line(exc)
+    def _refuse(self, entry: TranscriptEntry, exc: Exception) -> None:
+        """A row the database refused for its content: set aside, counted, never retried."""
+        self._rejected_in_batch += 1
+        reason = first_line(exc)
         _log.error(
             "transcript event %s of session %s refused by the database (%s); kept in %s",
             entry.event_id,
@@ -566,7 +361,7 @@ class TranscriptWriter:
             reason,
             self._rejected_path,
         )
-        line = self._codec.encode(_Item(entry, 0, math.nan))
+        line = self._codec.encode(Pending(entry, 0, math.nan))
         self._write_rejected(line, reason)
 
     def _reject_line(self, line: bytes, reason: str) -> None:
@@ -584,12 +379,7 @@ class TranscriptWriter:
             os.close(fd)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _unique(batch: list[_Item]) -> list[TranscriptEntry]:
+def _unique(batch: list[Pending]) -> list[TranscriptEntry]:
     """The batch's entries without repeats of a (session_id, event_id), first one kept."""
     seen: set[tuple[UUID, str]] = set()
     out: list[TranscriptEntry] = []
@@ -599,27 +389,3 @@ def _unique(batch: list[_Item]) -> list[TranscriptEntry]:
             seen.add(key)
             out.append(item.entry)
     return out
-
-
-# -- readers -------------------------------------------------------------------------------
-
-_SPEAKERS: dict[str, str] = {"interviewer": "Interviewer", "candidate": "Candidate"}
-
-
-async def read_transcript(db: Database, tenant_id: UUID, session_id: UUID) -> list[TranscriptRow]:
-    """A session's transcript in reading order (the order the gateway received the events)."""
-    async with db.tenant(tenant_id) as conn:
-        cur = conn.cursor(row_factory=class_row(TranscriptRow))
-        await cur.execute(
-            "SELECT seq, event_id, item_id, role, text, source, event_type, received_at,"
-            " audio_start_ms, audio_end_ms, raw"
-            " FROM transcript_entries WHERE session_id = %s ORDER BY seq",
-            [session_id],
-        )
-        return await cur.fetchall()
-
-
-async def transcript_text(db: Database, tenant_id: UUID, session_id: UUID) -> str:
-    """The transcript as plain text, one ``Speaker: text`` line per entry."""
-    rows = await read_transcript(db, tenant_id, session_id)
-    return "\n".join(f"{_SPEAKERS[r.role]}: {r.text}" for r in rows)
