@@ -227,6 +227,8 @@ async def _readyz(request: web.Request) -> web.Response:
     if UPSTREAM not in app:
         reasons.append("no upstream configured")
     manager = app[SESSIONS]
+    if manager.draining:
+        reasons.append("draining")
     if manager.session_capacity_left() == 0:
         reasons.append("no session capacity left")
     if manager.settings.mode == "relay" and manager.relay_capacity_left() == 0:

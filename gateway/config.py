@@ -121,6 +121,8 @@ class Settings:
     #: Seconds after which a gateway whose heartbeat stopped counts as dead, and another
     #: finalizes its interviews as ``gateway_lost``.
     lost_after: float = 15.0
+    #: Seconds a SIGTERM gives live interviews to finish before they end as ``shutdown``.
+    drain_timeout: float = 30.0
     #: Client event types a relayed candidate's client may send upstream (``prefix.*`` for a
     #: family); everything else is dropped and recorded as an integrity event.
     client_events: tuple[str, ...] = DEFAULT_CLIENT_EVENTS
@@ -198,6 +200,7 @@ class Settings:
             ),
             max_sessions=_env_int(e, "GATEWAY_MAX_SESSIONS", cls.max_sessions),
             lost_after=_env_float(e, "GATEWAY_LOST_AFTER", cls.lost_after),
+            drain_timeout=_env_float(e, "GATEWAY_DRAIN_TIMEOUT", cls.drain_timeout),
             client_events=_env_list(e, "GATEWAY_CLIENT_EVENTS") or DEFAULT_CLIENT_EVENTS,
             on_session_tamper=tamper,  # type: ignore[arg-type]
             api_max_body=_env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),

@@ -3,9 +3,11 @@
 With no configuration at all it starts the embedded PostgreSQL server and an in-process
 simulated upstream, and prints where it listens and a ready-to-use invitation link.
 
-SIGINT (Ctrl-C) and SIGTERM stop it at any moment, and it exits 0: a running gateway ends every
-session first; a start-up still under way is abandoned, and what it had started is stopped (the
-embedded PostgreSQL server included) before the process exits.
+SIGINT (Ctrl-C) and SIGTERM stop it at any moment, and it exits 0: a start-up still under way is
+abandoned, and what it had started is stopped (the embedded PostgreSQL server included) before
+the process exits. A running gateway ends every session, recorded as ``shutdown``; on SIGTERM
+it drains first: it admits no new interview (``/readyz`` says ``draining``) and gives the live
+ones up to ``GATEWAY_DRAIN_TIMEOUT`` seconds to finish. A second signal cuts the drain short.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gateway.config import Settings
+    from gateway.sessions.manager import SessionManager
 
-#: The signals that stop ``serve``; SIGTERM is treated like Ctrl-C (no graceful drain yet).
+#: The signals that stop ``serve``: SIGINT at once, SIGTERM after a drain.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -36,6 +39,8 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        #: how many have arrived
+        self.count = 0
         self._arrived: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -45,17 +50,18 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
+        self.count += 1
         loop, arrived = self._loop, self._arrived
         if loop is not None and arrived is not None and not loop.is_closed():
             loop.call_soon_threadsafe(arrived.set)  # wakes a loop blocked in select()
 
-    async def wait(self) -> None:
-        """Returns once SIGINT or SIGTERM has arrived, since :meth:`install` or from now on."""
+    async def wait(self, after: int = 0) -> None:
+        """Returns once more than ``after`` signals have arrived since :meth:`install`."""
         self._arrived = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        if self.received is not None:
-            self._arrived.set()
-        await self._arrived.wait()
+        while self.count <= after:
+            self._arrived.clear()
+            await self._arrived.wait()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -106,7 +112,7 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
     """
     from aiohttp import web
 
-    from gateway.app import DATABASE, JWT_SECRET, create_app
+    from gateway.app import DATABASE, JWT_SECRET, SESSIONS, create_app
     from gateway.sessions.invitations import default_tenant, invite
 
     app = create_app(settings)
@@ -138,7 +144,25 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
                 return
         starting.result()  # start-up's own error, if it failed
         await stopped
+        if stop.received == signal.SIGTERM and settings.drain_timeout > 0:
+            await drain(app[SESSIONS], settings.drain_timeout, stop)
         print("interview-gateway: shutting down, ending every session", flush=True)
     finally:
         stopped.cancel()
         await runner.cleanup()
+
+
+async def drain(sessions: SessionManager, seconds: float, stop: StopSignals) -> None:
+    """Let live interviews finish, for ``seconds`` at most or until another signal."""
+    print(
+        f"interview-gateway: draining: no new interviews; {len(sessions)} live ones have"
+        f" {seconds:g} s to finish",
+        flush=True,
+    )
+    again = asyncio.create_task(stop.wait(after=stop.count))
+    drained = asyncio.create_task(sessions.drain(seconds))
+    try:
+        await asyncio.wait({again, drained}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        again.cancel()
+        drained.cancel()

@@ -80,6 +80,9 @@ class SessionManager:
         self._creating: dict[UUID, tuple[UUID, asyncio.Future[InterviewSession]]] = {}
         #: end records still on their way to the database
         self._records: set[asyncio.Task[None]] = set()
+        #: set while draining: no new interview is admitted, live ones may finish
+        self.draining = False
+        self._emptied = asyncio.Event()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -152,6 +155,20 @@ class SessionManager:
         )
         self._records.add(record)
         record.add_done_callback(self._records.discard)
+        self._check_emptied()
+
+    def _check_emptied(self) -> None:
+        if not self._sessions and not self._creating:
+            self._emptied.set()
+
+    async def drain(self, seconds: float) -> None:
+        """Admit no new interview and wait, ``seconds`` at most, for the live ones to
+        end by themselves (a reconnect to a live one is still admitted)."""
+        self.draining = True
+        self._emptied.clear()
+        self._check_emptied()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._emptied.wait(), seconds)
 
     async def _session_for(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
         """Create the interview's session once, however many connections ask at the same time.
@@ -163,10 +180,13 @@ class SessionManager:
         if pending is None:
             if self.tenant_sessions(tenant_id) >= self.settings.max_sessions_per_tenant:
                 raise SignalingError("at_capacity", "your organisation's live interview limit")
+            if self.draining:
+                raise SignalingError("at_capacity", "this gateway is shutting down; try again")
             if self.session_capacity_left() == 0:
                 raise SignalingError("at_capacity", "this gateway serves no more interviews")
             future = asyncio.ensure_future(self._create(tenant_id, interview_id))
             future.add_done_callback(lambda f: self._creating.pop(interview_id, None))
+            future.add_done_callback(lambda f: self._check_emptied())
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # observed
             pending = self._creating[interview_id] = (tenant_id, future)
         elif pending[0] != tenant_id:

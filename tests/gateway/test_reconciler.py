@@ -4,25 +4,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 
 from gateway.app import RECONCILER
-from gateway.sessions.invitations import invite
-from gateway.sim.candidate import HeadlessCandidate
-from gateway.sim.script import Script
 from storage import interviews
 from storage.interviews import SessionRecord
 
 from .conftest import GatewayFactory, RunningGateway
+from .served import served
 
 LOST_AFTER = 2.0
-SECRET = "reconciler-test-secret-" + "y" * 24
 
 
 async def row(gateway: RunningGateway, tenant: UUID, interview: UUID) -> SessionRecord:
@@ -85,45 +80,22 @@ async def test_a_killed_gateways_interviews_end_as_gateway_lost_after_the_bound(
     await its_candidate.connect()
 
     # The gateway to be killed: the real command, in a process of its own.
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "serve", "--port", "0", "--no-invite",
-        env={
-            **os.environ,
-            "DATABASE_URL": fresh_database_url,
-            "GATEWAY_DATA_DIR": str(tmp_path / "doomed"),
-            "GATEWAY_JWT_SECRET": SECRET,
-            "GATEWAY_ICE_ADDRESSES": "127.0.0.1",
-            "GATEWAY_MODE": "relay",
-            "GATEWAY_LOST_AFTER": str(LOST_AFTER),
-        },
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-        base_url = line.split(" listening on ")[1].split()[0]
-        answers = [turn.answer for turn in Script.default().turns]
-        invitations, candidates = [], []
-        for _ in range(3):
-            invitation = await invite(survivor.db, SECRET, survivor.tenant_id, mode="relay")
-            candidate = HeadlessCandidate(
-                invitation.signal_url(base_url),
-                invitation.token,
-                interview_id=str(invitation.interview_id),
-                answers=answers,
-            )
-            await candidate.connect()
-            invitations.append(invitation)
-            candidates.append(candidate)
-        for invitation in invitations:
+    async with served(
+        fresh_database_url,
+        tmp_path / "doomed",
+        survivor.db,
+        survivor.tenant_id,
+        GATEWAY_LOST_AFTER=str(LOST_AFTER),
+    ) as doomed:
+        joined = [await doomed.candidate() for _ in range(3)]
+        for invitation, _ in joined:
             await until_status(
                 survivor, invitation.tenant_id, invitation.interview_id, {"active"}, 15
             )
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
+        doomed.process.send_signal(signal.SIGKILL)
+        await doomed.process.wait()
         killed_at = asyncio.get_running_loop().time()
-        for invitation in invitations:
+        for invitation, _ in joined:
             record = await until_status(
                 survivor,
                 invitation.tenant_id,
@@ -136,10 +108,6 @@ async def test_a_killed_gateways_interviews_end_as_gateway_lost_after_the_bound(
         assert asyncio.get_running_loop().time() - killed_at >= LOST_AFTER - 1.0
         record = await row(survivor, its_own.tenant_id, its_own.interview_id)
         assert record.status == "active"  # the live gateway's interview is untouched
-        for candidate in candidates:
+        for _, candidate in joined:
             await candidate.close()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     await its_candidate.close()
