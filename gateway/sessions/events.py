@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, fields
+from typing import Any
+from uuid import UUID
 
-Role = Literal["candidate", "interviewer"]
+from storage.transcripts import Role, Source, TranscriptEntry
 
 
 class EventError(ValueError):
@@ -32,6 +33,9 @@ class EventError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TranscriptEvent:
+    """What one event says was said: a live line, and, when ``final``, the part of a stored
+    ``TranscriptEntry`` that the event itself carries (``entry`` adds where it belongs)."""
+
     event_id: str
     event_type: str
     role: Role
@@ -40,6 +44,16 @@ class TranscriptEvent:
     item_id: str | None = None
     audio_start_ms: int | None = None
     audio_end_ms: int | None = None
+
+    def entry(
+        self, tenant_id: UUID, interview_id: UUID, source: Source, raw: str
+    ) -> TranscriptEntry:
+        """The line to store: only finals are (deltas are shown, never kept)."""
+        assert self.final, "only a final line is stored"
+        carried = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "final"}
+        return TranscriptEntry(
+            tenant_id=tenant_id, session_id=interview_id, source=source, raw=raw, **carried
+        )
 
 
 # event type -> (role, field holding the text, final)

@@ -30,7 +30,7 @@ from gateway.sessions.events import EventError, TranscriptEvent, parse_event, tr
 from gateway.sessions.recorder import EndStatus, SessionRecorder
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
 from signaling.server import Answer, IceCandidate, SignalingChannel, SignalingError
-from storage.transcripts import Source, TranscriptEntry
+from storage.transcripts import Source
 
 if TYPE_CHECKING:
     from gateway.sessions.manager import RelayLease, SessionManager
@@ -299,21 +299,7 @@ class InterviewSession:
             return
         if line.final:
             raw = message.decode() if isinstance(message, bytes) else message
-            self.manager.writer.submit(
-                TranscriptEntry(
-                    tenant_id=self.tenant_id,
-                    session_id=self.interview_id,
-                    event_id=line.event_id,
-                    role=line.role,
-                    text=line.text,
-                    source=source,
-                    event_type=line.event_type,
-                    item_id=line.item_id,
-                    audio_start_ms=line.audio_start_ms,
-                    audio_end_ms=line.audio_end_ms,
-                    raw=raw,
-                )
-            )
+            self.manager.writer.submit(line.entry(self.tenant_id, self.interview_id, source, raw))
         if source != "client":
             with contextlib.suppress(asyncio.QueueFull):
                 self._live.put_nowait(line)
