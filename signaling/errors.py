@@ -57,6 +57,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "relay_unavailable": ErrorSpec(4307, True, "relay mode is required and could not start"),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
     "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),
+    "database_unavailable": ErrorSpec(4502, True, "the gateway's database is away; retry shortly"),
 }
 
 #: Close codes outside the error table: a normal end (bye) and a server going away (shutdown).

@@ -15,7 +15,7 @@ from uuid import UUID
 import psycopg
 
 from gateway.http.security import RateLimiter
-from gateway.sessions.manager import SessionManager
+from gateway.sessions.manager import SessionManager, promptly
 from gateway.sessions.session import ConnectionHandler
 from signaling.errors import SignalingError
 from signaling.server import SignalingChannel
@@ -65,7 +65,7 @@ class Admission:
             return await manager.join(tenant_id, interview_id, channel)
         assert claims.jti is not None  # the verifier insists on one
         try:
-            first = await tenants.use_invitation(db, tenant_id, claims.jti, interview_id)
+            first = await promptly(tenants.use_invitation(db, tenant_id, claims.jti, interview_id))
         except psycopg.errors.ForeignKeyViolation:
             raise SignalingError("interview_not_found", "no such interview") from None
         if not first and manager.live(tenant_id, interview_id) is None:
@@ -74,5 +74,5 @@ class Admission:
             return await manager.join(tenant_id, interview_id, channel)
         except SignalingError:
             if first:
-                await tenants.release_invitation(db, tenant_id, claims.jti)
+                await promptly(tenants.release_invitation(db, tenant_id, claims.jti))
             raise

@@ -11,8 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from uuid import UUID
+
+import psycopg
+from psycopg_pool import PoolTimeout
 
 from gateway.config import Settings
 from gateway.sessions.session import ConnectionHandler, EndStatus, InterviewSession
@@ -27,6 +32,22 @@ log = logging.getLogger(__name__)
 
 #: How long shutdown waits for ended sessions' records to reach the database.
 SHUTDOWN_RECORD_TIMEOUT = 5.0
+#: Seconds admitting a connection waits for the database before it says so.
+DATABASE_WAIT = 2.0
+
+T = TypeVar("T")
+
+
+async def promptly(query: Awaitable[T]) -> T:
+    """A database call on the admission path: a database that does not answer within
+    ``DATABASE_WAIT`` is a prompt, retryable ``database_unavailable``, not a hang."""
+    try:
+        async with asyncio.timeout(DATABASE_WAIT):
+            return await query
+    except (TimeoutError, PoolTimeout, psycopg.OperationalError):
+        raise SignalingError(
+            "database_unavailable", "the gateway cannot reach its database; retry shortly"
+        ) from None
 
 
 @dataclass
@@ -194,13 +215,13 @@ class SessionManager:
         return await asyncio.shield(pending[1])
 
     async def _create(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
-        record = await interviews.get_session(self.db, tenant_id, interview_id)
+        record = await promptly(interviews.get_session(self.db, tenant_id, interview_id))
         if record is None:
             raise SignalingError("interview_not_found", "no such interview")
         if record.status in ("ended", "failed"):
             raise SignalingError("interview_ended", "this interview has already ended")
-        options = await interviews.get_interview_options(self.db, tenant_id, interview_id)
-        await gateways.claim(self.db, self.gateway_id, tenant_id, interview_id)
+        options = await promptly(interviews.get_interview_options(self.db, tenant_id, interview_id))
+        await promptly(gateways.claim(self.db, self.gateway_id, tenant_id, interview_id))
         limit = self.settings.session_time_limit
         session = InterviewSession(
             self,

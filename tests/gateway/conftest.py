@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from aiohttp import web
@@ -76,6 +77,23 @@ class RunningGateway:
 
 
 GatewayFactory = Callable[..., Awaitable[RunningGateway]]
+
+
+async def row(gateway: RunningGateway, tenant: UUID, interview: UUID) -> SessionRecord:
+    record = await interviews.get_session(gateway.db, tenant, interview)
+    assert record is not None
+    return record
+
+
+async def until_status(
+    gateway: RunningGateway, tenant: UUID, interview: UUID, statuses: set[str], within: float
+) -> SessionRecord:
+    """The row once it reaches one of ``statuses`` (the database is the only witness here:
+    the process that wrote it may be dead)."""
+    async with asyncio.timeout(within):
+        while (record := await row(gateway, tenant, interview)).status not in statuses:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    return record
 
 
 @pytest.fixture

@@ -6,35 +6,15 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 
 from gateway.app import RECONCILER
-from storage import interviews
-from storage.interviews import SessionRecord
 
-from .conftest import GatewayFactory, RunningGateway
+from .conftest import GatewayFactory, row, until_status
 from .served import served
 
 LOST_AFTER = 2.0
-
-
-async def row(gateway: RunningGateway, tenant: UUID, interview: UUID) -> SessionRecord:
-    record = await interviews.get_session(gateway.db, tenant, interview)
-    assert record is not None
-    return record
-
-
-async def until_status(
-    gateway: RunningGateway, tenant: UUID, interview: UUID, statuses: set[str], within: float
-) -> SessionRecord:
-    """The row once it reaches one of ``statuses`` (the database is the only witness here:
-    the process that wrote it may be dead)."""
-    async with asyncio.timeout(within):
-        while (record := await row(gateway, tenant, interview)).status not in statuses:  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
-    return record
 
 
 async def test_a_lapsed_gateways_interviews_are_finalized_and_a_live_ones_are_not(

@@ -17,40 +17,17 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from storage import interviews, tenants
 from storage.database import Database
 from storage.transcripts import TranscriptEntry, TranscriptWriter, read_transcript
+from tests.outages import outage
 
 #: Slow (real database outages, retries, a killed process): left out by
 #: `scripts/test -m "not slow"`.
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 60
-
-
-@contextmanager
-def outage(postgres_url: str, database_url: str) -> Iterator[None]:
-    """The database refuses connections and drops the ones it had, until the block ends."""
-    name = conninfo_to_dict(database_url)["dbname"]
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name))
-        )
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
-        )
-    try:
-        yield
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name))
-            )
 
 
 def entry(tenant: UUID, session: UUID, n: int) -> TranscriptEntry:
