@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
@@ -30,7 +31,7 @@ from gateway.sessions.events import EventError, TranscriptEvent, parse_event, tr
 from gateway.sessions.recorder import EndStatus, SessionRecorder
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
 from signaling.server import Answer, IceCandidate, SignalingChannel, SignalingError
-from storage.transcripts import Source
+from storage.transcripts import Role, Source
 
 if TYPE_CHECKING:
     from gateway.sessions.manager import RelayLease, SessionManager
@@ -42,6 +43,9 @@ __all__ = ["ConnectionHandler", "EndStatus", "InterviewSession"]
 #: Live transcript lines waiting for the browser; beyond this, deltas are dropped (finals are
 #: stored regardless, so nothing durable depends on this queue).
 LIVE_LINES = 512
+
+#: Final lines a session keeps to carry the interview over to a new upstream call.
+CONVERSATION_LINES = 400
 
 #: How long ending waits for its record to land before it lets go (the record goes on).
 END_RECORD_WAIT = 2.0
@@ -101,6 +105,8 @@ class InterviewSession:
         self._losses: set[Loss] = set()
         self._losses_changed = asyncio.Event()
         self._integrity_logged: set[str] = set()
+        #: the interview so far (final lines from the upstream), for a call that carries it over
+        self._conversation: deque[tuple[Role, str]] = deque(maxlen=CONVERSATION_LINES)
         self._grace: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(
             manager.db, tenant_id, interview_id, self.log_extra, gateway_id=manager.gateway_id
@@ -286,6 +292,9 @@ class InterviewSession:
         if kind == "session_tampered" and self.settings.on_session_tamper == "end":
             self._spawn_end("failed", "integrity_violation")
 
+    def conversation(self) -> list[tuple[Role, str]]:
+        return list(self._conversation)
+
     def server_event(self, message: str | bytes, source: Source) -> None:
         """Every Realtime event from any source passes here: live lines and durable entries."""
         try:
@@ -298,6 +307,8 @@ class InterviewSession:
         if line is None:
             return
         if line.final:
+            if source != "client":
+                self._conversation.append((line.role, line.text))
             raw = message.decode() if isinstance(message, bytes) else message
             self.manager.writer.submit(line.entry(self.tenant_id, self.interview_id, source, raw))
         if source != "client":

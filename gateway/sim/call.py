@@ -85,6 +85,8 @@ class SimulatedCall:
         self._answered = asyncio.Event()
         self._speech_item: str | None = None
         self._speech_start_ms = 0
+        #: the (role, text) of the messages a client restored with conversation.item.create
+        self.restored: list[tuple[str, str]] = []
 
     @property
     def transcription_enabled(self) -> bool:
@@ -170,6 +172,9 @@ class SimulatedCall:
         except EventError as exc:
             self._error(str(exc), "invalid_event", param=None, client_event=None)
             return
+        if event["type"] == "conversation.item.create":
+            self._restore_item(event)
+            return
         if event["type"] != "session.update":
             self._error(
                 f"the simulated upstream does not support client event {event['type']!r}",
@@ -192,6 +197,20 @@ class SimulatedCall:
         self.session = merge_session(self.session, update)
         self.emit("session.updated", session=self.view())
 
+    def _restore_item(self, event: dict[str, Any]) -> None:
+        """``conversation.item.create`` of a message: a resumed conversation's earlier turn."""
+        item = event.get("item")
+        if not isinstance(item, dict) or not isinstance(item.get("content"), list):
+            self._error("item must be a message", "invalid_value", param="item", client_event=None)
+            return
+        texts = [c.get("text") for c in item["content"] if isinstance(c, dict)]
+        text = " ".join(t for t in texts if isinstance(t, str))
+        self.restored.append((str(item.get("role")), text))
+        added = {**item, "id": new_id("item"), "object": "realtime.item", "status": "completed"}
+        for kind in ("conversation.item.added", "conversation.item.done"):
+            self.emit(kind, item=added, previous_item_id=self._last_item_id)
+        self._last_item_id = added["id"]
+
     def view(self) -> dict[str, Any]:
         return session_view(self.session, self.options.vad_hangover_ms)
 
@@ -199,8 +218,13 @@ class SimulatedCall:
 
     async def _interview(self) -> None:
         self.emit("session.created", session=self.view())
+        # A resumed conversation goes on from its first question the candidate did not answer.
+        answered = {q for (r, q), (nr, _) in zip(self.restored, self.restored[1:], strict=False)
+                    if r == "assistant" and nr == "user"}  # fmt: skip
         try:
             for index, turn in enumerate(self.options.script.turns):
+                if turn.question in answered:
+                    continue
                 await self._speak(turn.question)
                 self._answered.clear()
                 self._awaiting_answer = index

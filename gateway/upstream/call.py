@@ -13,10 +13,11 @@ browser leg on reconnect, never reports a loss.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from signaling.sdp import IceCandidate
-from storage.transcripts import Source
+from storage.transcripts import Role, Source
 
 CallMode = Literal["relay", "proxy"]
 
@@ -64,6 +65,10 @@ class CallListener(Protocol):
         """The candidate's client tried to steer the interviewer and the call stopped it
         (``client_event_refused``: an event the policy dropped; ``session_tampered``: a
         configuration change the call undid); ``detail`` says what, briefly."""
+
+    def conversation(self) -> Sequence[tuple[Role, str]]:
+        """The interview so far, final lines in order, for a call that must start a new
+        upstream conversation and carry the old one over (a proxy's reconnect)."""
 
 
 class Call(Protocol):
@@ -123,3 +128,6 @@ class Unsupervised:
 
     def integrity_event(self, kind: str, detail: str) -> None:
         pass
+
+    def conversation(self) -> Sequence[tuple[Role, str]]:
+        return ()

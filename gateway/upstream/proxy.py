@@ -5,16 +5,22 @@ reaches the browser), returns the upstream's answer, and joins the call's sideba
 which carries the same server events as the data channel: that is how transcripts reach the
 gateway without the media passing through it.
 
-Each upstream call is its own conversation, so a reconnect hangs up the old call and starts a
-new one with the new offer. Media never passes here, so the proxy reports no peer events; a
-sideband that closes by itself reports the upstream lost.
+Each upstream call is its own conversation, so a reconnect hangs up the old call, starts a new
+one with the new offer, and carries the interview over: the conversation so far goes to the
+new call as message items (over its sideband, before the browser connects), so the interviewer
+goes on where it was instead of starting again. The upstream ends a call when the browser's
+peer connection goes (a reload, a lost network), so a sideband that closes by itself reports
+the candidate's media lost, not the interview over: the candidate may come back within the
+grace period, on a new call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import websockets
@@ -24,8 +30,18 @@ from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavaila
 from gateway.upstream.integrity import SessionGuard
 from gateway.upstream.openai import RealtimeUpstream, UpstreamError
 from signaling.sdp import IceCandidate
+from storage.transcripts import Role
 
 log = logging.getLogger(__name__)
+
+
+def restored_item(role: Role, text: str) -> dict[str, Any]:
+    """A ``conversation.item.create`` that puts one earlier line into a new call."""
+    if role == "interviewer":
+        item = {"role": "assistant", "content": [{"type": "output_text", "text": text}]}
+    else:
+        item = {"role": "user", "content": [{"type": "input_text", "text": text}]}
+    return {"type": "conversation.item.create", "item": {"type": "message", **item}}
 
 
 class ProxyCall:
@@ -47,8 +63,9 @@ class ProxyCall:
         self._sideband: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
 
-    async def start(self, offer_sdp: str) -> str:
-        """Forward the offer, join the sideband, and return the upstream's answer.
+    async def start(self, offer_sdp: str, *, carry_over: Sequence[tuple[Role, str]] = ()) -> str:
+        """Forward the offer, join the sideband, restore ``carry_over`` on the new call, and
+        return the upstream's answer.
 
         The upstream judging the offer bad (400) is the browser's error; anything else means
         the upstream cannot be reached.
@@ -65,13 +82,17 @@ class ProxyCall:
         except UpstreamError as exc:
             await self.close()
             raise CallUnavailable(str(exc), reason=f"upstream_{exc.code}") from None
+        for role, text in carry_over:
+            await sideband.send(json.dumps(restored_item(role, text)))
         self._sideband = asyncio.create_task(self._listen(sideband, self._guard_for(sideband)))
         return call.answer_sdp
 
     async def reconnect(self, offer_sdp: str) -> str:
-        """A new call for the reconnected browser: the old conversation cannot be resumed."""
+        """A new call for the reconnected browser, carrying the interview so far over."""
         await self.close()
-        return await self.start(offer_sdp)
+        answer = await self.start(offer_sdp, carry_over=self._listener.conversation())
+        self._listener.peer_back()
+        return answer
 
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
         """Nothing to do: the upstream takes no trickle; its checks learn peer-reflexive ones."""
@@ -105,7 +126,7 @@ class ProxyCall:
             await sideband.close()
         # Reached only when the sideband ended by itself: close() cancels this task first.
         log.warning("%s; the upstream call is gone", reason)
-        self._listener.upstream_failed("upstream_sideband_closed")
+        self._listener.peer_lost("upstream_sideband_closed")
 
     async def close(self) -> None:
         """Leave the sideband and hang up the call; reports nothing to the listener."""

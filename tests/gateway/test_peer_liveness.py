@@ -11,13 +11,16 @@ from collections.abc import Callable
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from gateway.app import SIMULATED_UPSTREAM
 from gateway.media import ice
 from gateway.sessions.invitations import Invitation
 from gateway.sessions.session import InterviewSession
 from gateway.sim.candidate import HeadlessCandidate
+from gateway.sim.script import Script
 from gateway.sim.speech import SpeechTrack
 from gateway.upstream.openai import EVENTS_LABEL
 from signaling.client import SignalingClient
+from storage import transcripts
 
 from .conftest import GatewayFactory, RunningGateway
 
@@ -165,3 +168,42 @@ async def test_a_refused_offer_then_a_good_one_leaves_no_loss_behind(
         await pc.close()
     record = await gateway.ended_record(invitation)
     assert (record.status, record.end_reason) == ("ended", "bye")
+
+
+async def test_a_reloaded_proxy_interview_goes_on_where_it_was_on_a_new_call(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = await start_gateway(mode="proxy", reconnect_grace=GRACE * 3)
+    invitation = await gateway.invite("proxy")
+    candidate = gateway.candidate(invitation)
+    await candidate.connect()
+    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
+    assert session is not None and session.call is not None
+    first_call = session.call.call_id
+    sim = gateway.app[SIMULATED_UPSTREAM]
+    async with asyncio.timeout(30):  # the first answer is in: the interview is under way
+        while not any(role == "candidate" for role, _ in session.conversation()):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    # A reload: the page, its socket and its peer connection go; the upstream ends that call.
+    await candidate.connect(reconnect=True)
+    assert session.call.call_id != first_call
+    assert gateway.sessions.live(invitation.tenant_id, invitation.interview_id) is session
+    await candidate.converse()
+    assert candidate.client is not None
+    await candidate.client.bye()
+    await candidate.close()
+    record = await gateway.ended_record(invitation)
+    assert (record.status, record.end_reason) == ("ended", "bye")
+    # The new call was given the interview so far, and its interviewer did not start again.
+    calls = list(sim.calls.values())
+    assert len(calls) == 2
+    restored = calls[1].restored
+    assert [role for role, _ in restored[:2]] == ["assistant", "user"]
+    assert restored[0][1] == Script.default().turns[0].question
+    await gateway.writer.flush()
+    rows = await transcripts.read_transcript(
+        gateway.db, invitation.tenant_id, invitation.interview_id
+    )
+    questions = [row.text for row in rows if row.role == "interviewer"]
+    assert len(questions) == len(set(questions))  # no question asked twice
+    assert questions == [t.question for t in Script.default().turns] + [Script.default().closing]
