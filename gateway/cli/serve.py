@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import signal
 import sys
 from types import FrameType
@@ -65,9 +66,15 @@ class StopSignals:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from gateway.cli.helptext import command_parser
     from gateway.config import MODES
 
-    parser = argparse.ArgumentParser(prog="interview-gateway serve", description=__doc__)
+    parser = command_parser("interview-gateway serve", __doc__)
+    parser.epilog = (
+        "Every setting is an environment variable (GATEWAY_*, DATABASE_URL, OPENAI_*): the"
+        " Configuration table of README.md lists each with its default; a bad value stops"
+        " start-up with one sentence naming it."
+    )
     parser.add_argument("--host", help="address to listen on (GATEWAY_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (GATEWAY_PORT, default 8080)")
     parser.add_argument("--mode", choices=MODES, help="session mode (GATEWAY_MODE, default auto)")
@@ -89,16 +96,22 @@ def main(argv: list[str]) -> int:
     logs.configure()
     try:
         settings = Settings.from_env(host=args.host, port=args.port, mode=args.mode)
+        settings.prepare_data_dir()
+    except ConfigError as exc:
+        print(f"interview-gateway: {exc}", file=sys.stderr)
+        return 1
+    try:
         media.install(settings.ice_addresses)
         asyncio.run(serve(settings, stop, invite_at_start=not args.no_invite))
     except (ConfigError, DatabaseUnavailable) as exc:
         print(f"interview-gateway: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:  # e.g. the port is taken
-        print(
-            f"interview-gateway: cannot listen on {args.host}:{args.port}: {exc.strerror}",
-            file=sys.stderr,
-        )
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            where = f"{settings.host}:{settings.port}"
+            print(f"interview-gateway: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
+        else:
+            print(f"interview-gateway: {exc}", file=sys.stderr)
         return 1
     return 0
 
