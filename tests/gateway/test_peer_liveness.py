@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from gateway.app import SIMULATED_UPSTREAM
 from gateway.media import ice
@@ -62,20 +62,35 @@ async def gateway(start_gateway: GatewayFactory) -> RunningGateway:
     return await start_gateway(mode="relay", peer_timeout=PEER_TIMEOUT, reconnect_grace=GRACE)
 
 
-async def test_media_that_returns_on_the_same_peer_cancels_the_loss(
+def audio_sender(candidate: HeadlessCandidate) -> RTCRtpSender:
+    assert candidate.pc is not None
+    return next(s for s in candidate.pc.getSenders() if s.track and s.track.kind == "audio")
+
+
+async def silenced(
     gateway: RunningGateway,
-) -> None:
+) -> tuple[Invitation, HeadlessCandidate, InterviewSession, Callable[[], None]]:
+    """A connected candidate whose audio then stops (the socket stays), once the gateway has
+    counted the media lost; and how to start the same audio again."""
     invitation = await gateway.invite("relay")
     candidate = gateway.candidate(invitation)
     await candidate.connect()
     session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
-    assert session is not None and candidate.pc is not None
-    sender = next(s for s in candidate.pc.getSenders() if s.track and s.track.kind == "audio")
+    assert session is not None
+    sender = audio_sender(candidate)
     track = sender.track
-    sender.replaceTrack(None)  # a network blip: the socket stays, the media stops
+    assert track is not None
+    sender.replaceTrack(None)
     await until(session, lambda: "media" in session.losses, within=PEER_TIMEOUT + 5)
+    return invitation, candidate, session, lambda: sender.replaceTrack(track)
+
+
+async def test_media_that_returns_on_the_same_peer_cancels_the_loss(
+    gateway: RunningGateway,
+) -> None:
+    invitation, candidate, session, resume = await silenced(gateway)  # a network blip
     lost_at = time.monotonic()
-    sender.replaceTrack(track)
+    resume()
     await until(session, lambda: not session.losses, within=5)
     await outlives_the_grace(session)
     assert time.monotonic() - lost_at > GRACE  # the test ran past the timer it guards against
@@ -85,14 +100,7 @@ async def test_media_that_returns_on_the_same_peer_cancels_the_loss(
 async def test_a_reconnect_after_silence_cancels_the_loss_for_good(
     gateway: RunningGateway,
 ) -> None:
-    invitation = await gateway.invite("relay")
-    candidate = gateway.candidate(invitation)
-    await candidate.connect()
-    session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
-    assert session is not None and candidate.pc is not None
-    sender = next(s for s in candidate.pc.getSenders() if s.track and s.track.kind == "audio")
-    sender.replaceTrack(None)
-    await until(session, lambda: "media" in session.losses, within=PEER_TIMEOUT + 5)
+    invitation, candidate, session, _ = await silenced(gateway)
     lost_at = time.monotonic()
     await candidate.connect(reconnect=True)  # new socket, new peer connection
     await until(session, lambda: not session.losses, within=5)
@@ -109,9 +117,7 @@ async def test_a_reconnect_that_stays_silent_still_fails(gateway: RunningGateway
     candidate = gateway.candidate(invitation)
     await candidate.connect()
     await candidate.connect(reconnect=True)
-    assert candidate.pc is not None
-    sender = next(s for s in candidate.pc.getSenders() if s.track and s.track.kind == "audio")
-    sender.replaceTrack(None)
+    audio_sender(candidate).replaceTrack(None)
     record = await gateway.ended_record(invitation, within=PEER_TIMEOUT + GRACE + 10)
     assert (record.status, record.end_reason) == ("failed", "peer_silent")
     await candidate.close()
