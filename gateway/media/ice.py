@@ -8,22 +8,41 @@ place that reaches into aioice for that: ``install()`` (called once at process s
 ``gateway.media.install``) replaces ``aioice.ice.get_host_addresses`` with a function that
 honours, in order, the addresses set for the current task (one leg of a relay may gather on
 other addresses than the other) and the process-wide default given to ``install``.
+
+``install()`` also replaces ``Connection.query_consent`` (RFC 7675 consent freshness). aioice
+sends each consent check with no retransmission and a 0.5 s timeout, and expires consent after
+six failed checks in a row. A process whose event loop lags (a shared-CPU VM, a busy host, or
+both peers of a pair in one process, as with the in-process simulated upstream) sees the
+response and its own timeout become due in the same loop iteration, loses that race every time,
+and closes healthy connections about 30 s in. The replacement keeps aioice's schedule and its
+30 s bound, but retransmits each check (``CONSENT_RETRANSMISSIONS``), as RFC 5389 transactions
+do, so a check fails only when no response comes within several seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
+import logging
+import random
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 
 import aioice.ice
+from aioice import stun
 from aiortc import RTCIceCandidate
 from aiortc.sdp import candidate_from_sdp
 
 from signaling.sdp import IceCandidate
 
+log = logging.getLogger(__name__)
+
 _original_get_host_addresses = aioice.ice.get_host_addresses
+#: aioice's own consent loop, kept to check on upgrades that it is still the one replaced here.
+STOCK_QUERY_CONSENT = aioice.ice.Connection.query_consent
+#: Retransmissions of each consent check (timeouts 0.5, 1, 2, 4 s: 7.5 s to answer one).
+CONSENT_RETRANSMISSIONS = 3
 _default: tuple[str, ...] | None = None
 _current: ContextVar[tuple[str, ...] | None] = ContextVar("ice_host_addresses", default=None)
 
@@ -53,6 +72,33 @@ def install(default_addresses: Sequence[str] | None = None) -> None:
     global _default
     _default = _validated(default_addresses) if default_addresses else None
     aioice.ice.get_host_addresses = _get_host_addresses
+    aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
+
+
+async def _query_consent(self: aioice.ice.Connection) -> None:
+    """aioice's consent freshness loop, with retransmitted checks (see the module doc)."""
+    assert self.remote_password is not None
+    failures = 0
+    while True:
+        # as aioice: randomized between 0.8 and 1.2 times the interval
+        await asyncio.sleep(aioice.ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        for pair in self._nominated.values():
+            request = self.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request,
+                    pair.remote_addr,
+                    integrity_key=self.remote_password.encode("utf8"),
+                    retransmissions=CONSENT_RETRANSMISSIONS,
+                )
+                failures = 0
+            except stun.TransactionError:
+                failures += 1
+            if failures >= aioice.ice.CONSENT_FAILURES:
+                log.info("ICE consent to send expired for %s", pair.remote_addr)
+                self._query_consent_task = None
+                await self.close()
+                return
 
 
 def installed() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 
+import aioice.ice
 import aiortc
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
@@ -112,3 +113,12 @@ async def test_a_second_tap_replaces_the_first_and_release_restores_the_real_buf
         assert getattr(receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE) is buffer
     finally:
         await pc.close()
+
+
+def test_aioices_consent_loop_is_still_the_one_the_gateway_replaces() -> None:
+    """ice.install() swaps aioice's consent loop for one that retransmits its checks; if aioice
+    changes the loop (or starts retransmitting itself), the swap must be looked at again."""
+    source = inspect.getsource(ice.STOCK_QUERY_CONSENT)
+    assert "retransmissions=0" in source
+    assert "CONSENT_FAILURES" in source and "CONSENT_INTERVAL" in source
+    assert aioice.ice.Connection.query_consent is not ice.STOCK_QUERY_CONSENT  # installed
