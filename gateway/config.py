@@ -63,6 +63,22 @@ def _env_json(env: dict[str, str], name: str, default: Any) -> Any:
         raise ConfigError(f"{name} must be JSON: {exc.msg} at position {exc.pos}") from None
 
 
+def _turn_settings(env: dict[str, str]) -> dict[str, Any]:
+    """``GATEWAY_TURN_URLS``/``_SECRET``/``_TTL``: URLs are no use without the secret that
+    mints their credentials, and a credential must live a while."""
+    urls = _env_list(env, "GATEWAY_TURN_URLS")
+    for url in urls:
+        if not url.startswith(("turn:", "turns:")):
+            raise ConfigError(f"GATEWAY_TURN_URLS takes turn: or turns: URLs, got {url!r}")
+    secret = env.get("GATEWAY_TURN_SECRET") or None
+    if urls and secret is None:
+        raise ConfigError("GATEWAY_TURN_URLS is set but GATEWAY_TURN_SECRET is not")
+    ttl = _env_int(env, "GATEWAY_TURN_TTL", Settings.turn_ttl)
+    if ttl <= 0:
+        raise ConfigError(f"GATEWAY_TURN_TTL must be a positive number of seconds, got {ttl}")
+    return {"turn_urls": urls, "turn_secret": secret, "turn_ttl": ttl}
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -101,6 +117,11 @@ class Settings:
     #: RTCConfiguration.iceServers, as W3C dictionaries, for the browser and upstream legs.
     ice_servers: tuple[dict[str, Any], ...] = ()
     upstream_ice_servers: tuple[dict[str, Any], ...] = ()
+    #: TURN servers for browsers (``turn:``/``turns:`` URLs) that share ``turn_secret`` with the
+    #: gateway (coturn's ``use-auth-secret``), and how long a minted credential lasts (seconds).
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl: int = 3600
     #: Tokens: the audience (``aud``) they must name, a JWKS for RS256/ES256 ones, how often at
     #: most an unknown ``kid`` may refetch it, and the roles an admin bearer token may carry.
     jwt_audience: str | None = None
@@ -180,6 +201,7 @@ class Settings:
             ice_addresses=_env_list(e, "GATEWAY_ICE_ADDRESSES"),
             ice_servers=tuple(_env_json(e, "GATEWAY_ICE_SERVERS", [])),
             upstream_ice_servers=tuple(_env_json(e, "GATEWAY_UPSTREAM_ICE_SERVERS", [])),
+            **_turn_settings(e),
             jwt_audience=e.get("GATEWAY_JWT_AUDIENCE") or None,
             jwks_url=e.get("GATEWAY_JWKS_URL") or None,
             jwks_min_refresh=_env_float(e, "GATEWAY_JWKS_MIN_REFRESH", cls.jwks_min_refresh),

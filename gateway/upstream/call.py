@@ -13,7 +13,8 @@ browser leg on reconnect, never reports a loss.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 from signaling.sdp import IceCandidate
 from storage.transcripts import Source
@@ -94,8 +95,15 @@ class CallFactory(Protocol):
     so the sessions room never imports the media stack."""
 
     def create(
-        self, mode: CallMode, listener: CallListener, upstream_session: dict | None
-    ) -> Call: ...
+        self,
+        mode: CallMode,
+        listener: CallListener,
+        upstream_session: dict | None,
+        *,
+        browser_ice_servers: Sequence[dict[str, Any]] = (),
+    ) -> Call:
+        """A call; a relay's browser leg uses ``browser_ice_servers`` (the session's)."""
+        ...
 
     @property
     def upstream_kind(self) -> str:
