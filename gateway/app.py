@@ -134,7 +134,10 @@ def create_app(settings: Settings) -> web.Application:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[DATABASE] = await open_database(
-        settings.database_url, data_dir=settings.data_dir, migrate=settings.migrate_on_start
+        settings.database_url,
+        data_dir=settings.data_dir,
+        migrate=settings.migrate_on_start,
+        app_password=settings.db_app_password,
     )
     yield
     await app[DATABASE].close()

@@ -92,6 +92,8 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     #: None: start the embedded PostgreSQL server in ``data_dir``.
     database_url: str | None = None
+    #: The runtime role's password, for servers that ask for one; ``migrate`` sets it.
+    db_app_password: str | None = None
     migrate_on_start: bool = True
     jwt_secret: str | None = None
     #: "openai" when OPENAI_API_KEY is set, else "sim" (an in-process simulated upstream).
@@ -180,6 +182,7 @@ class Settings:
             if e.get("GATEWAY_DATA_DIR")
             else default_data_dir(),
             database_url=e.get("DATABASE_URL") or None,
+            db_app_password=e.get("GATEWAY_DB_APP_PASSWORD") or None,
             migrate_on_start=e.get("GATEWAY_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
             jwt_secret=e.get("GATEWAY_JWT_SECRET") or None,
             upstream=upstream,  # type: ignore[arg-type]
