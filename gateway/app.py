@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -72,12 +72,16 @@ class Calls:
         return self.upstream.kind
 
     def create(
-        self, mode: CallMode, listener: CallListener, upstream_session: dict[str, Any] | None
+        self,
+        mode: CallMode,
+        listener: CallListener,
+        upstream_session: dict[str, Any] | None,
+        *,
+        browser_ice_servers: Sequence[dict[str, Any]] = (),
     ) -> Call:
         if mode == "relay":
-            return Relay(
-                self.upstream, listener, options=self.relay_options, session=upstream_session
-            )
+            options = replace(self.relay_options, browser_ice_servers=browser_ice_servers)
+            return Relay(self.upstream, listener, options=options, session=upstream_session)
         return ProxyCall(self.upstream, listener, session=upstream_session)
 
 
@@ -130,7 +134,10 @@ def create_app(settings: Settings) -> web.Application:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[DATABASE] = await open_database(
-        settings.database_url, data_dir=settings.data_dir, migrate=settings.migrate_on_start
+        settings.database_url,
+        data_dir=settings.data_dir,
+        migrate=settings.migrate_on_start,
+        app_password=settings.db_app_password,
     )
     yield
     await app[DATABASE].close()
@@ -187,7 +194,6 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     media_stats = MediaStats()
     relay_options = RelayOptions(
-        browser_ice_servers=settings.ice_servers,
         upstream_ice_servers=settings.upstream_ice_servers,
         ice_addresses=settings.ice_addresses,
         connect_timeout=settings.upstream_connect_timeout,

@@ -202,7 +202,22 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
         _at_least(4096),
     ),
     "ping_interval": ("GATEWAY_PING_INTERVAL", "seconds, at least 1", _at_least(1)),
+    "turn_ttl": ("GATEWAY_TURN_TTL", "seconds, at least 60", _at_least(60)),
 }
+
+
+def _turn_settings(env: dict[str, str]) -> dict[str, Any]:
+    """``GATEWAY_TURN_URLS``/``_SECRET``/``_TTL``: URLs are no use without the secret that
+    mints their credentials, and a credential must live a while."""
+    urls = _env_list(env, "GATEWAY_TURN_URLS")
+    for url in urls:
+        if not url.startswith(("turn:", "turns:")):
+            raise ConfigError(f"GATEWAY_TURN_URLS names {url!r}; it takes turn: or turns: URLs.")
+    secret = _raw(env, "GATEWAY_TURN_SECRET")
+    if urls and secret is None:
+        raise ConfigError("GATEWAY_TURN_URLS is set but GATEWAY_TURN_SECRET is not.")
+    ttl = _env_int(env, "GATEWAY_TURN_TTL", Settings.turn_ttl)
+    return {"turn_urls": urls, "turn_secret": secret, "turn_ttl": ttl}
 
 
 @dataclass(frozen=True)
@@ -218,6 +233,8 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     #: None: start the embedded PostgreSQL server in ``data_dir``.
     database_url: str | None = None
+    #: The runtime role's password, for servers that ask for one; ``migrate`` sets it.
+    db_app_password: str | None = None
     migrate_on_start: bool = True
     jwt_secret: str | None = None
     #: "openai" when OPENAI_API_KEY is set, else "sim" (an in-process simulated upstream).
@@ -243,6 +260,11 @@ class Settings:
     #: RTCConfiguration.iceServers, as W3C dictionaries, for the browser and upstream legs.
     ice_servers: tuple[dict[str, Any], ...] = ()
     upstream_ice_servers: tuple[dict[str, Any], ...] = ()
+    #: TURN servers for browsers (``turn:``/``turns:`` URLs) that share ``turn_secret`` with the
+    #: gateway (coturn's ``use-auth-secret``), and how long a minted credential lasts (seconds).
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl: int = 3600
     #: Tokens: the audience (``aud``) they must name, a JWKS for RS256/ES256 ones, how often at
     #: most an unknown ``kid`` may refetch it, and the roles an admin bearer token may carry.
     jwt_audience: str | None = None
@@ -299,6 +321,7 @@ class Settings:
             if _raw(e, "GATEWAY_DATA_DIR")
             else default_data_dir(),
             database_url=_raw(e, "DATABASE_URL"),
+            db_app_password=_raw(e, "GATEWAY_DB_APP_PASSWORD"),
             migrate_on_start=_env_bool(e, "GATEWAY_MIGRATE_ON_START", True),
             jwt_secret=_raw(e, "GATEWAY_JWT_SECRET"),
             upstream=upstream,  # type: ignore[arg-type]
@@ -322,6 +345,7 @@ class Settings:
             ice_addresses=_env_addresses(e, "GATEWAY_ICE_ADDRESSES"),
             ice_servers=_env_ice_servers(e, "GATEWAY_ICE_SERVERS"),
             upstream_ice_servers=_env_ice_servers(e, "GATEWAY_UPSTREAM_ICE_SERVERS"),
+            **_turn_settings(e),
             jwt_audience=_raw(e, "GATEWAY_JWT_AUDIENCE"),
             jwks_url=_raw(e, "GATEWAY_JWKS_URL"),
             jwks_min_refresh=_env_float(e, "GATEWAY_JWKS_MIN_REFRESH", cls.jwks_min_refresh),

@@ -11,6 +11,7 @@ candidate says is ``sdp.py``'s. Unknown extra fields are ignored, so either side
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -243,6 +244,7 @@ def welcome(
     session_id: str | None,
     ping_interval: float,
     max_message_size: int,
+    ice_servers: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     return {
         "type": "welcome",
@@ -251,6 +253,7 @@ def welcome(
         "session_id": session_id,
         "ping_interval": ping_interval,
         "max_message_size": max_message_size,
+        "ice_servers": list(ice_servers),
     }
 
 

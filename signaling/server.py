@@ -70,7 +70,9 @@ class SignalingHandler(Protocol):
     """The gateway's side of one admitted connection. Calls arrive one at a time, in the
     client's order. Raising ``SignalingError`` sends that error (fatal or not, as it says);
     raising anything else is an ``internal`` error that closes this connection only.
-    A handler may also expose ``session_id: str | None``; the welcome message carries it."""
+    A handler may also expose ``session_id: str | None`` and ``ice_servers`` (``RTCIceServer``
+    dictionaries for the browser, e.g. with short-lived TURN credentials); the welcome message
+    carries them."""
 
     async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer: ...
 
@@ -391,7 +393,9 @@ class _Connection:
     async def _admit(self, claims: TokenClaims) -> None:
         self._log_fields["tenant_id"] = claims.tenant_id
         self._handler = await self._factory(claims, SignalingChannel(self))
-        self.protocol.accept(getattr(self._handler, "session_id", None))
+        self.protocol.accept(
+            getattr(self._handler, "session_id", None), getattr(self._handler, "ice_servers", ())
+        )
         self._spawn(self._keepalive())
 
 

@@ -22,6 +22,7 @@ After it, bad input gets an error and the conversation goes on (unless the code 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -231,8 +232,11 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
 
     # --- input from the gateway (handler and channel) ------------------------------------------
 
-    def accept(self, session_id: str | None = None) -> None:
-        """The gateway admitted the socket: welcome it, and let queued offers go on."""
+    def accept(
+        self, session_id: str | None = None, ice_servers: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """The gateway admitted the socket: welcome it (with the ICE servers the browser's
+        peer connection is to use), and let queued offers go on."""
         if self.phase is not Phase.AUTHENTICATING or self.claims is None:
             return
         self._phase = Phase.NEGOTIATING if self._offer is not None else Phase.READY
@@ -243,6 +247,7 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
                 session_id=session_id,
                 ping_interval=self._ping_interval,
                 max_message_size=self._max_message_size,
+                ice_servers=ice_servers,
             )
         )
 

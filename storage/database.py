@@ -73,11 +73,14 @@ def _reason(exc: BaseException) -> str:
     return tail[:1].lower() + tail[1:] if tail else type(exc).__name__
 
 
-def app_conninfo_for(admin_conninfo: str) -> str:
-    """The runtime role's connection string: the admin's server and database, another user."""
+def app_conninfo_for(admin_conninfo: str, password: str | None = None) -> str:
+    """The runtime role's connection string: the admin's server and database, another user
+    (and its own password, never the admin's)."""
     params = conninfo_to_dict(admin_conninfo)
     params.pop("password", None)
     params["user"] = RUNTIME_ROLE
+    if password is not None:
+        params["password"] = password
     params.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
     return make_conninfo("", **params)
 
@@ -123,10 +126,11 @@ async def resolve_admin_conninfo(url: str | None, *, data_dir: Path) -> str:
     return admin
 
 
-async def migrate_database(admin_conninfo: str) -> list[str]:
-    """Applies missing migrations; a failure is one sentence (:class:`DatabaseUnavailable`)."""
+async def migrate_database(admin_conninfo: str, *, app_password: str | None = None) -> list[str]:
+    """Applies missing migrations (and sets the runtime role's password when given); a failure
+    is one sentence (:class:`DatabaseUnavailable`)."""
     try:
-        return await apply_migrations(admin_conninfo)
+        return await apply_migrations(admin_conninfo, app_password=app_password)
     except psycopg.Error as exc:
         raise DatabaseUnavailable(
             f"cannot migrate the database at {describe_server(admin_conninfo)}: {_reason(exc)}"
@@ -138,20 +142,25 @@ async def open_database(
     *,
     data_dir: Path,
     migrate: bool = True,
+    app_password: str | None = None,
     min_size: int = 1,
     max_size: int = 10,
 ) -> Database:
     """Opens the configured database (the embedded one when ``url`` is None), migrated on request.
 
-    Raises :class:`DatabaseUnavailable` with one clear sentence for a malformed URL, an
-    unreachable server, an unmigrated database or a runtime role that would bypass security.
+    The runtime role logs in with ``app_password`` (``GATEWAY_DB_APP_PASSWORD``), which a
+    migration run here also sets. Raises :class:`DatabaseUnavailable` with one clear sentence
+    for a malformed URL, an unreachable server, an unmigrated database, a runtime role that
+    cannot log in, or one that would bypass security.
     """
     admin = await resolve_admin_conninfo(url, data_dir=data_dir)
     if migrate:
-        await migrate_database(admin)
-    app = app_conninfo_for(admin)
+        await migrate_database(admin, app_password=app_password)
+    app = app_conninfo_for(admin, app_password)
     await _check_reachable(
-        app, what=f" as {RUNTIME_ROLE} (has `interview-gateway migrate` been run?)"
+        app,
+        what=f" as {RUNTIME_ROLE} (has `interview-gateway migrate` been run, with the same "
+        "GATEWAY_DB_APP_PASSWORD when the server asks for passwords?)",
     )
     pool = AsyncConnectionPool(
         app,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 #: An arbitrary constant shared by every migrator of this schema ("igw-migr" in ASCII).
 MIGRATION_LOCK_KEY = 0x6967772D6D696772
@@ -32,8 +33,12 @@ def available_migrations() -> list[Migration]:
     return [Migration(f.stem, f.read_text(encoding="utf-8")) for f in files]
 
 
-async def migrate(admin_conninfo: str) -> list[str]:
-    """Applies what is missing; returns the versions applied by this call (empty: up to date)."""
+async def migrate(admin_conninfo: str, *, app_password: str | None = None) -> list[str]:
+    """Applies what is missing; returns the versions applied by this call (empty: up to date).
+
+    With ``app_password``, the runtime role gets it too, so that it can log in to a server that
+    asks for passwords (``scram-sha-256`` in pg_hba.conf); without, its password is left alone.
+    """
     applied_now: list[str] = []
     async with await psycopg.AsyncConnection.connect(admin_conninfo, autocommit=True) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
@@ -55,6 +60,23 @@ async def migrate(admin_conninfo: str) -> list[str]:
                         "INSERT INTO schema_migrations (version) VALUES (%s)", [migration.version]
                     )
                 applied_now.append(migration.version)
+            if app_password is not None:
+                await _set_runtime_password(conn, app_password)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
     return applied_now
+
+
+async def _set_runtime_password(conn: psycopg.AsyncConnection, password: str) -> None:
+    """Sets the runtime role's password as a verifier made here, with the server's own
+    algorithm (libpq's PQencryptPasswordConn), so the password itself never crosses the wire
+    and cannot land in the server's statement log."""
+    cur = await conn.execute("SHOW password_encryption")
+    row = await cur.fetchone()
+    algorithm = (row[0] if row else "scram-sha-256").encode()
+    verifier = conn.pgconn.encrypt_password(password.encode(), RUNTIME_ROLE.encode(), algorithm)
+    await conn.execute(
+        sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(RUNTIME_ROLE), sql.Literal(verifier.decode())
+        )
+    )

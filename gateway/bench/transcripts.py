@@ -119,7 +119,10 @@ async def _read_back(db: Database, tenants: list[UUID], run: str) -> tuple[int, 
 
 async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     db = await open_database(
-        settings.database_url, data_dir=settings.data_dir, migrate=settings.migrate_on_start
+        settings.database_url,
+        data_dir=settings.data_dir,
+        migrate=settings.migrate_on_start,
+        app_password=settings.db_app_password,
     )
     run_id = uuid.uuid4().hex
     tenants = [await create_tenant(db, f"bench {run_id[:8]} #{i}") for i in range(args.tenants)]

@@ -61,7 +61,10 @@ def main(argv: list[str]) -> int:
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     db = await open_database(
-        settings.database_url, data_dir=settings.data_dir, migrate=settings.migrate_on_start
+        settings.database_url,
+        data_dir=settings.data_dir,
+        migrate=settings.migrate_on_start,
+        app_password=settings.db_app_password,
     )
     try:
         if args.create_tenant is not None:

@@ -1,7 +1,8 @@
 """``interview-gateway migrate``: apply the database migrations and exit.
 
 Uses the same settings as ``serve`` (``DATABASE_URL``, else the embedded server in the data
-directory). A bad URL or an unreachable server is one sentence on stderr and exit status 1.
+directory); with ``GATEWAY_DB_APP_PASSWORD`` it also sets the runtime role's password. A bad
+URL or an unreachable server is one sentence on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from storage.database import DatabaseUnavailable, migrate_database, resolve_admi
 
 async def _migrate(settings: Settings) -> list[str]:
     admin = await resolve_admin_conninfo(settings.database_url, data_dir=settings.data_dir)
-    return await migrate_database(admin)
+    return await migrate_database(admin, app_password=settings.db_app_password)
 
 
 def main(argv: list[str]) -> int:

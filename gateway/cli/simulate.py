@@ -191,7 +191,9 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
         raise ProcessFailed("--gateway needs GATEWAY_JWT_SECRET (the gateway's) to invite")
     with tempfile.TemporaryDirectory(prefix="interview-sim-") as tmp:
         data_dir = Path(tmp) if args.gateway is None else settings.data_dir
-        db = await open_database(settings.database_url, data_dir=data_dir)
+        db = await open_database(
+            settings.database_url, data_dir=data_dir, app_password=settings.db_app_password
+        )
         try:
             tenant_id = await tenants.create_tenant(db, "simulate")
             invitations = [

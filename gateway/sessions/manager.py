@@ -24,6 +24,7 @@ from gateway.sessions.session import ConnectionHandler, EndStatus, InterviewSess
 from gateway.upstream.call import CallFactory
 from signaling.errors import SignalingError
 from signaling.server import SignalingChannel
+from signaling.turn import IceServerMinter
 from storage import gateways, interviews
 from storage.database import Database
 from storage.transcripts import TranscriptWriter
@@ -94,6 +95,12 @@ class SessionManager:
         self.db = db
         self.writer = writer
         self.calls = calls
+        self.ice_servers = IceServerMinter(
+            configured=settings.ice_servers,
+            turn_urls=settings.turn_urls,
+            secret=settings.turn_secret,
+            ttl=settings.turn_ttl,
+        )
         self.stats = SessionStats()
         self._sessions: dict[UUID, InterviewSession] = {}
         self._leases: set[RelayLease] = set()

@@ -61,6 +61,11 @@ class ConnectionHandler:
         self.session = session
         self.channel = channel
 
+    @property
+    def ice_servers(self) -> tuple[dict[str, Any], ...]:
+        """What the welcome message tells the browser to use (its minted TURN credential)."""
+        return self.session.ice_servers.browser
+
     async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer:
         return await self.session.offer(sdp, reconnect=reconnect)
 
@@ -92,6 +97,8 @@ class InterviewSession:
         self.requested_mode = requested_mode if requested_mode in ("relay", "proxy") else "auto"
         #: the interview's own upstream session settings (instructions, voice), over the defaults
         self.upstream_session = upstream_session
+        #: minted once: the browser's (in every welcome) and the relay's browser leg's
+        self.ice_servers = manager.ice_servers.for_session(str(interview_id))
         #: the connection to the AI interviewer, once the first offer is answered
         self.call: Call | None = None
         self.current: ConnectionHandler | None = None
@@ -213,7 +220,12 @@ class InterviewSession:
             if lease is None and wanted == "relay":
                 await self._refuse("at_capacity", "at_capacity", "no relay capacity left")
             if lease is not None:
-                relay = self.manager.calls.create("relay", self, self.upstream_session)
+                relay = self.manager.calls.create(
+                    "relay",
+                    self,
+                    self.upstream_session,
+                    browser_ice_servers=self.ice_servers.gateway,
+                )
                 try:
                     answer = await self._answering(relay.start(sdp))
                 except CallUnavailable as exc:

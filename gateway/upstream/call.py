@@ -14,7 +14,7 @@ browser leg on reconnect, never reports a loss.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from signaling.sdp import IceCandidate
 from storage.transcripts import Role, Source
@@ -99,8 +99,15 @@ class CallFactory(Protocol):
     so the sessions room never imports the media stack."""
 
     def create(
-        self, mode: CallMode, listener: CallListener, upstream_session: dict | None
-    ) -> Call: ...
+        self,
+        mode: CallMode,
+        listener: CallListener,
+        upstream_session: dict | None,
+        *,
+        browser_ice_servers: Sequence[dict[str, Any]] = (),
+    ) -> Call:
+        """A call; a relay's browser leg uses ``browser_ice_servers`` (the session's)."""
+        ...
 
     @property
     def upstream_kind(self) -> str:

@@ -9,7 +9,6 @@ voice-activity detector sees the candidate take turns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import wave
@@ -28,6 +27,8 @@ from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.speech import SAMPLE_RATE, synthesize
 from storage import tenants
+
+from .netns import splice
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -88,15 +89,16 @@ LaunchBrowser = Callable[..., Awaitable[Browser]]
 
 @pytest.fixture
 async def launch_browser(speech_wav: Path) -> AsyncIterator[LaunchBrowser]:
-    """Start Chromium; ``microphone="deny"`` makes every getUserMedia fail as if refused."""
+    """Start Chromium; ``microphone="deny"`` makes every getUserMedia fail as if refused, and
+    ``executable`` may be a wrapper that runs Chromium somewhere else (a network namespace)."""
     async with async_playwright() as playwright:
         browsers: list[Browser] = []
 
-        async def launch(microphone: str = "allow") -> Browser:
+        async def launch(microphone: str = "allow", executable: str | Path = CHROMIUM) -> Browser:
             fake_ui = "--use-fake-ui-for-media-stream"
             args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}"]
             args.append(fake_ui if microphone == "allow" else f"{fake_ui}=deny")
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+            browser = await playwright.chromium.launch(executable_path=executable, args=args)
             browsers.append(browser)
             return browser
 
@@ -187,16 +189,8 @@ class CuttableLink:
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._writers.update((writer, up_writer))
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
         try:
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await splice((reader, writer), (up_reader, up_writer))
         finally:
             self._writers.difference_update((writer, up_writer))
 

@@ -148,6 +148,7 @@ async def test_hello_with_a_good_token_is_welcomed(
         "session_id": "sess-1",
         "ping_interval": WAIT,
         "max_message_size": 64 * 1024,
+        "ice_servers": [],
     }
     handler = await gateway.next_handler()
     assert (handler.claims.tenant_id, handler.claims.interview_id) == ("tenant-a", INTERVIEW)

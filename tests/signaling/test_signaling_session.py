@@ -101,9 +101,24 @@ def test_good_hello_asks_the_gateway_then_welcome_follows_accept(
             "session_id": "sess-9",
             "ping_interval": 7.5,
             "max_message_size": 64 * 1024,
+            "ice_servers": [],
         }
     ]
     assert fresh.phase is Phase.READY
+
+
+def test_welcome_carries_the_ice_servers_the_gateway_gives(
+    fresh: SignalingSession, token: Token
+) -> None:
+    feed(fresh, frame("hello", token=token()))
+    turn = {
+        "urls": ["turn:turn.example:3478"],
+        "username": "1700000000:iv",
+        "credential": "c2lnbg==",
+    }
+    fresh.accept("sess-9", [turn])
+    (welcome,) = sent(fresh.actions())
+    assert welcome["ice_servers"] == [turn]
 
 
 @pytest.mark.parametrize(

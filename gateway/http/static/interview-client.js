@@ -124,7 +124,8 @@ export class InterviewClient extends EventTarget {
    * @param {object} options
    * @param {string} options.signalUrl ws(s) URL of /v1/interviews/{id}/signal (see signalUrlFor)
    * @param {string} options.token the candidate's invitation token
-   * @param {RTCIceServer[]} [options.iceServers] STUN/TURN servers (default: none)
+   * @param {RTCIceServer[]} [options.iceServers] STUN/TURN servers besides those the gateway
+   *   hands out in `welcome` (default: none)
    * @param {boolean} [options.video] also send the camera (default: false)
    * @param {MediaStream} [options.stream] media to send, if already opened (see openMedia)
    * @param {HTMLAudioElement} [options.audioElement] where to play the AI (default: a new one)
@@ -273,7 +274,10 @@ export class InterviewClient extends EventTarget {
     link.pingInterval = (welcome.ping_interval ?? 10) * 1000;
     this.#watchLiveness(link);
 
-    const pc = new RTCPeerConnection({ iceServers: this.#options.iceServers });
+    // The gateway's servers (a TURN relay with credentials minted for this session) first,
+    // then the page's own.
+    const iceServers = [...(welcome.ice_servers ?? []), ...this.#options.iceServers];
+    const pc = new RTCPeerConnection({ iceServers });
     link.pc = pc;
     for (const track of this.#stream.getTracks()) pc.addTrack(track, this.#stream);
     link.channel = pc.createDataChannel(EVENTS_CHANNEL);
