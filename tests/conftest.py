@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -54,7 +57,7 @@ def drop_database(admin_url: str, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """Admin URL of the session's PostgreSQL server (its ``postgres`` database)."""
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -62,11 +65,34 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    with embedded_server_dir() as directory:
+        server = pgserver.get_server(directory / "data", cleanup_mode="delete")
+        try:
+            yield str(server.get_uri())
+        finally:
+            server.cleanup()
+
+
+@contextmanager
+def embedded_server_dir() -> Iterator[Path]:
+    """A directory for an embedded server's files, outside pytest's temporary root.
+
+    Run as root, pgserver runs PostgreSQL as the user ``pgserver``; pytest makes its root
+    (``/tmp/pytest-of-root``) 0700 again whenever any pytest session starts, so on a machine
+    where another suite starts meanwhile, a server under it can no longer reach its own files.
+    """
+    path = Path(tempfile.mkdtemp(prefix="igw-test-pg-"))
     try:
-        yield str(server.get_uri())
+        yield path
     finally:
-        server.cleanup()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """A gateway data dir in which an embedded server may be started (see embedded_server_dir)."""
+    with embedded_server_dir() as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

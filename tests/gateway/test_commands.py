@@ -117,15 +117,15 @@ def running(pid: int) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 async def test_serve_stopped_before_it_prints_the_room_stops_its_embedded_postgres(
-    signum: signal.Signals, tmp_path: Path
+    signum: signal.Signals, embedded_data_dir: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    process = await start_serve({**env, "GATEWAY_DATA_DIR": str(tmp_path)})
+    process = await start_serve({**env, "GATEWAY_DATA_DIR": str(embedded_data_dir)})
     assert process.stdout is not None
     async with killed_at_exit(process):
         line = await asyncio.wait_for(process.stdout.readline(), 120)
         assert line.startswith(b"interview-gateway listening on")  # the database is open
-        pid_file = tmp_path / "postgres" / "postmaster.pid"
+        pid_file = embedded_data_dir / "postgres" / "postmaster.pid"
         postmaster = int(pid_file.read_text().split()[0])
         assert running(postmaster)
         process.send_signal(signum)  # before the room URL: the invitation is being made

@@ -86,12 +86,12 @@ async def test_open_database_migrates_and_uses_the_runtime_role(
 
 
 @pytest.mark.slow
-async def test_embedded_server_starts_with_no_url(tmp_path: Path) -> None:
-    db = await open_database(None, data_dir=tmp_path, max_size=2)
+async def test_embedded_server_starts_with_no_url(embedded_data_dir: Path) -> None:
+    db = await open_database(None, data_dir=embedded_data_dir, max_size=2)
     try:
         async with db.pool.connection() as conn:
             cur = await conn.execute("SELECT count(*) FROM interview_sessions")
             assert await cur.fetchone() == (0,)
     finally:
         await db.close()
-    assert (tmp_path / "postgres" / "PG_VERSION").exists()
+    assert (embedded_data_dir / "postgres" / "PG_VERSION").exists()
