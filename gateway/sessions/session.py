@@ -213,7 +213,9 @@ class InterviewSession:
             if lease is None and wanted == "relay":
                 await self._refuse("at_capacity", "at_capacity", "no relay capacity left")
             if lease is not None:
-                relay = self.manager.calls.create("relay", self, self.upstream_session)
+                relay = self.manager.calls.create(
+                    "relay", self, self.upstream_session, **self._owner
+                )
                 try:
                     answer = await self._answering(relay.start(sdp))
                 except CallUnavailable as exc:
@@ -228,8 +230,12 @@ class InterviewSession:
                 else:
                     self._lease = lease
                     return relay, answer
-        proxy = self.manager.calls.create("proxy", self, self.upstream_session)
+        proxy = self.manager.calls.create("proxy", self, self.upstream_session, **self._owner)
         return proxy, await self._upstream_answer(proxy.start(sdp))
+
+    @property
+    def _owner(self) -> dict[str, UUID]:
+        return {"tenant_id": self.tenant_id, "interview_id": self.interview_id}
 
     async def _answering(self, answer: Awaitable[str]) -> str:
         """A call's answer; a refused offer is the browser's (non-fatal) ``bad_sdp``."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Literal, Protocol
+from uuid import UUID
 
 from signaling.sdp import IceCandidate
 from storage.transcripts import Role, Source
@@ -99,8 +100,17 @@ class CallFactory(Protocol):
     so the sessions room never imports the media stack."""
 
     def create(
-        self, mode: CallMode, listener: CallListener, upstream_session: dict | None
-    ) -> Call: ...
+        self,
+        mode: CallMode,
+        listener: CallListener,
+        upstream_session: dict | None,
+        *,
+        tenant_id: UUID,
+        interview_id: UUID,
+    ) -> Call:
+        """A call for the interview ``interview_id`` of ``tenant_id`` (a recording, if the
+        deployment records, is filed under both)."""
+        ...
 
     @property
     def upstream_kind(self) -> str:
