@@ -18,7 +18,7 @@ from storage import interviews
 from storage.database import Database
 from storage.interviews import VideoSegmentRecord
 
-from .conftest import GatewayFactory, until_status
+from .conftest import GatewayFactory
 from .served import served
 
 pytestmark = pytest.mark.slow
@@ -147,7 +147,8 @@ async def test_a_relayed_interview_records_both_voices_with_a_gap_in_its_place(
         assert abs(position / opus.RATE - since["ended"]) < 0.5, (participant, position, since)
         if participant == "candidate":
             # the one long silence is the stretch without the candidate's audio, in its place
-            runs = concealed_runs(timeline, least=opus.RATE // 2)
+            # (a run from 0 is the time before the candidate's first packet, not a gap)
+            runs = [run for run in concealed_runs(timeline, least=opus.RATE // 2) if run[0]]
             assert len(runs) == 1, (runs, since)
             [(start, length)] = runs
             assert abs(start / opus.RATE - since["gap_from"]) < 0.3
@@ -190,6 +191,7 @@ async def test_a_gateway_killed_mid_interview_keeps_its_completed_segments(
     rows = await interviews.list_video_segments(
         witness.db, invitation.tenant_id, invitation.interview_id
     )
+    assert set(by_track(rows)) == {"candidate", "interviewer"}
     for segments in by_track(rows).values():
         unsettled = [s for s in segments if s.status != "uploaded"]
         assert len(unsettled) <= 2  # the one being written, and at most one being settled
@@ -200,7 +202,3 @@ async def test_a_gateway_killed_mid_interview_keeps_its_completed_segments(
                 assert path.is_relative_to(data_dir / "recordings")
                 samples, _ = read_segment(path)
                 assert abs(samples * 1000 / opus.RATE - segment.duration_ms) <= 1
-    record = await until_status(
-        witness, invitation.tenant_id, invitation.interview_id, {"active", "failed"}, 5
-    )
-    assert record.status in ("active", "failed")
