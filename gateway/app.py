@@ -12,6 +12,7 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +22,8 @@ from gateway.config import Settings
 from gateway.http import api, metrics, pages, security
 from gateway.media.forwarding import MediaStats
 from gateway.media.relay import Relay, RelayOptions
+from gateway.recording.recorder import RecordingOptions, Recordings
+from gateway.recording.storage import LocalStorage
 from gateway.sessions.admission import Admission
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.reconciler import Reconciler
@@ -66,6 +69,8 @@ class Calls:
 
     upstream: RealtimeUpstream
     relay_options: RelayOptions
+    #: where relayed interviews are recorded (None: they are not)
+    recordings: Recordings | None = None
 
     @property
     def upstream_kind(self) -> str:
@@ -77,11 +82,19 @@ class Calls:
         listener: CallListener,
         upstream_session: dict[str, Any] | None,
         *,
+        tenant_id: UUID,
+        interview_id: UUID,
         browser_ice_servers: Sequence[dict[str, Any]] = (),
     ) -> Call:
         if mode == "relay":
-            options = replace(self.relay_options, browser_ice_servers=browser_ice_servers)
-            return Relay(self.upstream, listener, options=options, session=upstream_session)
+            recordings = self.recordings
+            return Relay(
+                self.upstream,
+                listener,
+                options=replace(self.relay_options, browser_ice_servers=browser_ice_servers),
+                session=upstream_session,
+                recording=recordings.start(tenant_id, interview_id) if recordings else None,
+            )
         return ProxyCall(self.upstream, listener, session=upstream_session)
 
 
@@ -201,6 +214,18 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         client_events=ClientEventPolicy(settings.client_events),
         stats=media_stats,
     )
+    recordings = (
+        Recordings(
+            RecordingOptions(
+                db=app[DATABASE],
+                storage=LocalStorage(settings.recording_dir or settings.data_dir / "recordings"),
+                spool_dir=settings.data_dir / "recording-spool",
+                segment_seconds=settings.recording_segment_seconds,
+            )
+        )
+        if settings.recording != "off"
+        else None
+    )
     reconciler = Reconciler(app[DATABASE], lost_after=settings.lost_after)
     await reconciler.start()
     app[RECONCILER] = reconciler
@@ -208,12 +233,14 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         settings,
         db=app[DATABASE],
         writer=app[WRITER],
-        calls=Calls(app[UPSTREAM], relay_options),
+        calls=Calls(app[UPSTREAM], relay_options, recordings),
         gateway_id=reconciler.gateway_id,
     )
     app[METRICS] = metrics.registry_for(app[SESSIONS], app[WRITER], media_stats)
     yield
     await app[SESSIONS].close()
+    if recordings is not None:
+        await recordings.close()
     await reconciler.close()
 
 

@@ -25,6 +25,8 @@ from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
 Mode = Literal["auto", "relay", "proxy"]
 MODES: tuple[Mode, ...] = ("auto", "relay", "proxy")
 UPSTREAMS = ("openai", "sim")
+#: What relayed interviews record: nothing, or both voices (each its own Ogg Opus track).
+RECORDINGS = ("off", "audio")
 
 
 class ConfigError(ValueError):
@@ -203,6 +205,11 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     ),
     "ping_interval": ("GATEWAY_PING_INTERVAL", "seconds, at least 1", _at_least(1)),
     "turn_ttl": ("GATEWAY_TURN_TTL", "seconds, at least 60", _at_least(60)),
+    "recording_segment_seconds": (
+        "GATEWAY_RECORDING_SEGMENT_SECONDS",
+        "seconds, from 1 to 3600",
+        lambda v: 1 <= v <= 3600,
+    ),
 }
 
 
@@ -297,6 +304,13 @@ class Settings:
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
     ping_interval: float = 10.0
+    #: What relay mode records (``off``, ``audio``): see ``gateway/recording``.
+    recording: Literal["off", "audio"] = "off"
+    #: Seconds of the interview in one segment file: what a crash can lose, per track.
+    recording_segment_seconds: float = 10.0
+    #: Where recordings are kept (None: ``recordings`` in ``data_dir``); segments are written
+    #: to ``recording-spool`` in ``data_dir`` first.
+    recording_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -372,6 +386,15 @@ class Settings:
             api_max_body=_env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
             signal_max_message=_env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
             ping_interval=_env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),
+            recording=_env_choice(  # type: ignore[arg-type]
+                e, "GATEWAY_RECORDING", "off", RECORDINGS
+            ),
+            recording_segment_seconds=_env_float(
+                e, "GATEWAY_RECORDING_SEGMENT_SECONDS", cls.recording_segment_seconds
+            ),
+            recording_dir=Path(e["GATEWAY_RECORDING_DIR"])
+            if _raw(e, "GATEWAY_RECORDING_DIR")
+            else None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.check()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,12 +38,15 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from gateway.media import ice
 from gateway.media.datachannel import ChannelBridge
-from gateway.media.forwarding import AudioRoute, LegAudio, MediaStats
+from gateway.media.forwarding import AudioRoute, EncodedAudioTrack, LegAudio, MediaStats
 from gateway.media.watchdog import SilenceWatchdog
+from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
 from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream, UpstreamError
 from signaling.sdp import IceCandidate
+
+log = logging.getLogger(__name__)
 
 
 def rtc_configuration(servers: Sequence[dict[str, Any]]) -> RTCConfiguration:
@@ -84,8 +88,11 @@ class Relay:
         *,
         options: RelayOptions,
         session: dict[str, Any] | None = None,
+        recording: InterviewRecording | None = None,
     ) -> None:
         self._upstream = upstream
+        #: where both voices are recorded, when this interview is (the packets the routes send)
+        self._recording = recording
         self._listener = listener
         self._options = options
         self._session = session
@@ -142,6 +149,7 @@ class Relay:
             await old.close()
         assert self._to_upstream_audio is not None
         self._to_upstream_audio.replace_source(browser_audio)
+        self._record("candidate", self._to_upstream_audio)
         return await self._answer_browser(browser_pc, browser_audio)
 
     async def _open_browser_leg(self, offer_sdp: str) -> tuple[RTCPeerConnection, LegAudio]:
@@ -222,6 +230,7 @@ class Relay:
             browser_audio, self._upstream_audio, self._options.stats
         )
         sender.replaceTrack(self._to_upstream_audio.track)
+        self._record("candidate", self._to_upstream_audio)
         await connected
 
     async def _answer_browser(self, pc: RTCPeerConnection, browser_audio: LegAudio) -> str:
@@ -234,9 +243,20 @@ class Relay:
             self._upstream_audio, browser_audio, self._options.stats
         )
         pc.addTrack(self._to_browser_audio.track)
+        self._record("interviewer", self._to_browser_audio)
         with ice.host_addresses(self._options.ice_addresses):
             await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
+
+    def _record(self, participant: Participant, route: AudioRoute) -> None:
+        """Record the packets ``route`` sends as ``participant``'s voice, if recording; a
+        route that decodes (``AudioRoute.fast`` false) is not recorded, and says so."""
+        if self._recording is None:
+            return
+        if isinstance(route.track, EncodedAudioTrack):
+            self._recording.follow(participant, route.track)
+        else:
+            log.warning("the %s's audio is not recorded: it is not forwarded as Opus", participant)
 
     def _sink(self, track: MediaStreamTrack) -> None:
         """Consume a track nobody forwards (the candidate's video), so its queue stays empty.
@@ -286,6 +306,8 @@ class Relay:
         """Hang up both legs and the upstream call; reports nothing to the listener."""
         self._closing = True
         self.watchdog.stop()
+        if self._recording is not None:
+            self._recording.close()
         for task in list(self._sinks):
             task.cancel()
         for route in (self._to_upstream_audio, self._to_browser_audio):

@@ -130,32 +130,30 @@ class SessionRecorder:
                     del self._pending[name]
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> None:
-        delay = RETRY_FIRST
-        failures = 0
-        while True:
-            try:
-                await attempt()
-            except Exception as exc:  # the database is away: wait and try again
-                failures += 1
-                if failures == 1:
-                    log.warning(
-                        "could not record the session's %s (%s); retrying",
-                        what,
-                        exc,
-                        extra=self._log_extra,
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MOST)
-            else:
-                if failures:
-                    log.info(
-                        "recorded the session's %s after %d failed attempts",
-                        what,
-                        failures,
-                        extra=self._log_extra,
-                    )
-                return
+        await retry_until_done(f"the session's {what}", attempt, self._log_extra)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("session recorder failed", exc_info=task.exception(), extra=self._log_extra)
+
+
+async def retry_until_done(
+    what: str, attempt: Callable[[], Awaitable[Any]], log_extra: dict[str, str]
+) -> None:
+    """Run ``attempt`` until it succeeds, with backoff: a database that is away is waited
+    for, never a reason to drop a write (the recording's segment rows use it too)."""
+    delay = RETRY_FIRST
+    failures = 0
+    while True:
+        try:
+            await attempt()
+        except Exception as exc:  # the database is away: wait and try again
+            failures += 1
+            if failures == 1:
+                log.warning("could not record %s (%s); retrying", what, exc, extra=log_extra)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MOST)
+        else:
+            if failures:
+                log.info("recorded %s after %d failed attempts", what, failures, extra=log_extra)
+            return

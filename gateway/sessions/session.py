@@ -220,12 +220,7 @@ class InterviewSession:
             if lease is None and wanted == "relay":
                 await self._refuse("at_capacity", "at_capacity", "no relay capacity left")
             if lease is not None:
-                relay = self.manager.calls.create(
-                    "relay",
-                    self,
-                    self.upstream_session,
-                    browser_ice_servers=self.ice_servers.gateway,
-                )
+                relay = self._call("relay")
                 try:
                     answer = await self._answering(relay.start(sdp))
                 except CallUnavailable as exc:
@@ -240,8 +235,18 @@ class InterviewSession:
                 else:
                     self._lease = lease
                     return relay, answer
-        proxy = self.manager.calls.create("proxy", self, self.upstream_session)
+        proxy = self._call("proxy")
         return proxy, await self._upstream_answer(proxy.start(sdp))
+
+    def _call(self, mode: CallMode) -> Call:
+        return self.manager.calls.create(
+            mode,
+            self,
+            self.upstream_session,
+            tenant_id=self.tenant_id,
+            interview_id=self.interview_id,
+            browser_ice_servers=self.ice_servers.gateway,
+        )
 
     async def _answering(self, answer: Awaitable[str]) -> str:
         """A call's answer; a refused offer is the browser's (non-fatal) ``bad_sdp``."""

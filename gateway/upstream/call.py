@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
+from uuid import UUID
 
 from signaling.sdp import IceCandidate
 from storage.transcripts import Role, Source
@@ -104,9 +105,13 @@ class CallFactory(Protocol):
         listener: CallListener,
         upstream_session: dict | None,
         *,
+        tenant_id: UUID,
+        interview_id: UUID,
         browser_ice_servers: Sequence[dict[str, Any]] = (),
     ) -> Call:
-        """A call; a relay's browser leg uses ``browser_ice_servers`` (the session's)."""
+        """A call for the interview ``interview_id`` of ``tenant_id`` (a recording, if the
+        deployment records, is filed under both); a relay's browser leg uses
+        ``browser_ice_servers`` (the session's)."""
         ...
 
     @property

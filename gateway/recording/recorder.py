@@ -1,0 +1,247 @@
+"""One relayed interview's recording: each voice its own track of Ogg Opus segments.
+
+The relay's forwarders hand every Opus packet they send on to ``subscribers``; a track here is
+one of them, so recording reads the very packets that cross the gateway, neither decoded nor
+re-encoded. Where a packet belongs comes from its forwarder's timestamps (the RTP clock,
+already rebased across a candidate's reconnect), anchored once per source to the time since
+the recording started, so both voices share one timeline from the same zero. A span with no
+packets (loss, a candidate away, an interviewer not yet speaking) is filled with concealment
+packets (``opus.concealment``), so every track is continuous and a gap stays where it was.
+
+A track is cut into segments of ``segment_seconds`` of that timeline, one Ogg file each in
+the spool directory. Each has a ``video_segments`` row: ``recording`` while written, ``stored``
+once the file is complete and fsync'd, then ``uploaded`` with its storage URI once
+``SegmentStorage.put`` took it, or ``failed`` if that refused. A process killed mid-interview
+therefore loses only the segments being written (one per track). The packet path only appends
+to a buffered file; fsyncs, moves and rows happen in order on one background task per
+interview, which waits out a database that is away (``retry_until_done``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO, Literal, Protocol
+from uuid import UUID
+
+from av.packet import Packet
+
+from gateway.recording import opus
+from gateway.recording.ogg import OggOpusWriter
+from gateway.recording.segments import SegmentFile
+from gateway.recording.storage import SegmentStorage, StorageError
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+Participant = Literal["candidate", "interviewer"]
+Job = Callable[[], Awaitable[None]]
+#: Seconds a closing gateway waits for its recordings' last rows.
+SETTLE_TIMEOUT = 10.0
+
+
+class PacketSource(Protocol):
+    """A forwarder whose every packet (pts on a 1/48000 time base) goes to ``subscribers``."""
+
+    subscribers: list[Callable[[Packet], None]]
+
+
+@dataclass(frozen=True)
+class RecordingOptions:
+    """How a gateway records: one per gateway, shared by its interviews' recordings."""
+
+    db: Database
+    storage: SegmentStorage
+    #: where segments are written and fsync'd before storage takes them
+    spool_dir: Path
+    segment_seconds: float = 10.0
+
+
+class Recordings:
+    """A gateway's recordings: starts one per interview, and waits for their last rows."""
+
+    def __init__(self, options: RecordingOptions) -> None:
+        self.options = options
+        self._finishing: set[asyncio.Task[None]] = set()
+
+    def start(self, tenant_id: UUID, interview_id: UUID) -> InterviewRecording:
+        recording = InterviewRecording(self.options, tenant_id, interview_id)
+        task = recording.worker
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        return recording
+
+    async def close(self) -> None:
+        """Give the interviews' outstanding fsyncs and rows ``SETTLE_TIMEOUT`` to finish (a
+        segment left ``stored`` or ``recording`` is on disk all the same)."""
+        if self._finishing:
+            await asyncio.wait(list(self._finishing), timeout=SETTLE_TIMEOUT)
+
+
+class InterviewRecording:
+    """The tracks of one interview and the background task that settles their segments."""
+
+    def __init__(self, options: RecordingOptions, tenant_id: UUID, interview_id: UUID) -> None:
+        self.options = options
+        self.tenant_id = tenant_id
+        self.interview_id = interview_id
+        self.log_extra = {"interview_id": str(interview_id), "tenant_id": str(tenant_id)}
+        self.started_at = datetime.now(UTC)
+        self._started = time.monotonic()
+        self.directory = options.spool_dir / str(tenant_id) / str(interview_id)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.tracks: dict[Participant, AudioTrackRecording] = {}
+        self._jobs: asyncio.Queue[Job | None] = asyncio.Queue()
+        self.worker = asyncio.ensure_future(self._run())
+
+    def follow(self, participant: Participant, source: PacketSource) -> None:
+        """Record ``source``'s packets as ``participant``'s voice from now on (a new
+        forwarder of the same voice, after a reconnect, continues the same track)."""
+        track = self.tracks.get(participant)
+        if track is None:
+            track = self.tracks[participant] = AudioTrackRecording(self, participant)
+        track.follow(source)
+
+    def elapsed_samples(self) -> int:
+        """Where on the shared timeline ``now`` is, in 48 kHz samples."""
+        return round((time.monotonic() - self._started) * opus.RATE)
+
+    def submit(self, job: Job) -> None:
+        self._jobs.put_nowait(job)
+
+    def close(self) -> None:
+        """Stop recording: every track's last segment is finished; its row settles later."""
+        for track in self.tracks.values():
+            track.close()
+        self._jobs.put_nowait(None)
+
+    async def _run(self) -> None:
+        while (job := await self._jobs.get()) is not None:
+            try:
+                await job()
+            except Exception:
+                log.exception("a recording job failed", extra=self.log_extra)
+
+
+class _Subscription:
+    """One forwarder feeding a track: its timestamps, placed once on the shared timeline."""
+
+    def __init__(self, track: AudioTrackRecording) -> None:
+        self._track = track
+        self._offset: int | None = None
+
+    def __call__(self, packet: Packet) -> None:
+        track = self._track
+        if track.closed or packet.pts is None:
+            return
+        data = bytes(packet)
+        try:
+            samples = opus.packet_samples(data)
+        except opus.MalformedPacket:
+            track.malformed += 1
+            return
+        if self._offset is None:
+            self._offset = max(track.owner.elapsed_samples(), track.position) - packet.pts
+        track.write(self._offset + packet.pts, data, samples)
+
+
+class AudioTrackRecording:
+    """One voice: its timeline position and the segment being written."""
+
+    def __init__(self, owner: InterviewRecording, participant: Participant) -> None:
+        self.owner = owner
+        self.participant = participant
+        seconds = owner.options.segment_seconds
+        self.segment_samples = max(opus.FILL_QUANTUM, round(seconds * opus.RATE))
+        #: samples on the timeline so far (the next packet's place, unless it comes later)
+        self.position = 0
+        self.malformed = 0
+        self.closed = False
+        self._sequence = 0
+        self._segment: _OpenSegment | None = None
+        self._sources: list[PacketSource] = []
+
+    def follow(self, source: PacketSource) -> None:
+        if any(s is source for s in self._sources):
+            return
+        self._sources.append(source)
+        source.subscribers.append(_Subscription(self))
+
+    def write(self, at: int, packet: bytes, samples: int) -> None:
+        """``packet`` at timeline position ``at``: what lies between is concealed first."""
+        while at - self.position >= opus.FILL_QUANTUM:
+            room = self._writable().end - self.position
+            span = min(at - self.position, max(room, opus.FILL_QUANTUM))
+            for filler in opus.concealment(span):
+                self._append(filler, opus.packet_samples(filler))
+        self._append(packet, samples)
+
+    def _append(self, packet: bytes, samples: int) -> None:
+        segment = self._writable()
+        segment.writer.write(packet, samples)
+        self.position += samples
+
+    def _writable(self) -> _OpenSegment:
+        """The segment the next packet goes into: a new one once the current one is full."""
+        if self._segment is not None and self.position < self._segment.end:
+            return self._segment
+        self._finish()
+        name = f"{self.participant}-audio-{self._sequence:05d}.opus"
+        path = self.owner.directory / name
+        file = SegmentFile(
+            tenant_id=self.owner.tenant_id,
+            interview_id=self.owner.interview_id,
+            participant=self.participant,
+            sequence=self._sequence,
+            path=path,
+            started_at=self.owner.started_at + timedelta(seconds=self.position / opus.RATE),
+        )
+        sink = path.open("wb")
+        self._segment = _OpenSegment(
+            file=file,
+            sink=sink,
+            writer=OggOpusWriter(sink, serial=self._sequence),
+            end=self.position + self.segment_samples,
+        )
+        self._sequence += 1
+        self.owner.submit(lambda: file.begin(self.owner.options.db, self.owner.log_extra))
+        return self._segment
+
+    def _finish(self) -> None:
+        segment, self._segment = self._segment, None
+        if segment is None:
+            return
+        segment.writer.finish()
+        options, extra = self.owner.options, self.owner.log_extra
+        file, sink, writer = segment.file, segment.sink, segment.writer
+
+        async def settle() -> None:
+            await asyncio.to_thread(file.complete, sink)
+            await file.stored(options.db, writer.granule, writer.bytes_written, extra)
+            try:
+                uri = await options.storage.put(file.key, file.path)
+            except StorageError as exc:
+                log.warning("segment %s not stored: %s", file.key, exc, extra=extra)
+                await file.settled(options.db, "failed", None, extra)
+            else:
+                await file.settled(options.db, "uploaded", uri, extra)
+
+        self.owner.submit(settle)
+
+    def close(self) -> None:
+        self.closed = True
+        self._finish()
+
+
+@dataclass
+class _OpenSegment:
+    file: SegmentFile
+    sink: BinaryIO
+    writer: OggOpusWriter
+    #: the timeline position at which the segment is full
+    end: int

@@ -1,0 +1,94 @@
+"""One segment file and its ``video_segments`` row, through the row's states in order.
+
+``begin`` inserts the row (``recording``) as the file is opened; ``complete`` fsyncs and
+closes the file (and its directory entry) off the event loop; ``stored`` records its length
+and size; ``settled`` records where storage put it (``uploaded``), or that it could not
+(``failed``). Each row write waits out a database that is away rather than being dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Literal
+from uuid import UUID
+
+from gateway.recording import opus
+from gateway.recording.storage import fsync_directory
+from gateway.sessions.recorder import retry_until_done
+from storage import interviews
+from storage.database import Database
+
+CODEC = "opus"
+
+
+@dataclass
+class SegmentFile:
+    tenant_id: UUID
+    interview_id: UUID
+    participant: Literal["candidate", "interviewer"]
+    sequence: int
+    path: Path
+    started_at: datetime
+    row_id: UUID | None = field(default=None)
+
+    @property
+    def key(self) -> str:
+        """Its name in storage: ``tenant/interview/file``."""
+        return f"{self.tenant_id}/{self.interview_id}/{self.path.name}"
+
+    async def begin(self, db: Database, log_extra: dict[str, str]) -> None:
+        async def insert() -> None:
+            self.row_id = await interviews.add_video_segment(
+                db,
+                self.tenant_id,
+                self.interview_id,
+                participant=self.participant,
+                kind="audio",
+                sequence=self.sequence,
+                codec=CODEC,
+                started_at=self.started_at,
+                storage_uri=self.path.as_uri(),
+            )
+
+        await retry_until_done(f"segment {self.key}", insert, log_extra)
+
+    def complete(self, sink: BinaryIO) -> None:
+        """Flush, fsync and close the file: from here a crash cannot lose it (blocking)."""
+        sink.flush()
+        os.fsync(sink.fileno())
+        sink.close()
+        fsync_directory(self.path.parent)
+
+    async def stored(
+        self, db: Database, samples: int, size: int, log_extra: dict[str, str]
+    ) -> None:
+        await self._update(
+            db,
+            log_extra,
+            status="stored",
+            duration_ms=round(samples * 1000 / opus.RATE),
+            bytes=size,
+        )
+
+    async def settled(
+        self,
+        db: Database,
+        status: Literal["uploaded", "failed"],
+        uri: str | None,
+        log_extra: dict[str, str],
+    ) -> None:
+        await self._update(
+            db, log_extra, status=status, **({"storage_uri": uri} if uri is not None else {})
+        )
+
+    async def _update(self, db: Database, log_extra: dict[str, str], **fields: object) -> None:
+        row_id = self.row_id
+        assert row_id is not None, "begin() runs before any update"
+
+        async def update() -> None:
+            await interviews.update_video_segment(db, self.tenant_id, row_id, **fields)
+
+        await retry_until_done(f"segment {self.key}", update, log_extra)
