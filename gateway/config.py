@@ -25,6 +25,13 @@ from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
 Mode = Literal["auto", "relay", "proxy"]
 MODES: tuple[Mode, ...] = ("auto", "relay", "proxy")
 UPSTREAMS = ("openai", "sim")
+#: ``serve --role``: ``standalone`` serves interviews itself (the default, as before the fleet);
+#: a ``front`` hands each interview to a worker of its own; a ``worker`` serves one and exits.
+Role = Literal["standalone", "front", "worker"]
+ROLES: tuple[Role, ...] = ("standalone", "front", "worker")
+#: ``serve --backend``: where a front's workers run (``gateway.fleet``).
+Backend = Literal["local", "fly"]
+BACKENDS: tuple[Backend, ...] = ("local", "fly")
 
 
 class ConfigError(ValueError):
@@ -202,6 +209,9 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
         _at_least(4096),
     ),
     "ping_interval": ("GATEWAY_PING_INTERVAL", "seconds, at least 1", _at_least(1)),
+    "worker_start_timeout": ("GATEWAY_WORKER_START_TIMEOUT", "seconds, above 0", _positive),
+    "worker_idle_timeout": ("GATEWAY_WORKER_IDLE_TIMEOUT", "seconds, above 0", _positive),
+    "max_workers": ("GATEWAY_MAX_WORKERS", "1 or more", _positive),
 }
 
 
@@ -275,6 +285,16 @@ class Settings:
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
     ping_interval: float = 10.0
+    #: What this process is (``Role``) and, for a front, where its workers run.
+    role: Role = "standalone"
+    backend: Backend = "local"
+    #: Seconds a front gives a worker to start (and to find room for it) before the candidate
+    #: gets ``worker_unavailable``.
+    worker_start_timeout: float = 30.0
+    #: Seconds a worker waits for its candidate before it exits unused.
+    worker_idle_timeout: float = 60.0
+    #: Workers the ``local`` backend runs at once; beyond, a claim waits for room.
+    max_workers: int = 20
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -348,6 +368,17 @@ class Settings:
             api_max_body=_env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
             signal_max_message=_env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
             ping_interval=_env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),
+            role=_env_choice(e, "GATEWAY_ROLE", cls.role, ROLES),  # type: ignore[arg-type]
+            backend=_env_choice(  # type: ignore[arg-type]
+                e, "GATEWAY_BACKEND", cls.backend, BACKENDS
+            ),
+            worker_start_timeout=_env_float(
+                e, "GATEWAY_WORKER_START_TIMEOUT", cls.worker_start_timeout
+            ),
+            worker_idle_timeout=_env_float(
+                e, "GATEWAY_WORKER_IDLE_TIMEOUT", cls.worker_idle_timeout
+            ),
+            max_workers=_env_int(e, "GATEWAY_MAX_WORKERS", cls.max_workers),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.check()
@@ -375,3 +406,7 @@ class Settings:
             value = getattr(self, name)
             if not ok(value):
                 raise ConfigError(f"{variable} is {value!r}; it must be {allowed}.")
+        if self.role == "front" and self.backend == "fly":
+            raise ConfigError(
+                "GATEWAY_BACKEND is 'fly', which this version cannot run yet; it must be local."
+            )
