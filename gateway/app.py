@@ -111,7 +111,11 @@ def create_app(settings: Settings) -> web.Application:
 
     if settings.role == "front":  # the interview's worker serves its signaling
         app.cleanup_ctx.append(_fleet)
-        app.router.add_get(SIGNAL_PATH, lambda request: app[FLEET].front.handle(request))
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await app[FLEET].front.handle(request)
+
+        app.router.add_get(SIGNAL_PATH, route)
     else:
         signaling_handler(
             connect,

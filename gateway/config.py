@@ -212,6 +212,7 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "worker_start_timeout": ("GATEWAY_WORKER_START_TIMEOUT", "seconds, above 0", _positive),
     "worker_idle_timeout": ("GATEWAY_WORKER_IDLE_TIMEOUT", "seconds, above 0", _positive),
     "max_workers": ("GATEWAY_MAX_WORKERS", "1 or more", _positive),
+    "worker_pool": ("GATEWAY_WORKER_POOL", "0 or more", _not_negative),
 }
 
 
@@ -295,6 +296,8 @@ class Settings:
     worker_idle_timeout: float = 60.0
     #: Workers the ``local`` backend runs at once; beyond, a claim waits for room.
     max_workers: int = 20
+    #: Started workers a front keeps waiting for interviews, so a claim need not boot one.
+    worker_pool: int = 2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -379,6 +382,7 @@ class Settings:
                 e, "GATEWAY_WORKER_IDLE_TIMEOUT", cls.worker_idle_timeout
             ),
             max_workers=_env_int(e, "GATEWAY_MAX_WORKERS", cls.max_workers),
+            worker_pool=_env_int(e, "GATEWAY_WORKER_POOL", cls.worker_pool),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.check()

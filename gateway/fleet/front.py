@@ -22,6 +22,7 @@ from aiohttp import WSMsgType, web
 from gateway.config import BOUNDS, Settings
 from gateway.fleet import proxy
 from gateway.fleet.backend import FLEET_KEY, BackendError, CapacityError, WorkerBackend, WorkerSpec
+from gateway.fleet.pool import WarmPool
 from signaling import messages
 from signaling.errors import SignalingError
 from signaling.server import SIGNAL_PATH
@@ -45,7 +46,7 @@ _SHARED_ENV: dict[str, Callable[[Settings], str]] = {
     "GATEWAY_JWKS_URL": lambda s: s.jwks_url or "",
 }
 #: Bounded settings that are the front's own business, not a worker's.
-_NOT_SHARED = {"port", "max_sessions", "max_workers", "worker_start_timeout"}
+_NOT_SHARED = {"port", "max_sessions", "max_workers", "worker_start_timeout", "worker_pool"}
 
 
 def worker_env(settings: Settings, db: Database, secret: str) -> dict[str, str]:
@@ -103,6 +104,8 @@ class Front:
         self.env = dict(env)
         self.http = http
         self.stats = FleetStats()
+        #: started workers waiting for an interview (None: every claim starts one)
+        self.pool: WarmPool | None = None
         #: interviews this front is starting a worker for: one start however many sockets ask
         self._starting: dict[UUID, asyncio.Future[str]] = {}
 
@@ -181,7 +184,8 @@ class Front:
             },
             env=self.env,
         )
-        worker_id: str | None = None
+        pooled = self.pool.take() if self.pool is not None else None
+        worker_id: str | None = pooled.id if pooled is not None else None
         try:
             while worker_id is None:
                 try:

@@ -150,6 +150,11 @@ class LocalBackend:
             if all(e.worker.metadata.get(k) == v for k, v in metadata.items())
         ]
 
+    def pid(self, worker_id: str) -> int | None:
+        """The worker's process id while it runs (for an operator, or a test that kills it)."""
+        entry = self._entries.get(worker_id)
+        return entry.process.pid if entry is not None and entry.process is not None else None
+
     async def close(self) -> None:
         """Nothing of its own to release: workers outlive this object only as long as the
         process does (they die with it)."""
@@ -180,7 +185,10 @@ class LocalBackend:
             if LISTENING in line and entry.worker.state == "starting":
                 await self._set(entry, "started", line.split(LISTENING, 1)[1].split()[0])
         code = await process.wait()
-        log.info("worker %s exited (%s)", entry.worker.id, code)
+        if code == 0:
+            log.info("worker %s exited", entry.worker.id)
+        else:
+            log.warning("worker %s exited (%s): %s", entry.worker.id, code, " | ".join(entry.logs))
         await self._gone(entry, clean=code == 0)
 
     async def _gone(self, entry: _Entry, *, clean: bool) -> None:

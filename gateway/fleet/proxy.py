@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling import messages
 from signaling.errors import SignalingError
+
+log = logging.getLogger(__name__)
 
 #: close codes a worker sends on purpose; anything else (a reset, no close frame) is a lost one
 _ABNORMAL = {None, WSCloseCode.ABNORMAL_CLOSURE, WSCloseCode.INTERNAL_ERROR}
@@ -54,6 +57,12 @@ async def forward(
                 await task
         if not browser.closed:
             if worker.close_code in _ABNORMAL:
+                log.warning(
+                    "worker socket %s ended abnormally (%s, %s)",
+                    url,
+                    worker.close_code,
+                    worker.exception(),
+                )
                 await send_error(
                     browser, SignalingError("worker_lost", "the interview's worker stopped")
                 )

@@ -9,8 +9,8 @@ themselves, at a front's start and then on a timer:
   dropped;
 - a claim still ``claiming`` whose front is dead, or older than twice the start timeout: the
   start was abandoned; the same;
-- a worker of this front's that no claim names, older than the start timeout: never claimed
-  (its claim was given up), so destroyed.
+- a worker of this front's that no claim names and that is not in its warm pool, seen so for
+  the start timeout: never claimed (its claim was given up), so destroyed.
 
 It never destroys the worker of a claim whose interview is live: a ready claim goes only once
 its interview's row is final. Two fronts may reap at once: every step is idempotent (destroying
@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -43,12 +44,15 @@ class Reaper:
         front_id: UUID,
         lost_after: float,
         start_timeout: float,
+        spare: Callable[[], set[str]] = set,
     ) -> None:
         self.db = db
         self.backend = backend
         self.front_id = front_id
         self.lost_after = lost_after
         self.start_timeout = start_timeout
+        #: this front's unclaimed workers that are meant to be (its warm pool)
+        self.spare = spare
         #: workers destroyed and claims dropped, since start
         self.reaped = 0
         #: when this front first saw each unclaimed worker of its own
@@ -69,7 +73,7 @@ class Reaper:
                     await self.backend.destroy(claim.worker_id)
                 await workers.drop_claim(self.db, claim.interview_id, claim.worker_id)
                 done += 1
-        claimed = {c.worker_id for c in claims}
+        claimed = {c.worker_id for c in claims} | self.spare()
         now = time.monotonic()
         mine = await self.backend.list({FLEET_KEY: str(self.front_id)})
         self._unclaimed_since = {

@@ -21,6 +21,7 @@ from gateway.config import Settings
 from gateway.fleet.backend import FLEET_KEY, BackendError, WaitTimeout, WorkerBackend
 from gateway.fleet.front import Front, worker_env
 from gateway.fleet.local import LocalBackend
+from gateway.fleet.pool import WarmPool
 from gateway.fleet.reaper import Reaper
 from signaling.tokens import TokenVerifier
 from storage.database import Database
@@ -38,6 +39,7 @@ class Fleet:
     front: Front
     reaper: Reaper
     backend: WorkerBackend
+    pool: WarmPool
 
 
 def make_backend(settings: Settings) -> WorkerBackend:
@@ -60,17 +62,27 @@ async def running_front(
             env=worker_env(settings, db, secret),
             http=http,
         )
+        pool = front.pool = WarmPool(
+            backend,
+            size=settings.worker_pool,
+            metadata={FLEET_KEY: str(front_id)},
+            env=front.env,
+            start_timeout=settings.worker_start_timeout,
+        )
         reaper = Reaper(
             db,
             backend,
             front_id=front_id,
             lost_after=settings.lost_after,
             start_timeout=settings.worker_start_timeout,
+            spare=lambda: pool.ids,
         )
         await reaper.start()
+        pool.refill()
         try:
-            yield Fleet(front, reaper, backend)
+            yield Fleet(front, reaper, backend, pool)
         finally:
+            await pool.close()
             await reaper.close()
             await stop_workers(backend, front_id, settings.drain_timeout + STOP_MARGIN)
             await backend.close()

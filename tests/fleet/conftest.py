@@ -17,6 +17,10 @@ def fleet_of(gateway: RunningGateway) -> Fleet:
 
 
 async def start_front(start_gateway: GatewayFactory, **overrides: Any) -> RunningGateway:
-    """A front in relay mode whose workers notice a lost peer and exit promptly."""
-    settings: dict[str, Any] = {"role": "front", "mode": "relay", "lost_after": 2.0}
+    """A front in relay mode, with no warm pool unless asked (each worker costs a process)."""
+    settings: dict[str, Any] = {
+        "role": "front",
+        "mode": "relay",
+        "worker_pool": 0,
+    }
     return await start_gateway(**{**settings, **overrides})
