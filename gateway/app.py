@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.config import Settings
+from gateway.fleet.runtime import Fleet, running_front
 from gateway.http import api, metrics, pages, security
 from gateway.media.forwarding import MediaStats
 from gateway.media.relay import Relay, RelayOptions
@@ -31,7 +32,7 @@ from gateway.upstream.call import Call, CallListener, CallMode
 from gateway.upstream.integrity import ClientEventPolicy
 from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
 from gateway.upstream.proxy import ProxyCall
-from signaling.server import SignalingChannel, SignalingHandler, signaling_handler
+from signaling.server import SIGNAL_PATH, SignalingChannel, SignalingHandler, signaling_handler
 from signaling.tokens import JwksKeySet, TokenClaims, TokenVerifier
 from storage.database import Database, open_database
 from storage.transcripts import TranscriptWriter
@@ -48,6 +49,9 @@ JWT_SECRET = web.AppKey("jwt_secret", str)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 #: the in-process simulated upstream, when that is the upstream (tests look at its calls)
 SIMULATED_UPSTREAM = web.AppKey("simulated_upstream", object)
+#: a front's workers (``serve --role front``): the front routes signaling to them
+FLEET = web.AppKey("fleet", Fleet)
+VERIFIER = web.AppKey("verifier", TokenVerifier)
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -107,7 +111,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[JWT_SECRET] = jwt_secret(settings)
     app.cleanup_ctx.extend([_database, _writer, _upstream, _sessions])
-    verifier = TokenVerifier(
+    verifier = app[VERIFIER] = TokenVerifier(
         app[JWT_SECRET],
         jwks=JwksKeySet(settings.jwks_url, min_refresh_interval=settings.jwks_min_refresh)
         if settings.jwks_url
@@ -122,13 +126,21 @@ def create_app(settings: Settings) -> web.Application:
     async def connect(claims: TokenClaims, channel: SignalingChannel) -> SignalingHandler:
         return await admission.connect(claims, channel, app[DATABASE], app[SESSIONS])
 
-    signaling_handler(
-        connect,
-        verifier,
-        hello_timeout=settings.hello_timeout,
-        ping_interval=settings.ping_interval,
-        max_message_size=settings.signal_max_message,
-    ).mount(app)
+    if settings.role == "front":  # the interview's worker serves its signaling
+        app.cleanup_ctx.append(_fleet)
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await app[FLEET].front.handle(request)
+
+        app.router.add_get(SIGNAL_PATH, route)
+    else:
+        signaling_handler(
+            connect,
+            verifier,
+            hello_timeout=settings.hello_timeout,
+            ping_interval=settings.ping_interval,
+            max_message_size=settings.signal_max_message,
+        ).mount(app)
     api.AdminApi(
         settings,
         verifier=verifier,
@@ -226,7 +238,11 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         if settings.recording != "off"
         else None
     )
-    reconciler = Reconciler(app[DATABASE], lost_after=settings.lost_after)
+    reconciler = Reconciler(
+        app[DATABASE],
+        lost_after=settings.lost_after,
+        kind="worker" if settings.role == "worker" else "gateway",
+    )
     await reconciler.start()
     app[RECONCILER] = reconciler
     app[SESSIONS] = SessionManager(
@@ -242,6 +258,18 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
     if recordings is not None:
         await recordings.close()
     await reconciler.close()
+
+
+async def _fleet(app: web.Application) -> AsyncIterator[None]:
+    async with running_front(
+        app[SETTINGS],
+        db=app[DATABASE],
+        secret=app[JWT_SECRET],
+        verifier=app[VERIFIER],
+        front_id=app[RECONCILER].gateway_id,
+    ) as fleet:
+        app[FLEET] = fleet
+        yield
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -27,6 +27,13 @@ MODES: tuple[Mode, ...] = ("auto", "relay", "proxy")
 UPSTREAMS = ("openai", "sim")
 #: What relayed interviews record: nothing, or both voices (each its own Ogg Opus track).
 RECORDINGS = ("off", "audio")
+#: ``serve --role``: ``standalone`` serves interviews itself (the default, as before the fleet);
+#: a ``front`` hands each interview to a worker of its own; a ``worker`` serves one and exits.
+ProcessRole = Literal["standalone", "front", "worker"]
+PROCESS_ROLES: tuple[ProcessRole, ...] = ("standalone", "front", "worker")
+#: ``serve --backend``: where a front's workers run (``gateway.fleet``).
+Backend = Literal["local", "fly"]
+BACKENDS: tuple[Backend, ...] = ("local", "fly")
 
 
 class ConfigError(ValueError):
@@ -210,6 +217,10 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
         "seconds, from 1 to 3600",
         lambda v: 1 <= v <= 3600,
     ),
+    "worker_start_timeout": ("GATEWAY_WORKER_START_TIMEOUT", "seconds, above 0", _positive),
+    "worker_idle_timeout": ("GATEWAY_WORKER_IDLE_TIMEOUT", "seconds, above 0", _positive),
+    "max_workers": ("GATEWAY_MAX_WORKERS", "1 or more", _positive),
+    "worker_pool": ("GATEWAY_WORKER_POOL", "0 or more", _not_negative),
 }
 
 
@@ -311,6 +322,18 @@ class Settings:
     #: Where recordings are kept (None: ``recordings`` in ``data_dir``); segments are written
     #: to ``recording-spool`` in ``data_dir`` first.
     recording_dir: Path | None = None
+    #: What this process is (``ProcessRole``) and, for a front, where its workers run.
+    role: ProcessRole = "standalone"
+    backend: Backend = "local"
+    #: Seconds a front gives a worker to start (and to find room for it) before the candidate
+    #: gets ``worker_unavailable``.
+    worker_start_timeout: float = 30.0
+    #: Seconds a worker waits for its candidate before it exits unused.
+    worker_idle_timeout: float = 60.0
+    #: Workers the ``local`` backend runs at once; beyond, a claim waits for room.
+    max_workers: int = 20
+    #: Started workers a front keeps waiting for interviews, so a claim need not boot one.
+    worker_pool: int = 2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -395,6 +418,18 @@ class Settings:
             recording_dir=Path(e["GATEWAY_RECORDING_DIR"])
             if _raw(e, "GATEWAY_RECORDING_DIR")
             else None,
+            role=_env_choice(e, "GATEWAY_ROLE", cls.role, PROCESS_ROLES),  # type: ignore[arg-type]
+            backend=_env_choice(  # type: ignore[arg-type]
+                e, "GATEWAY_BACKEND", cls.backend, BACKENDS
+            ),
+            worker_start_timeout=_env_float(
+                e, "GATEWAY_WORKER_START_TIMEOUT", cls.worker_start_timeout
+            ),
+            worker_idle_timeout=_env_float(
+                e, "GATEWAY_WORKER_IDLE_TIMEOUT", cls.worker_idle_timeout
+            ),
+            max_workers=_env_int(e, "GATEWAY_MAX_WORKERS", cls.max_workers),
+            worker_pool=_env_int(e, "GATEWAY_WORKER_POOL", cls.worker_pool),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.check()
@@ -422,3 +457,7 @@ class Settings:
             value = getattr(self, name)
             if not ok(value):
                 raise ConfigError(f"{variable} is {value!r}; it must be {allowed}.")
+        if self.role == "front" and self.backend == "fly":
+            raise ConfigError(
+                "GATEWAY_BACKEND is 'fly', which this version cannot run yet; it must be local."
+            )

@@ -55,9 +55,11 @@ ERRORS: dict[str, ErrorSpec] = {
     "interview_not_found": ErrorSpec(4305, True, "the token names no interview the gateway has"),
     "upstream_unavailable": ErrorSpec(4306, True, "the AI interviewer is unreachable; it failed"),
     "relay_unavailable": ErrorSpec(4307, True, "relay mode is required and could not start"),
+    "worker_unavailable": ErrorSpec(4308, True, "no worker could be started for the interview"),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
     "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),
     "database_unavailable": ErrorSpec(4502, True, "the gateway's database is away; retry shortly"),
+    "worker_lost": ErrorSpec(4503, True, "the interview's worker stopped"),
 }
 
 #: Close codes outside the error table: a normal end (bye) and a server going away (shutdown).

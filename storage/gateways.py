@@ -10,9 +10,15 @@ finalizes each interview inside its tenant's transaction and then releases the c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from uuid import UUID
 
 from storage.database import Database
+
+#: What a gateway process is: a worker serves one interview for a front (``gateway.fleet``);
+#: every other process is a ``gateway``. The reconciler gives each kind's lost interviews their
+#: own end reason.
+GatewayKind = Literal["gateway", "worker"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,14 +26,18 @@ class Claim:
     interview_id: UUID
     tenant_id: UUID
     gateway_id: UUID
+    #: the kind of the process that held it (``gateway`` when its row is gone already)
+    kind: GatewayKind = "gateway"
 
 
-async def register_gateway(db: Database, gateway_id: UUID, label: str = "") -> None:
+async def register_gateway(
+    db: Database, gateway_id: UUID, label: str = "", *, kind: GatewayKind = "gateway"
+) -> None:
     async with db.pool.connection() as conn:
         await conn.execute(
-            "INSERT INTO gateways (id, label) VALUES (%s, %s)"
+            "INSERT INTO gateways (id, label, kind) VALUES (%s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-            [gateway_id, label[:200]],
+            [gateway_id, label[:200], kind],
         )
 
 
@@ -69,7 +79,8 @@ async def lost_claims(db: Database, lost_after: float) -> list[Claim]:
     """Claims of gateways whose heartbeat is older than ``lost_after`` seconds (or gone)."""
     async with db.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT c.interview_id, c.tenant_id, c.gateway_id FROM session_claims c"
+            "SELECT c.interview_id, c.tenant_id, c.gateway_id, coalesce(g.kind, 'gateway')"
+            " FROM session_claims c"
             " LEFT JOIN gateways g ON g.id = c.gateway_id"
             " WHERE g.id IS NULL OR g.heartbeat_at < now() - make_interval(secs => %s)"
             " ORDER BY c.claimed_at LIMIT 1000",

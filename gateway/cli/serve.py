@@ -8,6 +8,11 @@ abandoned, and what it had started is stopped (the embedded PostgreSQL server in
 the process exits. A running gateway ends every session, recorded as ``shutdown``; on SIGTERM
 it drains first: it admits no new interview (``/readyz`` says ``draining``) and gives the live
 ones up to ``GATEWAY_DRAIN_TIMEOUT`` seconds to finish. A second signal cuts the drain short.
+
+``--role`` picks what the process is: ``standalone`` (the default) serves interviews itself; a
+``front`` serves the API and pages and hands each interview to a worker process of its own
+(``--backend local``, see ``gateway.fleet``); a ``worker`` serves one interview and exits when
+it ends (or when none came within ``GATEWAY_WORKER_IDLE_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ class StopSignals:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from gateway.cli.helptext import command_parser
-    from gateway.config import MODES
+    from gateway.config import BACKENDS, MODES, PROCESS_ROLES
 
     parser = command_parser("interview-gateway serve", __doc__)
     parser.epilog = (
@@ -78,6 +83,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (GATEWAY_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (GATEWAY_PORT, default 8080)")
     parser.add_argument("--mode", choices=MODES, help="session mode (GATEWAY_MODE, default auto)")
+    parser.add_argument(
+        "--role",
+        choices=PROCESS_ROLES,
+        help="what this process is (GATEWAY_ROLE, default standalone)",
+    )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, help="where a front's workers run (GATEWAY_BACKEND, local)"
+    )
     parser.add_argument(
         "--no-invite", action="store_true", help="do not create and print an invitation at start"
     )
@@ -95,7 +108,9 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     logs.configure()
     try:
-        settings = Settings.from_env(host=args.host, port=args.port, mode=args.mode)
+        settings = Settings.from_env(
+            host=args.host, port=args.port, mode=args.mode, role=args.role, backend=args.backend
+        )
         settings.prepare_data_dir()
     except ConfigError as exc:
         print(f"interview-gateway: {exc}", file=sys.stderr)
@@ -126,6 +141,7 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
     from aiohttp import web
 
     from gateway.app import DATABASE, JWT_SECRET, SESSIONS, create_app
+    from gateway.fleet.worker import until_done
     from gateway.sessions.invitations import default_tenant, invite
 
     app = create_app(settings)
@@ -138,7 +154,11 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
         await site.start()
         port = runner.addresses[0][1]  # the real port when asked for port 0
         base_url = settings.public_url or f"http://{settings.host}:{port}"
-        print(f"interview-gateway listening on {base_url} (mode {settings.mode})", flush=True)
+        print(
+            f"interview-gateway listening on {base_url} (mode {settings.mode},"
+            f" role {settings.role})",
+            flush=True,
+        )
         if invite_at_start:
             tenant_id = await default_tenant(app[DATABASE], settings.data_dir)
             invitation = await invite(app[DATABASE], app[JWT_SECRET], tenant_id, mode=settings.mode)
@@ -156,6 +176,13 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
             if starting.cancelled():
                 return
         starting.result()  # start-up's own error, if it failed
+        if settings.role == "worker":
+            done = asyncio.create_task(until_done(app[SESSIONS], settings.worker_idle_timeout))
+            await asyncio.wait({stopped, done}, return_when=asyncio.FIRST_COMPLETED)
+            done.cancel()
+            if done.done() and not done.cancelled():
+                print(f"interview-gateway: worker done ({done.result()})", flush=True)
+                return
         await stopped
         if stop.received == signal.SIGTERM and settings.drain_timeout > 0:
             await drain(app[SESSIONS], settings.drain_timeout, stop)

@@ -111,6 +111,11 @@ class SessionManager:
         #: set while draining: no new interview is admitted, live ones may finish
         self.draining = False
         self._emptied = asyncio.Event()
+        #: set once a first session has started...
+        self.admitted = asyncio.Event()
+        #: ...and this once a session has ended and none is live or being set up: a worker, which
+        #: serves one interview, exits then (``gateway.fleet.worker``)
+        self.served = asyncio.Event()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -183,6 +188,8 @@ class SessionManager:
         )
         self._records.add(record)
         record.add_done_callback(self._records.discard)
+        if not self._sessions and not self._creating:
+            self.served.set()
         self._check_emptied()
 
     def _check_emptied(self) -> None:
@@ -240,6 +247,7 @@ class SessionManager:
         )
         self._sessions[interview_id] = session
         self.stats.started += 1
+        self.admitted.set()
         return session
 
     async def close(self) -> None:

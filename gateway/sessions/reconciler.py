@@ -3,7 +3,9 @@
 Each gateway process has an id and a heartbeat in Postgres, and claims every interview it
 serves (``storage.gateways``). The reconciler, at start and then on a timer, finds the claims
 of processes whose heartbeat lapsed (``lost_after``) and finalizes those interviews as
-``failed``/``gateway_lost``, each inside its tenant's transaction, then releases the claim.
+``failed`` with the reason of the process's kind (``gateway_lost``; ``worker_lost`` for a
+worker of ``gateway.fleet``, which serves one interview for a front), each inside its tenant's
+transaction, then releases the claim.
 Two live processes on one database never finalize each other's interviews: a live process's
 heartbeat never lapses for longer than the bound unless it cannot reach the database at all.
 """
@@ -18,16 +20,19 @@ from uuid import UUID, uuid4
 
 from storage import gateways, interviews
 from storage.database import Database
+from storage.gateways import GatewayKind
 
 log = logging.getLogger(__name__)
 
-LOST_REASON = "gateway_lost"
+#: the end reason of an interview whose process died, by the kind of process
+LOST_REASONS: dict[GatewayKind, str] = {"gateway": "gateway_lost", "worker": "worker_lost"}
 
 
 class Reconciler:
-    def __init__(self, db: Database, *, lost_after: float) -> None:
+    def __init__(self, db: Database, *, lost_after: float, kind: GatewayKind = "gateway") -> None:
         self.db = db
         self.lost_after = lost_after
+        self.kind: GatewayKind = kind
         #: this process's identity in ``gateways`` and ``session_claims``
         self.gateway_id: UUID = uuid4()
         self.finalized = 0
@@ -35,7 +40,9 @@ class Reconciler:
 
     async def start(self) -> None:
         """Register this process, finalize what dead ones left behind, then keep at it."""
-        await gateways.register_gateway(self.db, self.gateway_id, socket.gethostname())
+        await gateways.register_gateway(
+            self.db, self.gateway_id, socket.gethostname(), kind=self.kind
+        )
         await self.reconcile()
         self._task = asyncio.create_task(self._run())
 
@@ -44,13 +51,18 @@ class Reconciler:
         done = 0
         for claim in await gateways.lost_claims(self.db, self.lost_after):
             ended = await interviews.end_session(
-                self.db, claim.tenant_id, claim.interview_id, status="failed", reason=LOST_REASON
+                self.db,
+                claim.tenant_id,
+                claim.interview_id,
+                status="failed",
+                reason=LOST_REASONS[claim.kind],
             )
             await gateways.release(self.db, claim.gateway_id, claim.interview_id)
             if ended:
                 done += 1
                 log.warning(
-                    "finalized an interview its gateway left behind (%s)",
+                    "finalized an interview its %s left behind (%s)",
+                    claim.kind,
                     claim.gateway_id,
                     extra={
                         "interview_id": str(claim.interview_id),

@@ -50,7 +50,7 @@ def test_two_processes_migrating_at_once_apply_each_migration_once(
 
 #: Tables that hold no tenant's data: the migration log, and which gateway process serves which
 #: interview (ids and heartbeats only, read across tenants by the reconciler).
-PROCESS_TABLES = ("schema_migrations", "gateways", "session_claims")
+PROCESS_TABLES = ("schema_migrations", "gateways", "session_claims", "worker_claims")
 
 
 def _tables(conn: psycopg.Connection) -> list[str]:

@@ -1,0 +1,101 @@
+"""A warm pool of started workers, so that a claim takes a worker that already listens
+instead of waiting for a process (or a VM) to boot: a cold worker takes seconds to load
+aiortc and open the database, longer than a candidate's client waits for its welcome.
+
+A pooled worker is a plain worker that no interview claims yet (it serves whichever the front
+forwards to it first, and only that one). The pool is refilled in the background after every
+take; what it holds is this front's alone (the reaper leaves its workers be).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from gateway.fleet.backend import BackendError, Worker, WorkerBackend, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+#: a pooled worker waits for its interview as long as the pool keeps it
+POOLED_IDLE_TIMEOUT = str(24 * 3600)
+
+
+class WarmPool:
+    def __init__(
+        self,
+        backend: WorkerBackend,
+        *,
+        size: int,
+        metadata: Mapping[str, str],
+        env: Mapping[str, str],
+        start_timeout: float,
+    ) -> None:
+        self.backend = backend
+        self.size = size
+        self.spec = WorkerSpec(
+            metadata={**metadata, "pooled": "1"},
+            env={**env, "GATEWAY_WORKER_IDLE_TIMEOUT": POOLED_IDLE_TIMEOUT},
+        )
+        self.start_timeout = start_timeout
+        self._ready: list[Worker] = []
+        self._booting = 0  # 0 or 1
+        self._boot_id: str | None = None
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def ids(self) -> set[str]:
+        """Every worker the pool holds or is starting (none of them claimed)."""
+        booting = {self._boot_id} if self._boot_id is not None else set()
+        return {w.id for w in self._ready} | booting
+
+    def __len__(self) -> int:
+        return len(self._ready)
+
+    def take(self) -> Worker | None:
+        """A started worker, or None when the pool is empty; the pool refills itself."""
+        worker = self._ready.pop() if self._ready else None
+        self.refill()
+        return worker
+
+    def refill(self) -> None:
+        """Boot workers until the pool is full, one at a time: a booting worker is the
+        heaviest thing on the machine (it loads aiortc), and the interviews running beside it
+        must not starve."""
+        if self._booting or len(self._ready) >= self.size:
+            return
+        self._booting = 1
+        task = asyncio.create_task(self._boot())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def full(self) -> None:
+        """Returns once the pool holds ``size`` started workers (a bench's warm start)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._ready) >= self.size)
+
+    async def _boot(self) -> None:
+        worker_id: str | None = None
+        try:
+            worker_id = self._boot_id = (await self.backend.create(self.spec)).id
+            worker = await self.backend.wait(worker_id, "started", self.start_timeout)
+        except BackendError as exc:
+            log.warning("could not start a pooled worker (%s)", exc)
+            if worker_id is not None:
+                await self.backend.destroy(worker_id)
+            return  # the next take tries again
+        finally:
+            self._booting, self._boot_id = 0, None
+        async with self._changed:
+            self._ready.append(worker)
+            self._changed.notify_all()
+        self.refill()
+
+    async def close(self) -> None:
+        """Stop filling; the workers themselves are the front's to stop."""
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
