@@ -8,11 +8,7 @@ value and what is allowed, never a traceback later and never silently accepted.
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import math
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,6 +16,18 @@ from typing import Any, Literal
 
 import platformdirs
 
+from gateway.env import (
+    ConfigError,
+    env_addresses,
+    env_bool,
+    env_choice,
+    env_float,
+    env_ice_servers,
+    env_int,
+    env_list,
+    env_object,
+    raw,
+)
 from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
 
 Mode = Literal["auto", "relay", "proxy"]
@@ -36,141 +44,9 @@ Backend = Literal["local", "fly"]
 BACKENDS: tuple[Backend, ...] = ("local", "fly")
 
 
-class ConfigError(ValueError):
-    """A setting has a value the gateway cannot use; the message names the variable."""
-
-
 def default_data_dir() -> Path:
     """Where the embedded database, the signing secret and the transcript journal live."""
     return Path(platformdirs.user_data_dir("interview-gateway"))
-
-
-def _raw(env: dict[str, str], name: str) -> str | None:
-    value = env.get(name)
-    return None if value is None or value.strip() == "" else value.strip()
-
-
-def _env_int(env: dict[str, str], name: str, default: int) -> int:
-    raw = _raw(env, name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} is {raw!r}; it must be a whole number.") from None
-
-
-def _env_float(env: dict[str, str], name: str, default: float) -> float:
-    raw = _raw(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} is {raw!r}; it must be a number.") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} is {raw!r}; it must be a finite number.")
-    return value
-
-
-def _env_bool(env: dict[str, str], name: str, default: bool) -> bool:
-    raw = _raw(env, name)
-    if raw is None:
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} is {raw!r}; it must be 1/true/yes/on or 0/false/no/off.")
-
-
-def _env_choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = _raw(env, name) or default
-    if raw not in choices:
-        raise ConfigError(f"{name} is {raw!r}; it must be one of: {', '.join(choices)}.")
-    return raw
-
-
-def _env_list(env: dict[str, str], name: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
-
-
-def _env_json(env: dict[str, str], name: str, default: Any) -> Any:
-    raw = _raw(env, name)
-    if raw is None:
-        return default
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name} is not valid JSON ({exc.msg} at position {exc.pos}).") from None
-
-
-def _json_kind(value: Any) -> str:
-    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    return "null" if value is None else kinds.get(type(value), "a number")
-
-
-def _env_object(env: dict[str, str], name: str) -> dict[str, Any]:
-    value = _env_json(env, name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} is {_json_kind(value)}; it must be a JSON object.")
-    return value
-
-
-def _env_ice_servers(env: dict[str, str], name: str) -> tuple[dict[str, Any], ...]:
-    """W3C ``RTCIceServer`` dictionaries: ``urls`` (a string or strings), and for TURN the
-    ``username`` and ``credential`` strings."""
-    value = _env_json(env, name, [])
-    shape = f"{name} must be a JSON list of objects like" + ' {"urls": "stun:host:3478"}'
-    if not isinstance(value, list):
-        raise ConfigError(f"{shape}; it is {_json_kind(value)}.")
-    for index, server in enumerate(value):
-        if not isinstance(server, dict):
-            raise ConfigError(f"{shape}; entry {index} is not an object.")
-        unknown = set(server) - {"urls", "username", "credential"}
-        if unknown:
-            raise ConfigError(
-                f"{name} entry {index} has unknown keys {sorted(unknown)}; the keys are urls,"
-                " username and credential."
-            )
-        urls = server.get("urls")
-        listed = [urls] if isinstance(urls, str) else urls
-        if (
-            not isinstance(listed, list)
-            or not listed
-            or not all(
-                isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns")
-                for u in listed
-            )
-        ):
-            raise ConfigError(
-                f"{name} entry {index} needs urls: a stun:, stuns:, turn: or turns: URL or a"
-                " list of them."
-            )
-        for key in ("username", "credential"):
-            if key in server and not isinstance(server[key], str):
-                raise ConfigError(f"{name} entry {index}: {key} must be a string.")
-    return tuple(value)
-
-
-def _env_addresses(env: dict[str, str], name: str) -> tuple[str, ...]:
-    """IP addresses; a host name (Fly's ``fly-global-services``) is resolved once, here."""
-    addresses: list[str] = []
-    for entry in _env_list(env, name):
-        try:
-            addresses.append(str(ipaddress.ip_address(entry)))
-            continue
-        except ValueError:
-            pass
-        try:
-            infos = socket.getaddrinfo(entry, None, proto=socket.IPPROTO_UDP)
-        except OSError:
-            raise ConfigError(
-                f"{name} names {entry!r}, which is neither an IP address nor a host name that"
-                " resolves here."
-            ) from None
-        addresses.extend(dict.fromkeys(str(info[4][0]) for info in infos))
-    return tuple(dict.fromkeys(addresses))
 
 
 def _positive(value: float) -> bool:
@@ -227,14 +103,14 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
 def _turn_settings(env: dict[str, str]) -> dict[str, Any]:
     """``GATEWAY_TURN_URLS``/``_SECRET``/``_TTL``: URLs are no use without the secret that
     mints their credentials, and a credential must live a while."""
-    urls = _env_list(env, "GATEWAY_TURN_URLS")
+    urls = env_list(env, "GATEWAY_TURN_URLS")
     for url in urls:
         if not url.startswith(("turn:", "turns:")):
             raise ConfigError(f"GATEWAY_TURN_URLS names {url!r}; it takes turn: or turns: URLs.")
-    secret = _raw(env, "GATEWAY_TURN_SECRET")
+    secret = raw(env, "GATEWAY_TURN_SECRET")
     if urls and secret is None:
         raise ConfigError("GATEWAY_TURN_URLS is set but GATEWAY_TURN_SECRET is not.")
-    ttl = _env_int(env, "GATEWAY_TURN_TTL", Settings.turn_ttl)
+    ttl = env_int(env, "GATEWAY_TURN_TTL", Settings.turn_ttl)
     return {"turn_urls": urls, "turn_secret": secret, "turn_ttl": ttl}
 
 
@@ -340,96 +216,96 @@ class Settings:
         """The settings from ``env`` (default: the process's), with ``overrides`` (CLI flags)
         on top; every value checked (``ConfigError`` names the first mistake)."""
         e = dict(os.environ if env is None else env)
-        upstream = _env_choice(
-            e, "GATEWAY_UPSTREAM", "openai" if _raw(e, "OPENAI_API_KEY") else "sim", UPSTREAMS
+        upstream = env_choice(
+            e, "GATEWAY_UPSTREAM", "openai" if raw(e, "OPENAI_API_KEY") else "sim", UPSTREAMS
         )
-        if upstream == "openai" and not _raw(e, "OPENAI_API_KEY"):
+        if upstream == "openai" and not raw(e, "OPENAI_API_KEY"):
             raise ConfigError("GATEWAY_UPSTREAM is 'openai' but OPENAI_API_KEY is not set.")
-        sim_script = Path(e["GATEWAY_SIM_SCRIPT"]) if _raw(e, "GATEWAY_SIM_SCRIPT") else None
+        sim_script = Path(e["GATEWAY_SIM_SCRIPT"]) if raw(e, "GATEWAY_SIM_SCRIPT") else None
         if sim_script is not None and not sim_script.is_file():
             raise ConfigError(f"GATEWAY_SIM_SCRIPT is {str(sim_script)!r}; no such file.")
         settings = cls(
-            host=_raw(e, "GATEWAY_HOST") or cls.host,
-            port=_env_int(e, "GATEWAY_PORT", cls.port),
+            host=raw(e, "GATEWAY_HOST") or cls.host,
+            port=env_int(e, "GATEWAY_PORT", cls.port),
             public_url=e.get("GATEWAY_PUBLIC_URL", "").strip(),
-            trusted_proxies=_env_list(e, "GATEWAY_TRUSTED_PROXIES"),
-            mode=_env_choice(e, "GATEWAY_MODE", "auto", MODES),  # type: ignore[arg-type]
+            trusted_proxies=env_list(e, "GATEWAY_TRUSTED_PROXIES"),
+            mode=env_choice(e, "GATEWAY_MODE", "auto", MODES),  # type: ignore[arg-type]
             data_dir=Path(e["GATEWAY_DATA_DIR"])
-            if _raw(e, "GATEWAY_DATA_DIR")
+            if raw(e, "GATEWAY_DATA_DIR")
             else default_data_dir(),
-            database_url=_raw(e, "DATABASE_URL"),
-            db_app_password=_raw(e, "GATEWAY_DB_APP_PASSWORD"),
-            migrate_on_start=_env_bool(e, "GATEWAY_MIGRATE_ON_START", True),
-            jwt_secret=_raw(e, "GATEWAY_JWT_SECRET"),
+            database_url=raw(e, "DATABASE_URL"),
+            db_app_password=raw(e, "GATEWAY_DB_APP_PASSWORD"),
+            migrate_on_start=env_bool(e, "GATEWAY_MIGRATE_ON_START", True),
+            jwt_secret=raw(e, "GATEWAY_JWT_SECRET"),
             upstream=upstream,  # type: ignore[arg-type]
-            upstream_base_url=(_raw(e, "OPENAI_BASE_URL") or cls.upstream_base_url).rstrip("/"),
-            upstream_auth=_env_choice(  # type: ignore[arg-type]
+            upstream_base_url=(raw(e, "OPENAI_BASE_URL") or cls.upstream_base_url).rstrip("/"),
+            upstream_auth=env_choice(  # type: ignore[arg-type]
                 e, "OPENAI_AUTH_HEADER", "bearer", ("bearer", "api-key")
             ),
-            upstream_session=_env_object(e, "OPENAI_SESSION"),
+            upstream_session=env_object(e, "OPENAI_SESSION"),
             sim_script=sim_script,
-            sim_words_per_second=_env_float(
+            sim_words_per_second=env_float(
                 e, "GATEWAY_SIM_WORDS_PER_SECOND", cls.sim_words_per_second
             ),
-            max_relay_sessions=_env_int(e, "GATEWAY_MAX_RELAY_SESSIONS", cls.max_relay_sessions),
-            upstream_connect_timeout=_env_float(
+            max_relay_sessions=env_int(e, "GATEWAY_MAX_RELAY_SESSIONS", cls.max_relay_sessions),
+            upstream_connect_timeout=env_float(
                 e, "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", cls.upstream_connect_timeout
             ),
-            session_time_limit=_env_float(e, "GATEWAY_SESSION_TIME_LIMIT", cls.session_time_limit),
-            hello_timeout=_env_float(e, "GATEWAY_HELLO_TIMEOUT", cls.hello_timeout),
-            peer_timeout=_env_float(e, "GATEWAY_PEER_TIMEOUT", cls.peer_timeout),
-            reconnect_grace=_env_float(e, "GATEWAY_RECONNECT_GRACE", cls.reconnect_grace),
-            ice_addresses=_env_addresses(e, "GATEWAY_ICE_ADDRESSES"),
-            ice_servers=_env_ice_servers(e, "GATEWAY_ICE_SERVERS"),
-            upstream_ice_servers=_env_ice_servers(e, "GATEWAY_UPSTREAM_ICE_SERVERS"),
+            session_time_limit=env_float(e, "GATEWAY_SESSION_TIME_LIMIT", cls.session_time_limit),
+            hello_timeout=env_float(e, "GATEWAY_HELLO_TIMEOUT", cls.hello_timeout),
+            peer_timeout=env_float(e, "GATEWAY_PEER_TIMEOUT", cls.peer_timeout),
+            reconnect_grace=env_float(e, "GATEWAY_RECONNECT_GRACE", cls.reconnect_grace),
+            ice_addresses=env_addresses(e, "GATEWAY_ICE_ADDRESSES"),
+            ice_servers=env_ice_servers(e, "GATEWAY_ICE_SERVERS"),
+            upstream_ice_servers=env_ice_servers(e, "GATEWAY_UPSTREAM_ICE_SERVERS"),
             **_turn_settings(e),
-            jwt_audience=_raw(e, "GATEWAY_JWT_AUDIENCE"),
-            jwks_url=_raw(e, "GATEWAY_JWKS_URL"),
-            jwks_min_refresh=_env_float(e, "GATEWAY_JWKS_MIN_REFRESH", cls.jwks_min_refresh),
-            admin_roles=_env_list(e, "GATEWAY_ADMIN_ROLES") or cls.admin_roles,
-            cors_origins=_env_list(e, "GATEWAY_CORS_ORIGINS"),
-            rate_api_per_ip=_env_float(e, "GATEWAY_RATE_API_PER_IP", cls.rate_api_per_ip),
-            rate_api_per_tenant=_env_float(
+            jwt_audience=raw(e, "GATEWAY_JWT_AUDIENCE"),
+            jwks_url=raw(e, "GATEWAY_JWKS_URL"),
+            jwks_min_refresh=env_float(e, "GATEWAY_JWKS_MIN_REFRESH", cls.jwks_min_refresh),
+            admin_roles=env_list(e, "GATEWAY_ADMIN_ROLES") or cls.admin_roles,
+            cors_origins=env_list(e, "GATEWAY_CORS_ORIGINS"),
+            rate_api_per_ip=env_float(e, "GATEWAY_RATE_API_PER_IP", cls.rate_api_per_ip),
+            rate_api_per_tenant=env_float(
                 e, "GATEWAY_RATE_API_PER_TENANT", cls.rate_api_per_tenant
             ),
-            rate_signal_per_ip=_env_float(e, "GATEWAY_RATE_SIGNAL_PER_IP", cls.rate_signal_per_ip),
-            rate_signal_per_tenant=_env_float(
+            rate_signal_per_ip=env_float(e, "GATEWAY_RATE_SIGNAL_PER_IP", cls.rate_signal_per_ip),
+            rate_signal_per_tenant=env_float(
                 e, "GATEWAY_RATE_SIGNAL_PER_TENANT", cls.rate_signal_per_tenant
             ),
-            max_sessions_per_tenant=_env_int(
+            max_sessions_per_tenant=env_int(
                 e, "GATEWAY_MAX_SESSIONS_PER_TENANT", cls.max_sessions_per_tenant
             ),
-            max_sessions=_env_int(e, "GATEWAY_MAX_SESSIONS", cls.max_sessions),
-            lost_after=_env_float(e, "GATEWAY_LOST_AFTER", cls.lost_after),
-            drain_timeout=_env_float(e, "GATEWAY_DRAIN_TIMEOUT", cls.drain_timeout),
-            client_events=_env_list(e, "GATEWAY_CLIENT_EVENTS") or DEFAULT_CLIENT_EVENTS,
-            on_session_tamper=_env_choice(  # type: ignore[arg-type]
+            max_sessions=env_int(e, "GATEWAY_MAX_SESSIONS", cls.max_sessions),
+            lost_after=env_float(e, "GATEWAY_LOST_AFTER", cls.lost_after),
+            drain_timeout=env_float(e, "GATEWAY_DRAIN_TIMEOUT", cls.drain_timeout),
+            client_events=env_list(e, "GATEWAY_CLIENT_EVENTS") or DEFAULT_CLIENT_EVENTS,
+            on_session_tamper=env_choice(  # type: ignore[arg-type]
                 e, "GATEWAY_ON_SESSION_TAMPER", "restore", ("restore", "end")
             ),
-            api_max_body=_env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
-            signal_max_message=_env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
-            ping_interval=_env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),
-            recording=_env_choice(  # type: ignore[arg-type]
+            api_max_body=env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
+            signal_max_message=env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
+            ping_interval=env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),
+            recording=env_choice(  # type: ignore[arg-type]
                 e, "GATEWAY_RECORDING", "off", RECORDINGS
             ),
-            recording_segment_seconds=_env_float(
+            recording_segment_seconds=env_float(
                 e, "GATEWAY_RECORDING_SEGMENT_SECONDS", cls.recording_segment_seconds
             ),
             recording_dir=Path(e["GATEWAY_RECORDING_DIR"])
-            if _raw(e, "GATEWAY_RECORDING_DIR")
+            if raw(e, "GATEWAY_RECORDING_DIR")
             else None,
-            role=_env_choice(e, "GATEWAY_ROLE", cls.role, PROCESS_ROLES),  # type: ignore[arg-type]
-            backend=_env_choice(  # type: ignore[arg-type]
+            role=env_choice(e, "GATEWAY_ROLE", cls.role, PROCESS_ROLES),  # type: ignore[arg-type]
+            backend=env_choice(  # type: ignore[arg-type]
                 e, "GATEWAY_BACKEND", cls.backend, BACKENDS
             ),
-            worker_start_timeout=_env_float(
+            worker_start_timeout=env_float(
                 e, "GATEWAY_WORKER_START_TIMEOUT", cls.worker_start_timeout
             ),
-            worker_idle_timeout=_env_float(
+            worker_idle_timeout=env_float(
                 e, "GATEWAY_WORKER_IDLE_TIMEOUT", cls.worker_idle_timeout
             ),
-            max_workers=_env_int(e, "GATEWAY_MAX_WORKERS", cls.max_workers),
-            worker_pool=_env_int(e, "GATEWAY_WORKER_POOL", cls.worker_pool),
+            max_workers=env_int(e, "GATEWAY_MAX_WORKERS", cls.max_workers),
+            worker_pool=env_int(e, "GATEWAY_WORKER_POOL", cls.worker_pool),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.check()
