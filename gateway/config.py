@@ -6,13 +6,17 @@ Every setting has an environment variable (listed in the README's configuration 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
+
+from signaling.candidates import DEFAULT_MAX_REMOTE_CANDIDATES, parse_networks
 
 Mode = Literal["auto", "relay", "proxy"]
 MODES: tuple[Mode, ...] = ("auto", "relay", "proxy")
@@ -61,6 +65,27 @@ def _env_json(env: dict[str, str], name: str, default: Any) -> Any:
         raise ConfigError(f"{name} must be JSON: {exc.msg} at position {exc.pos}") from None
 
 
+def _env_networks(env: dict[str, str], name: str) -> tuple[str, ...] | None:
+    """Comma-separated CIDRs, checked; None when the variable is not set at all."""
+    if name not in env:
+        return None
+    cidrs = _env_list(env, name)
+    try:
+        parse_networks(cidrs)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return cidrs
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -96,6 +121,11 @@ class Settings:
     #: RTCConfiguration.iceServers, as W3C dictionaries, for the browser and upstream legs.
     ice_servers: tuple[dict[str, Any], ...] = ()
     upstream_ice_servers: tuple[dict[str, Any], ...] = ()
+    #: Networks (CIDRs) whose remote ICE candidates the gateway checks although their class is
+    #: denied (signaling.candidates); None: see ``allowed_remote_candidates``.
+    ice_allow_remote: tuple[str, ...] | None = None
+    #: How many remote candidates one offer may bring (in its SDP and trickled).
+    ice_max_remote_candidates: int = DEFAULT_MAX_REMOTE_CANDIDATES
     #: Tokens: the audience (``aud``) they must name, a JWKS for RS256/ES256 ones, how often at
     #: most an unknown ``kid`` may refetch it, and the roles an admin bearer token may carry.
     jwt_audience: str | None = None
@@ -157,6 +187,10 @@ class Settings:
             ice_addresses=_env_list(e, "GATEWAY_ICE_ADDRESSES"),
             ice_servers=tuple(_env_json(e, "GATEWAY_ICE_SERVERS", [])),
             upstream_ice_servers=tuple(_env_json(e, "GATEWAY_UPSTREAM_ICE_SERVERS", [])),
+            ice_allow_remote=_env_networks(e, "GATEWAY_ICE_ALLOW_REMOTE"),
+            ice_max_remote_candidates=_env_int(
+                e, "GATEWAY_ICE_MAX_REMOTE_CANDIDATES", cls.ice_max_remote_candidates
+            ),
             jwt_audience=e.get("GATEWAY_JWT_AUDIENCE") or None,
             jwks_url=e.get("GATEWAY_JWKS_URL") or None,
             jwks_min_refresh=_env_float(e, "GATEWAY_JWKS_MIN_REFRESH", cls.jwks_min_refresh),
@@ -178,3 +212,15 @@ class Settings:
             ping_interval=_env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def allowed_remote_candidates(self) -> tuple[str, ...]:
+        """``ice_allow_remote`` when set; otherwise loopback (``127.0.0.0/8``, ``::1``) for a
+        gateway only this machine can reach (it listens on a loopback address and its public
+        URL, if any, names a loopback host: the README's first command), and nothing else."""
+        if self.ice_allow_remote is not None:
+            return self.ice_allow_remote
+        public_host = urlsplit(self.public_url).hostname if self.public_url else self.host
+        if _is_loopback(self.host) and _is_loopback(public_host):
+            return ("127.0.0.0/8", "::1/128")
+        return ()

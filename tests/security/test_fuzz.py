@@ -104,6 +104,8 @@ def fuzz(
             data_dir=Path(tmp_path_factory.mktemp("fuzz")),
             jwt_secret="fuzz-secret-" + "z" * 32,
             ice_addresses=("127.0.0.1",),
+            # the suite runs on loopback: its peers' candidates are 127.0.0.1, allowed here
+            ice_allow_remote=("127.0.0.0/8",),
             sim_words_per_second=FAST_SPEECH,
             reconnect_grace=0.2,
             hello_timeout=3.0,

@@ -7,6 +7,7 @@ import json
 
 from hypothesis import strategies as st
 
+from signaling.candidates import CandidatePolicy
 from signaling.messages import CLIENT_TYPES
 from signaling.tokens import issue_token
 
@@ -57,6 +58,10 @@ OFFER = offer_of(AUDIO, DATA)
 OFFER_NO_AUDIO = offer_of(VIDEO, DATA)
 
 HOST_CANDIDATE = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0"
+#: The tests run on loopback, so their candidates are 127.0.0.1: allowed explicitly, as a
+#: deployment on loopback would (by default the policy refuses loopback like every private class).
+LOOPBACK = ("127.0.0.0/8",)
+LOOPBACK_POLICY = CandidatePolicy(LOOPBACK)
 
 TOKEN = issue_token(SECRET, tenant_id="t", interview_id=INTERVIEW)
 
