@@ -54,6 +54,12 @@ _ATTRIBUTE_VALUES = {
 _INTEGER_FMTP_PARAMETERS = frozenset(
     {"apt", "max-fr", "max-fs", "maxplaybackrate", "minptime", "stereo", "useinbandfec"}
 )
+#: The codecs every WebRTC endpoint implements (RFC 7874, RFC 7742): an audio or video m-line
+#: that names none of them by ``a=rtpmap`` cannot be negotiated with a WebRTC stack.
+_REQUIRED_CODECS = {
+    "audio": frozenset({"opus", "pcmu", "pcma"}),
+    "video": frozenset({"vp8", "h264"}),
+}
 #: Without these no WebRTC connection can form (RFC 8829), so every audio, video and data
 #: m-line needs each, in its section or at session level: refuse such an offer up front rather
 #: than let the peer connection fail later and quietly.
@@ -209,7 +215,8 @@ def _media_sections(blocks: list[list[str]]) -> list[MediaSection]:
 
 def _check_section(section: MediaSection, block: list[str], session_names: set[str]) -> None:
     """What a section needs besides its lines' grammar: transport attributes (its own or the
-    session's), and an rtpmap for every payload type an fmtp line describes."""
+    session's), a mandatory codec (audio, video), and an rtpmap for every payload type an fmtp
+    line describes."""
     attributes = [attribute(line) for line in block if line.startswith("a=")]
     if section.kind in _TRANSPORT_KINDS:
         names = session_names | {name for name, _ in attributes}
@@ -219,7 +226,15 @@ def _check_section(section: MediaSection, block: list[str], session_names: set[s
                     "bad_sdp",
                     f"m-line {section.index} ({section.kind}) has no a={name} ({purpose})",
                 )
-    mapped = {value.split(" ", 1)[0] for name, value in attributes if name == "rtpmap" and value}
+    rtpmaps = [value.split(" ", 1) for name, value in attributes if name == "rtpmap" and value]
+    required = _REQUIRED_CODECS.get(section.kind)
+    if required and not any(codec.split("/")[0].lower() in required for _, codec in rtpmaps):
+        raise SignalingError(
+            "bad_sdp",
+            f"m-line {section.index} ({section.kind}) offers none of "
+            f"{', '.join(sorted(required))} by a=rtpmap",
+        )
+    mapped = {pt for pt, _ in rtpmaps}
     for name, value in attributes:
         if name == "fmtp" and value and value.split(" ", 1)[0] not in mapped:
             raise SignalingError(
