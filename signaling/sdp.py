@@ -27,8 +27,9 @@ _CONNECTION = re.compile(r"c=IN IP[46] [^ ]+")
 _CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
 _PAYLOAD_TYPE = re.compile(r"[0-9]{1,3}")
 #: The grammar of each attribute value a WebRTC stack reads (RFC 8866, 8839, 8842, 8122, 4585,
-#: 8285, 5576, 8841, 3605). One of these without its value, or with a value of another shape,
-#: makes the offer ``bad_sdp``: aiortc, for one, fails on them with errors of its own.
+#: 8285, 5576, 8841, 3605, 5888, 8830). One of these without its value, or with a value of
+#: another shape, makes the offer ``bad_sdp``: aiortc, for one, fails on them with errors of its
+#: own.
 _ATTRIBUTE_VALUES = {
     name: re.compile(pattern)
     for name, pattern in {
@@ -46,6 +47,8 @@ _ATTRIBUTE_VALUES = {
         "max-message-size": r"[0-9]{1,20}",
         "rtcp": r"[0-9]{1,5}(?: IN IP[46] [^ ]+)?",
         "sctpmap": r"[0-9]{1,5} \S.*",
+        "mid": r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]{1,64}",
+        "msid": r"[A-Za-z0-9!#$%&'*+.^_`{|}~{}-]{1,64}(?: [A-Za-z0-9!#$%&'*+.^_`{|}~{}-]{1,64})?",
         "group": r".*",
         "msid-semantic": r".*",
     }.items()
@@ -203,7 +206,7 @@ def _media_sections(blocks: list[list[str]]) -> list[MediaSection]:
         ):
             raise SignalingError("bad_sdp", f"{kind} m-line formats must be payload types 0-127")
         # The last a=mid counts, as for a WebRTC stack reading the section top to bottom.
-        mids_named = [line[len("a=mid:") :].strip() for line in block if line.startswith("a=mid:")]
+        mids_named = [line[len("a=mid:") :] for line in block if line.startswith("a=mid:")]
         mid = mids_named[-1] or None if mids_named else None
         if mid is not None and mid in mids:
             raise SignalingError("bad_sdp", f"mid {mid!r} appears twice")
@@ -248,8 +251,9 @@ def _check_bundle(session: list[str], sections: list[MediaSection]) -> None:
     mids = {s.mid for s in sections}
     for line in session:
         name, value = attribute(line)
-        if name == "group" and value and value.split()[0] == "BUNDLE":
-            unknown = [mid for mid in value.split()[1:] if mid not in mids]
+        tokens = (value or "").split()
+        if name == "group" and tokens[:1] == ["BUNDLE"]:
+            unknown = [mid for mid in tokens[1:] if mid not in mids]
             if unknown:
                 raise SignalingError(
                     "bad_sdp", f"a=group:BUNDLE names mid {unknown[0]!r}, which no m-line has"

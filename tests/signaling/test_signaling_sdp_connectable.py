@@ -51,6 +51,8 @@ def test_offers_as_browsers_write_them_pass(offer: str) -> None:
         ("a=mid:0\r\n", "a=mid:0\r\na=candidate:1 1 udp 1 1.2.3.4 x typ host\r\n", "line"),
         ("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 7", "'7'"),
         ("a=group:BUNDLE 0 1", "a=group", "a=group"),
+        ("a=mid:0\r\n", "a=mid:0 \r\n", "a=mid"),  # both found by the fuzzing: aiortc failed
+        ("a=mid:0\r\n", "a=mid:0\r\na=msid: \r\n", "a=msid"),
         ("c=IN IP4 0.0.0.0", "c=IN IP4", "c="),
         ("m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8", "m=audio 9 UDP/TLS/RTP/SAVPF 111 0 200", "0-127"),
     ],
@@ -85,3 +87,9 @@ def test_audio_and_video_m_lines_must_offer_a_mandatory_webrtc_codec() -> None:
     with pytest.raises(SignalingError, match="none of h264, vp8"):
         parse_offer(offer_of(AUDIO, av1_only, DATA))
     assert parse_offer(offer_of(AUDIO, VIDEO.replace("VP8/90000", "H264/90000"), DATA))
+
+
+def test_a_blank_group_line_is_no_group() -> None:
+    """Found by the fuzzing: ``a=group:`` followed by blanks once crashed the BUNDLE check."""
+    offer = offer_of(AUDIO, DATA).replace("a=group:BUNDLE 0 1", "a=group: ")
+    assert len(parse_offer(offer).sections) == 2
