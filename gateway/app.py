@@ -140,6 +140,8 @@ def create_app(settings: Settings) -> web.Application:
             hello_timeout=settings.hello_timeout,
             ping_interval=settings.ping_interval,
             max_message_size=settings.signal_max_message,
+            allow_remote_candidates=settings.allowed_remote_candidates,
+            max_remote_candidates=settings.ice_max_remote_candidates,
         ).mount(app)
     api.AdminApi(
         settings,

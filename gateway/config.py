@@ -8,11 +8,13 @@ value and what is allowed, never a traceback later and never silently accepted.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -29,6 +31,7 @@ from gateway.env import (
     raw,
 )
 from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
+from signaling.candidates import DEFAULT_MAX_REMOTE_CANDIDATES, parse_networks
 
 Mode = Literal["auto", "relay", "proxy"]
 MODES: tuple[Mode, ...] = ("auto", "relay", "proxy")
@@ -47,6 +50,27 @@ BACKENDS: tuple[Backend, ...] = ("local", "fly")
 def default_data_dir() -> Path:
     """Where the embedded database, the signing secret and the transcript journal live."""
     return Path(platformdirs.user_data_dir("interview-gateway"))
+
+
+def _env_networks(env: dict[str, str], name: str) -> tuple[str, ...] | None:
+    """Comma-separated CIDRs, checked; None when the variable is not set at all."""
+    if name not in env:
+        return None
+    cidrs = env_list(env, name)
+    try:
+        parse_networks(cidrs)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return cidrs
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _positive(value: float) -> bool:
@@ -159,6 +183,11 @@ class Settings:
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl: int = 3600
+    #: Networks (CIDRs) whose remote ICE candidates the gateway checks although their class is
+    #: denied (signaling.candidates); None: see ``allowed_remote_candidates``.
+    ice_allow_remote: tuple[str, ...] | None = None
+    #: How many remote candidates one offer may bring (in its SDP and trickled).
+    ice_max_remote_candidates: int = DEFAULT_MAX_REMOTE_CANDIDATES
     #: Tokens: the audience (``aud``) they must name, a JWKS for RS256/ES256 ones, how often at
     #: most an unknown ``kid`` may refetch it, and the roles an admin bearer token may carry.
     jwt_audience: str | None = None
@@ -259,6 +288,10 @@ class Settings:
             ice_servers=env_ice_servers(e, "GATEWAY_ICE_SERVERS"),
             upstream_ice_servers=env_ice_servers(e, "GATEWAY_UPSTREAM_ICE_SERVERS"),
             **_turn_settings(e),
+            ice_allow_remote=_env_networks(e, "GATEWAY_ICE_ALLOW_REMOTE"),
+            ice_max_remote_candidates=env_int(
+                e, "GATEWAY_ICE_MAX_REMOTE_CANDIDATES", cls.ice_max_remote_candidates
+            ),
             jwt_audience=raw(e, "GATEWAY_JWT_AUDIENCE"),
             jwks_url=raw(e, "GATEWAY_JWKS_URL"),
             jwks_min_refresh=env_float(e, "GATEWAY_JWKS_MIN_REFRESH", cls.jwks_min_refresh),
@@ -337,3 +370,15 @@ class Settings:
             raise ConfigError(
                 "GATEWAY_BACKEND is 'fly', which this version cannot run yet; it must be local."
             )
+
+    @property
+    def allowed_remote_candidates(self) -> tuple[str, ...]:
+        """``ice_allow_remote`` when set; otherwise loopback (``127.0.0.0/8``, ``::1``) for a
+        gateway only this machine can reach (it listens on a loopback address and its public
+        URL, if any, names a loopback host: the README's first command), and nothing else."""
+        if self.ice_allow_remote is not None:
+            return self.ice_allow_remote
+        public_host = urlsplit(self.public_url).hostname if self.public_url else self.host
+        if _is_loopback(self.host) and _is_loopback(public_host):
+            return ("127.0.0.0/8", "::1/128")
+        return ()

@@ -47,6 +47,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "no_audio": ErrorSpec(4203, False, "the offer has no active audio m-line"),
     "unknown_mline": ErrorSpec(4204, False, "the candidate names an m-line the offer lacks"),
     "bad_candidate": ErrorSpec(4205, False, "the ICE candidate does not parse"),
+    "candidate_refused": ErrorSpec(4206, False, "the gateway will not check this candidate"),
     "refused": ErrorSpec(4300, True, "the gateway refused the connection"),
     "interview_ended": ErrorSpec(4301, True, "the interview is over"),
     "at_capacity": ErrorSpec(4302, True, "the gateway has no room for another session"),

@@ -19,15 +19,58 @@ MAX_MEDIA_SECTIONS = 32
 MAX_CANDIDATE_CHARS = 1024
 
 _MEDIA_KINDS = frozenset({"audio", "video", "application", "text", "message"})
+#: The kinds a WebRTC stack sets up ICE and DTLS transports for.
+_TRANSPORT_KINDS = frozenset({"audio", "video", "application"})
 _LINE = re.compile(r"[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*")
-_MLINE = re.compile(r"m=([a-z]+) (\d{1,5})(?:/\d{1,5})? (\S+)(?: \S+)+")
+_MLINE = re.compile(r"m=([a-z]+) ([0-9]{1,5})(?:/[0-9]{1,5})? (\S+)((?: \S+)+)")
+_CONNECTION = re.compile(r"c=IN IP[46] [^ ]+")
 _CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
-#: Without these no WebRTC connection can form (RFC 8829): refuse such an offer up front
-#: rather than let the peer connection fail later and quietly.
+_PAYLOAD_TYPE = re.compile(r"[0-9]{1,3}")
+#: The grammar of each attribute value a WebRTC stack reads (RFC 8866, 8839, 8842, 8122, 4585,
+#: 8285, 5576, 8841, 3605, 5888, 8830). One of these without its value, or with a value of
+#: another shape, makes the offer ``bad_sdp``: aiortc, for one, fails on them with errors of its
+#: own.
+_ATTRIBUTE_VALUES = {
+    name: re.compile(pattern)
+    for name, pattern in {
+        "setup": r"actpass|active|passive",
+        "fingerprint": r"[A-Za-z0-9-]{1,16} [0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){15,63}",
+        "ice-ufrag": r"[A-Za-z0-9+/]{4,256}",
+        "ice-pwd": r"[A-Za-z0-9+/]{22,256}",
+        "rtpmap": r"[0-9]{1,3} [^ /]+/[0-9]{1,10}(?:/[0-9]{1,3})?",
+        "fmtp": r"[0-9]{1,3} \S.*",
+        "rtcp-fb": r"(?:\*|[0-9]{1,3}) \S+(?: .*)?",
+        "extmap": r"[0-9]{1,5}(?:/(?:sendrecv|sendonly|recvonly|inactive))? \S+(?: .*)?",
+        "ssrc": r"[0-9]{1,10} \S.*",
+        "ssrc-group": r"\S+(?: [0-9]{1,10})*",
+        "sctp-port": r"[0-9]{1,5}",
+        "max-message-size": r"[0-9]{1,20}",
+        "rtcp": r"[0-9]{1,5}(?: IN IP[46] [^ ]+)?",
+        "sctpmap": r"[0-9]{1,5} \S.*",
+        "mid": r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]{1,64}",
+        "msid": r"[A-Za-z0-9!#$%&'*+.^_`{|}~{}-]{1,64}(?: [A-Za-z0-9!#$%&'*+.^_`{|}~{}-]{1,64})?",
+        "group": r".*",
+        "msid-semantic": r".*",
+    }.items()
+}
+#: fmtp parameters whose values their RFCs define as integers (RFC 7587, 4588, 7741).
+_INTEGER_FMTP_PARAMETERS = frozenset(
+    {"apt", "max-fr", "max-fs", "maxplaybackrate", "minptime", "stereo", "useinbandfec"}
+)
+#: The codecs every WebRTC endpoint implements (RFC 7874, RFC 7742): an audio or video m-line
+#: that names none of them by ``a=rtpmap`` cannot be negotiated with a WebRTC stack.
+_REQUIRED_CODECS = {
+    "audio": frozenset({"opus", "pcmu", "pcma"}),
+    "video": frozenset({"vp8", "h264"}),
+}
+#: Without these no WebRTC connection can form (RFC 8829), so every audio, video and data
+#: m-line needs each, in its section or at session level: refuse such an offer up front rather
+#: than let the peer connection fail later and quietly.
 _REQUIRED_ATTRIBUTES = (
-    ("a=ice-ufrag:", "ICE credentials"),
-    ("a=ice-pwd:", "ICE credentials"),
-    ("a=fingerprint:", "the DTLS certificate fingerprint"),
+    ("ice-ufrag", "ICE credentials"),
+    ("ice-pwd", "ICE credentials"),
+    ("fingerprint", "the DTLS certificate fingerprint"),
+    ("setup", "the DTLS role"),
 )
 
 
@@ -76,55 +119,145 @@ class IceCandidate:
     sdp_mline_index: int
 
 
+def sdp_lines(sdp: str) -> list[str]:
+    """An SDP's non-empty lines, whether it ends them with CRLF or LF."""
+    return [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
+
+
+def attribute(line: str) -> tuple[str, str | None]:
+    """An ``a=`` line's name and value, split at the first colon (``a=rtcp-mux``: no value)."""
+    name, colon, value = line[2:].partition(":")
+    return name, value if colon else None
+
+
 def parse_offer(sdp: str) -> OfferSummary:
     """Check an offer's SDP; raise ``bad_sdp`` or ``no_audio`` when it will not do."""
     if len(sdp) > MAX_SDP_BYTES:
         raise SignalingError("bad_sdp", f"SDP longer than {MAX_SDP_BYTES} bytes")
-    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
+    lines = sdp_lines(sdp)
     if not lines or lines[0] != "v=0":
         raise SignalingError("bad_sdp", "SDP must start with v=0")
     for number, line in enumerate(lines, start=1):
-        if not _LINE.fullmatch(line):
-            raise SignalingError("bad_sdp", f"line {number} is not a valid SDP line")
-    sections = _media_sections(lines)
-    if not sections:
+        _check_line(number, line)
+    session, blocks = _split_sections(lines)
+    if not blocks:
         raise SignalingError("bad_sdp", "SDP has no m-line")
+    sections = _media_sections(blocks)
     if not any(s.kind == "audio" and s.active for s in sections):
         raise SignalingError("no_audio", "the offer has no active audio m-line")
-    for attribute, purpose in _REQUIRED_ATTRIBUTES:
-        if not any(line.startswith(attribute) for line in lines):
-            raise SignalingError("bad_sdp", f"the offer has no {attribute[2:-1]} ({purpose})")
+    session_names = {attribute(line)[0] for line in session if line.startswith("a=")}
+    for section, block in zip(sections, blocks, strict=True):
+        _check_section(section, block, session_names)
+    _check_bundle(session, sections)
     return OfferSummary(sections=tuple(sections))
 
 
-def _media_sections(lines: list[str]) -> list[MediaSection]:
+def _check_line(number: int, line: str) -> None:
+    """One line's own grammar: the line itself, and the value of an attribute stacks read."""
+    if not _LINE.fullmatch(line):
+        raise SignalingError("bad_sdp", f"line {number} is not a valid SDP line")
+    if line.startswith("c=") and not _CONNECTION.fullmatch(line):
+        raise SignalingError("bad_sdp", f"line {number}: c= must be 'IN IP4|IP6 <address>'")
+    if not line.startswith("a="):
+        return
+    name, value = attribute(line)
+    if name == "candidate":
+        try:
+            check_candidate_line(value or "")
+        except SignalingError as exc:
+            raise SignalingError("bad_sdp", f"line {number}: {exc.message}") from None
+        return
+    grammar = _ATTRIBUTE_VALUES.get(name)
+    if grammar is not None and (value is None or not grammar.fullmatch(value)):
+        raise SignalingError("bad_sdp", f"line {number}: malformed a={name} {line[:60]!r}")
+    if name == "fmtp" and value is not None:
+        for parameter in value.split(" ", 1)[1].split(";"):
+            key, equals, number_text = parameter.strip().partition("=")
+            if equals and key in _INTEGER_FMTP_PARAMETERS and not _is_int(number_text, 0, 2**31):
+                raise SignalingError("bad_sdp", f"line {number}: fmtp {key} must be an integer")
+
+
+def _split_sections(lines: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The session-level lines, and each m-line with the lines of its section."""
+    session: list[str] = []
+    blocks: list[list[str]] = []
+    for line in lines:
+        if line.startswith("m="):
+            if len(blocks) >= MAX_MEDIA_SECTIONS:
+                raise SignalingError("bad_sdp", f"more than {MAX_MEDIA_SECTIONS} m-lines")
+            blocks.append([line])
+        elif blocks:
+            blocks[-1].append(line)
+        else:
+            session.append(line)
+    return session, blocks
+
+
+def _media_sections(blocks: list[list[str]]) -> list[MediaSection]:
     sections: list[MediaSection] = []
     mids: set[str] = set()
-    pending: tuple[str, int, str] | None = None
-    mid: str | None = None
-
-    def close_section() -> None:
-        if pending is None:
-            return
+    for block in blocks:
+        match = _MLINE.fullmatch(block[0])
+        if match is None or match[1] not in _MEDIA_KINDS or int(match[2]) > 65535:
+            raise SignalingError("bad_sdp", f"malformed m-line {block[0][:60]!r}")
+        kind, formats = match[1], match[4].split()
+        if kind in ("audio", "video") and not all(
+            _PAYLOAD_TYPE.fullmatch(f) and int(f) <= 127 for f in formats
+        ):
+            raise SignalingError("bad_sdp", f"{kind} m-line formats must be payload types 0-127")
+        # The last a=mid counts, as for a WebRTC stack reading the section top to bottom.
+        mids_named = [line[len("a=mid:") :] for line in block if line.startswith("a=mid:")]
+        mid = mids_named[-1] or None if mids_named else None
         if mid is not None and mid in mids:
             raise SignalingError("bad_sdp", f"mid {mid!r} appears twice")
         if mid is not None:
             mids.add(mid)
-        sections.append(MediaSection(len(sections), pending[0], mid, pending[1], pending[2]))
-
-    for line in lines:
-        if line.startswith("m="):
-            close_section()
-            if len(sections) >= MAX_MEDIA_SECTIONS:
-                raise SignalingError("bad_sdp", f"more than {MAX_MEDIA_SECTIONS} m-lines")
-            match = _MLINE.fullmatch(line)
-            if match is None or match[1] not in _MEDIA_KINDS or int(match[2]) > 65535:
-                raise SignalingError("bad_sdp", f"malformed m-line {line[:60]!r}")
-            pending, mid = (match[1], int(match[2]), match[3]), None
-        elif line.startswith("a=mid:") and pending is not None:
-            mid = line[len("a=mid:") :].strip() or None
-    close_section()
+        sections.append(MediaSection(len(sections), kind, mid, int(match[2]), match[3]))
     return sections
+
+
+def _check_section(section: MediaSection, block: list[str], session_names: set[str]) -> None:
+    """What a section needs besides its lines' grammar: transport attributes (its own or the
+    session's), a mandatory codec (audio, video), and an rtpmap for every payload type an fmtp
+    line describes."""
+    attributes = [attribute(line) for line in block if line.startswith("a=")]
+    if section.kind in _TRANSPORT_KINDS:
+        names = session_names | {name for name, _ in attributes}
+        for name, purpose in _REQUIRED_ATTRIBUTES:
+            if name not in names:
+                raise SignalingError(
+                    "bad_sdp",
+                    f"m-line {section.index} ({section.kind}) has no a={name} ({purpose})",
+                )
+    rtpmaps = [value.split(" ", 1) for name, value in attributes if name == "rtpmap" and value]
+    required = _REQUIRED_CODECS.get(section.kind)
+    if required and not any(codec.split("/")[0].lower() in required for _, codec in rtpmaps):
+        raise SignalingError(
+            "bad_sdp",
+            f"m-line {section.index} ({section.kind}) offers none of "
+            f"{', '.join(sorted(required))} by a=rtpmap",
+        )
+    mapped = {pt for pt, _ in rtpmaps}
+    for name, value in attributes:
+        if name == "fmtp" and value and value.split(" ", 1)[0] not in mapped:
+            raise SignalingError(
+                "bad_sdp",
+                f"m-line {section.index}: a=fmtp for payload type {value.split()[0]} has no rtpmap",
+            )
+
+
+def _check_bundle(session: list[str], sections: list[MediaSection]) -> None:
+    """A BUNDLE group names only mids the offer has (RFC 8843)."""
+    mids = {s.mid for s in sections}
+    for line in session:
+        name, value = attribute(line)
+        tokens = (value or "").split()
+        if name == "group" and tokens[:1] == ["BUNDLE"]:
+            unknown = [mid for mid in tokens[1:] if mid not in mids]
+            if unknown:
+                raise SignalingError(
+                    "bad_sdp", f"a=group:BUNDLE names mid {unknown[0]!r}, which no m-line has"
+                )
 
 
 def resolve_candidate(
@@ -154,9 +287,10 @@ def resolve_candidate(
     return IceCandidate(candidate=candidate, sdp_mid=section.mid, sdp_mline_index=section.index)
 
 
-def check_candidate_line(candidate: str) -> None:
+def check_candidate_line(candidate: str) -> str:
     """Check the RFC 8839 grammar of a candidate attribute (with or without ``candidate:``):
-    ``foundation component transport priority address port typ type [extensions]``."""
+    ``foundation component transport priority address port typ type [extensions]``; return
+    its connection address (an IP address or a hostname), for the address policy."""
     if len(candidate) > MAX_CANDIDATE_CHARS:
         raise SignalingError("bad_candidate", f"candidate longer than {MAX_CANDIDATE_CHARS}")
     text = candidate.removeprefix("a=").removeprefix("candidate:")
@@ -171,6 +305,7 @@ def check_candidate_line(candidate: str) -> None:
         or not text.isprintable()
     ):
         raise SignalingError("bad_candidate", "not an ICE candidate (RFC 8839 grammar)")
+    return fields[4]
 
 
 def _is_int(text: str, low: int, high: int) -> bool:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from datetime import datetime
 from typing import Any, Protocol
 
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from signaling import messages
+from signaling.candidates import DEFAULT_MAX_REMOTE_CANDIDATES, CandidatePolicy
 from signaling.errors import SignalingError
 from signaling.messages import DEFAULT_MAX_MESSAGE_SIZE
 from signaling.protocol import CloseConnection, SendMessage
@@ -133,16 +134,25 @@ def signaling_handler(
     hello_timeout: float = 5.0,
     ping_interval: float = 10.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    allow_remote_candidates: Iterable[str] = (),
+    max_remote_candidates: int = DEFAULT_MAX_REMOTE_CANDIDATES,
 ) -> SignalingEndpoint:
     """The WebSocket endpoint; ``signaling_handler(...).mount(app)`` serves it at
     ``SIGNAL_PATH`` and says bye to every browser when the application shuts down.
-    (``endpoint.handle`` is the bare aiohttp request handler.)"""
+    (``endpoint.handle`` is the bare aiohttp request handler.)
+
+    Remote ICE candidates reach the handler only when ``signaling.candidates`` lets them:
+    ``allow_remote_candidates`` (CIDRs) exempts networks from its denied classes, and one offer
+    brings at most ``max_remote_candidates``. A bad CIDR is a ``ValueError`` here, at start."""
     return SignalingEndpoint(
         factory,
         verifier,
         hello_timeout=hello_timeout,
         ping_interval=ping_interval,
         max_message_size=max_message_size,
+        candidate_policy=CandidatePolicy(
+            allow_remote_candidates, max_candidates=max_remote_candidates
+        ),
     )
 
 
@@ -158,12 +168,14 @@ class SignalingEndpoint:
         hello_timeout: float,
         ping_interval: float,
         max_message_size: int,
+        candidate_policy: CandidatePolicy,
     ) -> None:
         self._factory = factory
         self._verifier = verifier
         self._hello_timeout = hello_timeout
         self._ping_interval = ping_interval
         self._max_message_size = max_message_size
+        self._candidate_policy = candidate_policy
         self._connections: set[_Connection] = set()
 
     def mount(self, app: web.Application, path: str = SIGNAL_PATH) -> None:
@@ -181,6 +193,7 @@ class SignalingEndpoint:
             self._verifier,
             ping_interval=self._ping_interval,
             max_message_size=self._max_message_size,
+            candidate_policy=self._candidate_policy,
         )
         connection = _Connection(
             ws, protocol, self._factory, self._hello_timeout, self._ping_interval
@@ -366,6 +379,13 @@ class _Connection:
                     continue
                 elif isinstance(call, DeliverOffer):
                     offer_answered = False
+                    if call.candidates_dropped:
+                        self.log.info(
+                            "signaling %s: %d candidates of the offer refused by the address "
+                            "policy",
+                            self.label,
+                            call.candidates_dropped,
+                        )
                     answer = await self._handler.on_offer(call.sdp, reconnect=call.reconnect)
                     offer_answered = True
                     self.protocol.answer_ready(answer)

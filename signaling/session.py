@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from signaling import messages
+from signaling.candidates import CandidatePolicy
 from signaling.errors import CLOSE_GOING_AWAY, CLOSE_NORMAL, SignalingError
 from signaling.messages import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -87,9 +88,13 @@ class Authenticate:
 
 @dataclass(frozen=True)
 class DeliverOffer:
+    """``sdp`` is the offer as the gateway must use it: the candidate lines the address policy
+    refused are taken out (``candidates_dropped`` of them)."""
+
     sdp: str
     reconnect: bool
     summary: OfferSummary
+    candidates_dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
         ping_interval: float = 10.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_errors: int = DEFAULT_MAX_ERRORS,
+        candidate_policy: CandidatePolicy | None = None,
     ) -> None:
         super().__init__()
         self.interview_id = interview_id
@@ -131,6 +137,10 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
         self._errors = 0
         self._offer: OfferSummary | None = None
         self._candidates_ended = False
+        #: The address rule for remote candidates (default: none of DENIED_NETWORKS allowed),
+        #: and how many of them the current offer brought so far.
+        self._candidate_policy = candidate_policy or CandidatePolicy()
+        self._remote_candidates = 0
         self._pings_sent = 0
         self._heard_since_ping = True
 
@@ -182,12 +192,14 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
                 "this socket already has an offer; send reconnect: true to replace the connection",
             )
         summary = parse_offer(offer.sdp)
+        screened = self._candidate_policy.screen_offer(offer.sdp)
         # An offer made while the gateway is still admitting the socket is queued behind it.
         if self.phase is not Phase.AUTHENTICATING:
             self._phase = Phase.NEGOTIATING
         self._offer = summary
         self._candidates_ended = False
-        self._emit(DeliverOffer(offer.sdp, offer.reconnect, summary))
+        self._remote_candidates = screened.kept
+        self._emit(DeliverOffer(screened.sdp, offer.reconnect, summary, screened.dropped))
 
     def _receive_candidate(self, message: Candidate) -> None:
         if self._offer is None:
@@ -201,12 +213,21 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
         candidate = resolve_candidate(
             self._offer, message.candidate, message.sdp_mid, message.sdp_mline_index
         )
+        refusal = self._candidate_policy.refusal_of(candidate.candidate)
+        if refusal is not None:
+            raise SignalingError("candidate_refused", f"{refusal}: the gateway will not check it")
+        limit = self._candidate_policy.max_candidates
+        if self._remote_candidates >= limit:
+            raise SignalingError("candidate_refused", f"more than {limit} candidates for one offer")
+        self._remote_candidates += 1
         self._emit(DeliverCandidate(candidate))
 
     def _bad_input(self, error: SignalingError) -> None:
         if self.phase is Phase.AWAITING_HELLO and not error.fatal:
             error = SignalingError(error.code, error.message, fatal=True)
-        self._errors += 1
+        # A refused candidate is no misbehaviour: browsers trickle their private addresses too.
+        if error.code != "candidate_refused":
+            self._errors += 1
         if not error.fatal and self._errors > self._max_errors:
             error = SignalingError("too_many_errors", f"more than {self._max_errors} bad messages")
         self.report(error)

@@ -34,6 +34,9 @@ ROLES = frozenset({"candidate", "interviewer", "observer"})
 #: Asymmetric algorithms accepted from a JWKS; the shared secret signs HS256 only.
 JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})
 HS256 = "HS256"
+#: The longest ``jti`` an invitation may carry: the gateway records used invitations by it, and
+#: its database refuses longer ones (refusing here makes that ``token_invalid``, not a fault).
+MAX_JTI_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -217,11 +220,13 @@ class TokenVerifier:
         role, subject = payload.get("role"), payload.get("sub")
         if not isinstance(tenant, str) or not tenant:
             raise TokenError("token_invalid", "the token names no tenant")
+        if not isinstance(role, str):
+            raise TokenError("token_invalid", "the token's role must be a string")
         if role not in self._admin_roles:
             raise TokenError("token_invalid", "the token's role may not use the admin API")
         return AdminClaims(
             tenant_id=tenant,
-            role=str(role),
+            role=role,
             subject=subject if isinstance(subject, str) else None,
             exp=int(payload["exp"]),
         )
@@ -293,6 +298,8 @@ def _interview_claims(payload: dict[str, Any], interview_id: str) -> TokenClaims
     jti, exp, single_use = payload.get("jti"), payload.get("exp"), payload.get("single_use")
     if (jti is not None and not isinstance(jti, str)) or not isinstance(exp, int | float):
         raise TokenError("token_invalid", "jti must be a string and exp a number")
+    if jti is not None and len(jti) > MAX_JTI_CHARS:
+        raise TokenError("token_invalid", f"jti must be at most {MAX_JTI_CHARS} characters")
     if values["role"] not in ROLES:
         raise TokenError("token_invalid", f"role must be one of {', '.join(sorted(ROLES))}")
     if single_use is not None and not isinstance(single_use, bool):

@@ -107,6 +107,8 @@ async def start_gateway(fresh_database_url: str, tmp_path: Path) -> AsyncIterato
             data_dir=tmp_path,
             jwt_secret="test-secret-" + "x" * 32,
             ice_addresses=("127.0.0.1",),
+            # the suite runs on loopback: its peers' candidates are 127.0.0.1, allowed here
+            ice_allow_remote=("127.0.0.0/8",),
             sim_words_per_second=FAST_SPEECH,
         )
         settings = dataclasses.replace(settings, **overrides)

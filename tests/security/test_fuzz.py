@@ -1,10 +1,16 @@
-"""Hostile input against a running gateway (hypothesis): signaling frames, SDP offers and admin
-API bodies. The gateway never crashes or hangs, always answers with a clear error (never
-``internal``, never a 500), and healthy relay interviews of another tenant carry on meanwhile.
+"""Hostile input (hypothesis): signaling frames, SDP offers and trickled candidates, admin API
+bodies. Nothing crashes or hangs, every refusal is a clear error (never ``internal``, never a
+500), and healthy relay interviews of another tenant carry on meanwhile.
 
-The gateway runs on an event loop of its own thread, so that hypothesis can drive plain
-synchronous examples against it; each example's I/O is submitted to that loop with a timeout,
-which is what "never hangs" means here. Example counts are bounded to keep the file near 30 s.
+Most cases run sans I/O, where they are cheap: frames through the server's protocol, and SDP
+mutations through the signaling's checks and then, when those accept one, through aiortc's own
+parser (``setRemoteDescription`` on a fresh peer connection, which opens no socket). A smaller
+number run through a real gateway: frames, offers to a relay (so that aiortc's parser in the
+gateway reads them) with candidates trickled after them, and admin API bodies. The gateway runs
+on an event loop of its own thread, so that hypothesis can drive plain synchronous examples
+against it; each example's I/O is submitted to that loop with a timeout, which is what "never
+hangs" means here. ``CASES`` counts every case; the module's last test prints the counts
+(``-s`` shows them). Example counts are bounded to keep the file under a minute.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp import web
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,12 +37,18 @@ from gateway.app import DATABASE, JWT_SECRET, create_app
 from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport
+from signaling.candidates import CandidatePolicy
+from signaling.errors import SignalingError
+from signaling.sdp import parse_offer
 from storage import tenants
 from tests.conftest import create_database, drop_database
 from tests.gateway.conftest import FAST_SPEECH, RunningGateway
 from tests.signaling.signaling_samples import (
     AUDIO,
+    CHROME_OFFER,
     DATA,
+    FIREFOX_OFFER,
+    LOOPBACK,
     OFFER,
     OFFER_AV,
     VIDEO,
@@ -43,6 +56,7 @@ from tests.signaling.signaling_samples import (
     json_values,
     offer_of,
 )
+from tests.signaling.test_signaling_properties import check_errors_are_clear, session_in
 
 T = TypeVar("T")
 #: The gateway's thread (aioice, the simulated upstream) draws from the ``random`` module while
@@ -70,9 +84,9 @@ class FuzzGateway:
         """Run ``coro`` on the gateway's loop; a hang is a TimeoutError, i.e. a failure."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
 
-    async def invitation(self) -> Invitation:
+    async def invitation(self, mode: str = "proxy") -> Invitation:
         g = self.gateway
-        return await invite(g.db, g.app[JWT_SECRET], g.tenant_id, mode="proxy")
+        return await invite(g.db, g.app[JWT_SECRET], g.tenant_id, mode=mode)
 
 
 async def healthy_interviews(
@@ -104,6 +118,8 @@ def fuzz(
             data_dir=Path(tmp_path_factory.mktemp("fuzz")),
             jwt_secret="fuzz-secret-" + "z" * 32,
             ice_addresses=("127.0.0.1",),
+            # the suite runs on loopback: its peers' candidates are 127.0.0.1, allowed here
+            ice_allow_remote=("127.0.0.0/8",),
             sim_words_per_second=FAST_SPEECH,
             reconnect_grace=0.2,
             hello_timeout=3.0,
@@ -171,8 +187,8 @@ async def drain_until_pong(ws: aiohttp.ClientWebSocketResponse, ping_id: str) ->
     assert ws.close_code in CLOSE_CODES, ws.close_code
 
 
-async def hello(env: FuzzGateway) -> aiohttp.ClientWebSocketResponse:
-    invitation = await env.invitation()
+async def hello(env: FuzzGateway, mode: str = "proxy") -> aiohttp.ClientWebSocketResponse:
+    invitation = await env.invitation(mode)
     ws = await env.http.ws_connect(invitation.signal_url(env.gateway.base_url), max_msg_size=0)
     await ws.send_json({"type": "hello", "token": invitation.token})
     welcome = await ws.receive_json(timeout=10)
@@ -180,7 +196,160 @@ async def hello(env: FuzzGateway) -> aiohttp.ClientWebSocketResponse:
     return ws
 
 
-# -- signaling frames -----------------------------------------------------------------------
+# -- signaling frames, sans I/O ----------------------------------------------------------------
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(
+    phase=st.sampled_from(["fresh", "ready", "answered"]),
+    batch=st.lists(frames, min_size=1, max_size=3),
+)
+def test_fuzzed_frames_get_clear_errors_from_the_server_protocol(
+    phase: str, batch: list[str | bytes]
+) -> None:
+    session = session_in(phase)
+    for frame in batch:
+        session.receive_frame(frame)
+        assert all(e["code"] != "internal" for e in check_errors_are_clear(session.actions()))
+    CASES["signaling frames, sans I/O"] += 1
+
+
+# -- SDP offers -----------------------------------------------------------------------------
+
+BASES = [OFFER, OFFER_AV, offer_of(AUDIO), offer_of(VIDEO, DATA), CHROME_OFFER, FIREFOX_OFFER]
+#: Candidate addresses of every class the policy knows, a hostname or two, a public one.
+CANDIDATE_HOSTS = (
+    *("127.0.0.1", "169.254.169.254", "10.0.0.1", "::1", "fe80::1", "::ffff:10.0.0.1"),
+    *("100.64.0.1", "fd00::1", "224.0.0.1", "x.local", "example.com", "203.0.113.9", "0.0.0.0"),
+)
+#: Whole lines: attributes a WebRTC stack reads, well-formed or not, and candidates of every
+#: address class, in the SDP's own format.
+sdp_lines = st.one_of(
+    st.sampled_from(
+        [
+            "a=mid:0",
+            "a=mid:7",
+            "m=audio 9 RTP/AVP 0",
+            "m=video 0 UDP/TLS/RTP/SAVPF 96",
+            "m=application 9 DTLS/SCTP 5000",
+            "c=IN IP4 0.0.0.0",
+            "c=IN IP4",
+            "a=group:BUNDLE 0 1 2 3",
+            "a=group:BUNDLE",
+            "a=rtpmap:111 opus/48000/2",
+            "a=rtpmap:96 opus",
+            "a=rtpmap:96 VP8/90000",
+            "a=rtpmap:97 rtx/90000",
+            "a=rtpmap:96 H264/90000",
+            "a=fmtp:96 profile-level-id=zzzzzz",
+            "a=fmtp:96 profile-level-id=ff0000;packetization-mode=1",
+            "a=fmtp:97 apt=96",
+            "a=fmtp:111 minptime=x",
+            "a=rtcp-fb:111",
+            "a=rtcp-fb:* nack",
+            "a=setup:active",
+            "a=setup:holdconn",
+            "a=setup",
+            "a=fingerprint",
+            "a=fingerprint:sha-256 ZZ",
+            "a=ice-ufrag:",
+            "a=ice-lite",
+            "a=ice-options:trickle",
+            "a=extmap:1/sendonly urn:ietf:params:rtp-hdrext:sdes:mid",
+            "a=extmap:x y",
+            "a=ssrc:1 cname:x",
+            "a=ssrc:1",
+            "a=ssrc-group:FID 1 2",
+            "a=sctpmap:5000 webrtc-datachannel 1024",
+            "a=sctp-port:0",
+            "a=max-message-size:99999999999999999999",
+            "a=rtcp:9 IN IP6 ::",
+            "a=msid-semantic: WMS *",
+            "a=end-of-candidates",
+            "a=inactive",
+            "a=recvonly",
+            "v=1",
+            "t=0 0",
+            "a=" + "x" * 5000,
+        ]
+    ),
+    st.sampled_from(CANDIDATE_HOSTS).map(
+        lambda host: f"a=candidate:1 1 udp 2122260223 {host} 9 typ host"
+    ),
+    st.text(max_size=60).map(lambda t: t.replace("\r", "").replace("\n", "")),
+)
+#: Values for an existing ``a=name:value`` line: numbers, separators, nothing.
+sdp_values = st.one_of(
+    st.text(alphabet="0123456789 /:;=-*abcxyzABCXYZ.", max_size=24),
+    st.sampled_from(["", " ", "0", "-1", "99999999999", "1/2/3", "x y z", "111 ", "٣"]),
+)
+
+
+@st.composite
+def mutated_offers(draw: st.DrawFn) -> str:
+    lines = draw(st.sampled_from(BASES)).split("\r\n")
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(
+            st.sampled_from(["delete", "duplicate", "insert", "replace", "revalue", "truncate"])
+        )
+        index = draw(st.integers(0, max(0, len(lines) - 1)))
+        if op == "delete" and lines:
+            del lines[index]
+        elif op == "duplicate" and lines:
+            lines.insert(index, lines[index])
+        elif op == "insert":
+            lines.insert(index, draw(sdp_lines))
+        elif op == "replace" and lines:
+            lines[index] = draw(sdp_lines)
+        elif op == "revalue" and lines:
+            name = lines[index].partition(":")[0]
+            lines[index] = f"{name}:{draw(sdp_values)}"
+        else:
+            lines = lines[:index]
+    separator = draw(st.sampled_from(["\r\n", "\r\n", "\n", "\r"]))
+    return separator.join(lines)
+
+
+#: What the relay turns into ``bad_sdp`` when aiortc raises it (gateway/media/relay.py).
+AIORTC_REFUSALS = (ValueError, AssertionError)
+SANS_IO_POLICY = CandidatePolicy(LOOPBACK)
+#: One loop for the sans-I/O cases (peer connections need one, though they open no socket).
+SANS_IO_LOOP = asyncio.new_event_loop()
+
+
+async def aiortc_reads(sdp: str) -> tuple[str, set[str]]:
+    """Give the offer to aiortc's parser; what it made of it, and its remote candidates."""
+    pc = RTCPeerConnection()
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        transports = {t.receiver.transport.transport for t in pc.getTransceivers()}
+        if pc.sctp is not None:
+            transports.add(pc.sctp.transport.transport)
+        return "read", {c.ip for t in transports for c in t.getRemoteCandidates()}
+    except AIORTC_REFUSALS:
+        return "refused by aiortc", set()
+    finally:
+        await pc.close()
+
+
+@settings(max_examples=6500, deadline=None, database=None)
+@given(sdp=mutated_offers())
+def test_fuzzed_sdp_the_signaling_accepts_is_read_or_refused_cleanly_by_aiortc(sdp: str) -> None:
+    """What the checks accept never crashes aiortc (anything but the errors the relay turns into
+    bad_sdp would be ``internal``), and no refused candidate address reaches its ICE agent."""
+    try:
+        parse_offer(sdp)
+    except SignalingError as exc:
+        assert exc.code in ("bad_sdp", "no_audio") and exc.message
+        CASES[f"sdp, sans I/O: {exc.code}"] += 1
+        return
+    screened = SANS_IO_POLICY.screen_offer(sdp)
+    outcome, addresses = SANS_IO_LOOP.run_until_complete(aiortc_reads(screened.sdp))
+    assert all(SANS_IO_POLICY.refusal(address) is None for address in addresses), addresses
+    CASES[f"sdp, sans I/O: {outcome}"] += 1
+
+
+# -- through the real gateway: signaling frames ----------------------------------------------------
 
 
 @settings(
@@ -213,77 +382,63 @@ def test_fuzzed_signaling_frames_get_clear_errors(
     CASES["signaling frames"] += 1
 
 
-# -- SDP offers -----------------------------------------------------------------------------
+# -- ... SDP offers to a relay, with trickled candidates ---------------------------------
 
-BASES = [OFFER, OFFER_AV, offer_of(AUDIO), offer_of(VIDEO, DATA)]
-sdp_lines = st.one_of(
-    st.sampled_from(
-        [
-            "a=mid:0",
-            "m=audio 9 RTP/AVP 0",
-            "c=IN IP4 0.0.0.0",
-            "a=group:BUNDLE 0 1 2 3",
-            "a=rtpmap:111 opus/48000/2",
-            "a=setup:active",
-            "m=application 0 x y",
-            "v=1",
-            "t=0 0",
-            "a=fingerprint:sha-256 ZZ",
-            "a=ice-ufrag:",
-            "a=inactive",
-            "a=" + "x" * 5000,
-        ]
-    ),
-    st.text(max_size=60).map(lambda t: t.replace("\r", "").replace("\n", "")),
+
+trickled = st.one_of(
+    sdp_lines.map(lambda line: line.removeprefix("a=")),
+    st.text(max_size=80),
 )
 
 
-@st.composite
-def mutated_offers(draw: st.DrawFn) -> str:
-    lines = draw(st.sampled_from(BASES)).split("\r\n")
-    for _ in range(draw(st.integers(0, 4))):
-        op = draw(st.sampled_from(["delete", "duplicate", "insert", "replace", "truncate"]))
-        index = draw(st.integers(0, max(0, len(lines) - 1)))
-        if op == "delete" and lines:
-            del lines[index]
-        elif op == "duplicate" and lines:
-            lines.insert(index, lines[index])
-        elif op == "insert":
-            lines.insert(index, draw(sdp_lines))
-        elif op == "replace" and lines:
-            lines[index] = draw(sdp_lines)
-        else:
-            lines = lines[:index]
-    separator = draw(st.sampled_from(["\r\n", "\n", "\r"]))
-    return separator.join(lines)
+#: Errors that answer a trickled candidate rather than the offer.
+CANDIDATE_CODES = frozenset(
+    {"bad_candidate", "unknown_mline", "candidate_refused", "offer_required"}
+)
+
+
+async def offer_outcome(ws: aiohttp.ClientWebSocketResponse) -> str:
+    """Read until the offer is answered or refused; check every error on the way."""
+    async for frame in ws:
+        message = json.loads(frame.data)
+        if message["type"] == "answer":
+            assert message["mode"] == "relay" and message["sdp"]
+            return "answer"
+        if message["type"] == "error":
+            check_error(message)
+            if message["code"] not in CANDIDATE_CODES:
+                return str(message["code"])
+    assert ws.close_code in CLOSE_CODES
+    return "closed"
 
 
 @settings(
-    max_examples=100,
+    max_examples=150,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(sdp=mutated_offers())
-def test_fuzzed_sdp_offers_are_answered_or_refused_clearly(fuzz: FuzzGateway, sdp: str) -> None:
+@given(sdp=mutated_offers(), candidates=st.lists(trickled, max_size=3))
+def test_fuzzed_sdp_offers_are_answered_or_refused_clearly(
+    fuzz: FuzzGateway, sdp: str, candidates: list[str]
+) -> None:
+    """Through a relay, whose browser leg hands the offer to aiortc's parser in the gateway."""
+
     async def exchange() -> str:
-        ws = await hello(fuzz)
+        ws = await hello(fuzz, "relay")
         try:
             await ws.send_json({"type": "offer", "sdp": sdp})
-            async for frame in ws:
-                message = json.loads(frame.data)
-                if message["type"] == "answer":
-                    assert message["mode"] in ("relay", "proxy") and message["sdp"]
-                    return "answer"
-                if message["type"] == "error":
-                    check_error(message)
-                    return str(message["code"])
-            assert ws.close_code in CLOSE_CODES
-            return "closed"
+            for candidate in candidates:
+                await ws.send_json({"type": "candidate", "candidate": candidate, "sdpMid": "0"})
+            outcome = await offer_outcome(ws)
+            if not ws.closed:
+                await ws.send_json({"type": "ping", "id": "fuzz-final"})
+                await drain_until_pong(ws, "fuzz-final")
+            return outcome
         finally:
             await ws.close()
 
-    CASES[f"sdp offers: {fuzz.run(exchange())}"] += 1
+    CASES[f"sdp offers, relay: {fuzz.run(exchange())}"] += 1
 
 
 # -- admin API bodies -----------------------------------------------------------------------

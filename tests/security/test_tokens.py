@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from gateway.app import JWT_SECRET
+from signaling.client import SignalingClient, SignalingClientError
 from signaling.errors import ERRORS
 from signaling.tokens import (
     JwksKeySet,
@@ -21,6 +24,8 @@ from signaling.tokens import (
     issue_admin_token,
     issue_token,
 )
+
+from .conftest import GatewayFactory
 
 SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # Supabase's local default
 INTERVIEW = "0b9c7d1e-8a52-4c8e-9d3f-1a2b3c4d5e6f"
@@ -262,3 +267,62 @@ async def test_admin_tokens_name_a_tenant_and_an_admin_role() -> None:
     with pytest.raises(TokenError) as caught:
         await verifier.verify_admin(issue_admin_token(SECRET, tenant_id="t9"))  # no aud
     assert caught.value.code == "wrong_audience"
+
+
+# -- claims of the wrong shape, through the real gateway --------------------------------------
+
+
+@pytest.mark.parametrize("role", [["admin"], {"admin": True}, 7])
+async def test_an_admin_token_whose_role_is_not_a_string_is_token_invalid(role: object) -> None:
+    token = jwt.encode(
+        {"tenant_id": "t9", "role": role, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"
+    )
+    with pytest.raises(TokenError) as caught:
+        await TokenVerifier(SECRET).verify_admin(token)
+    assert caught.value.code == "token_invalid" and "role" in caught.value.message
+
+
+def test_an_invitation_whose_jti_is_longer_than_200_characters_is_token_invalid() -> None:
+    verifier = TokenVerifier(SECRET)
+    longest = jwt.encode(payload(jti="j" * 200), SECRET, algorithm="HS256")
+    assert verifier.verify(longest, INTERVIEW).jti == "j" * 200
+    too_long = jwt.encode(payload(jti="j" * 201), SECRET, algorithm="HS256")
+    assert refused(verifier.verify, too_long, INTERVIEW) == "token_invalid"
+
+
+async def test_the_admin_api_answers_a_list_valued_role_with_401_token_invalid(
+    start_gateway: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway()
+    token = jwt.encode(
+        {"tenant_id": str(gateway.tenant_id), "role": ["admin"], "exp": int(time.time()) + 60},
+        gateway.app[JWT_SECRET],
+        algorithm="HS256",
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    async with http.get(gateway.base_url + "/v1/interviews", headers=headers) as response:
+        body = await response.json()
+    assert response.status == 401, body
+    assert body["error"]["code"] == "token_invalid"
+
+
+async def test_signaling_refuses_an_invitation_with_a_201_character_jti_as_token_invalid(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = await start_gateway(mode="proxy")
+    invitation = await gateway.invite("proxy")
+    token = issue_token(
+        gateway.app[JWT_SECRET],
+        tenant_id=str(invitation.tenant_id),
+        interview_id=str(invitation.interview_id),
+        jti="j" * 201,
+    )
+    async with SignalingClient(timeout=10) as client:
+        with pytest.raises(SignalingClientError) as caught:
+            await client.connect(invitation.signal_url(gateway.base_url), token)
+        close = await client.wait_closed()
+    assert (caught.value.code, close) == ("token_invalid", 4101)
+    # the refusal cost the interview nothing: its real invitation still admits
+    async with SignalingClient(timeout=10) as client:
+        welcome = await client.connect(invitation.signal_url(gateway.base_url), invitation.token)
+        assert welcome["type"] == "welcome"

@@ -20,7 +20,7 @@ from signaling.server import (
     signaling_handler,
 )
 from signaling.tokens import TokenClaims, TokenVerifier
-from tests.signaling.signaling_samples import HOST_CANDIDATE, INTERVIEW, OFFER, TENANT
+from tests.signaling.signaling_samples import HOST_CANDIDATE, INTERVIEW, LOOPBACK, OFFER, TENANT
 
 Token = Callable[..., str]
 WAIT = 5.0  # every wait is bounded; a healthy run never gets near it
@@ -95,6 +95,7 @@ class Gateway:
 async def start_gateway(verifier: TokenVerifier, **options: Any) -> tuple[Gateway, web.AppRunner]:
     gateway = Gateway(url="")
     app = web.Application()
+    options.setdefault("allow_remote_candidates", LOOPBACK)
     signaling_handler(gateway.factory, verifier, **options).mount(app)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()

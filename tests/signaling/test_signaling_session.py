@@ -25,6 +25,7 @@ from signaling.tokens import TokenVerifier
 from tests.signaling.signaling_samples import (
     HOST_CANDIDATE,
     INTERVIEW,
+    LOOPBACK_POLICY,
     OFFER,
     OFFER_AV,
     OFFER_NO_AUDIO,
@@ -56,7 +57,9 @@ def feed(session: SignalingSession, data: str | bytes) -> list[Action]:
 
 @pytest.fixture
 def fresh(verifier: TokenVerifier) -> SignalingSession:
-    return SignalingSession(INTERVIEW, verifier, ping_interval=7.5)
+    return SignalingSession(
+        INTERVIEW, verifier, ping_interval=7.5, candidate_policy=LOOPBACK_POLICY
+    )
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ const FINAL_CODES = new Set([
 ]);
 
 /** Errors about one trickled candidate: the connection may well succeed without it. */
-const CANDIDATE_ERRORS = new Set(["bad_candidate", "unknown_mline"]);
+const CANDIDATE_ERRORS = new Set(["bad_candidate", "unknown_mline", "candidate_refused"]);
 
 /** An error with a stable `code` (the gateway's signaling codes, plus the client's own). */
 export class InterviewError extends Error {
