@@ -2,8 +2,11 @@
 
 It signals over the real WebSocket protocol, offers audio plus the ``oai-events`` data channel,
 and answers each of the interviewer's turns with a spoken, scripted answer: when the upstream
-says a response is done (``response.done`` on the data channel), it speaks the next answer; after
-the interviewer's closing turn it says ``bye``. Used by ``simulate``, the benchmarks and tests.
+says a response is done (Realtime's ``response.done`` on the data channel), it speaks the next
+answer; after the interviewer's closing turn it says ``bye``. GPT-Live marks no end of a turn,
+so there it answers as a person would, once the interviewer has fallen quiet: no
+``session.output_transcript.delta`` for ``QUIET_S`` (or three words' time, if longer). Used by
+``simulate``, the benchmarks and tests.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from gateway.media import ice
 from gateway.sim.speech import SpeechTrack
 from gateway.upstream.openai import EVENTS_LABEL
 from signaling.client import SignalingClient
+
+#: How long a GPT-Live interviewer must be quiet before the candidate takes it for done.
+QUIET_S = 1.5
 
 
 @dataclass
@@ -66,6 +72,8 @@ class HeadlessCandidate:
         self.client: SignalingClient | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel: RTCDataChannel | None = None
+        self._quiet_s = max(QUIET_S, 3 / words_per_second)
+        self._quiet: asyncio.TimerHandle | None = None
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -130,6 +138,8 @@ class HeadlessCandidate:
 
     async def close(self) -> None:
         """Drop everything at once, without a bye (what a lost network looks like)."""
+        if self._quiet is not None:
+            self._quiet.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self.pc is not None:
@@ -156,8 +166,18 @@ class HeadlessCandidate:
             event = json.loads(message)
         except ValueError:
             return
-        if event.get("type") != "response.done":
-            return
+        kind = event.get("type")
+        if kind == "response.done":
+            self._interviewer_done()
+        elif kind == "session.output_transcript.delta":
+            if self._quiet is not None:
+                self._quiet.cancel()
+            self._quiet = asyncio.get_running_loop().call_later(
+                self._quiet_s, self._interviewer_done
+            )
+
+    def _interviewer_done(self) -> None:
+        self._quiet = None
         self.report.interviewer_turns += 1
         if self.answers:
             self._spawn(self._answer(self.answers.pop(0)))
