@@ -30,7 +30,8 @@ from gateway.sessions.manager import SessionManager
 from gateway.sessions.reconciler import Reconciler
 from gateway.upstream.call import Call, CallListener, CallMode
 from gateway.upstream.integrity import ClientEventPolicy
-from gateway.upstream.openai import RealtimeUpstream, api_key_from_env
+from gateway.upstream.live import LiveUpstream
+from gateway.upstream.openai import RealtimeUpstream, UpstreamClient, api_key_from_env
 from gateway.upstream.proxy import ProxyCall
 from signaling.server import SIGNAL_PATH, SignalingChannel, SignalingHandler, signaling_handler
 from signaling.tokens import JwksKeySet, TokenClaims, TokenVerifier
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 WRITER = web.AppKey("writer", TranscriptWriter)
-UPSTREAM = web.AppKey("upstream", RealtimeUpstream)
+UPSTREAM = web.AppKey("upstream", UpstreamClient)
 SESSIONS = web.AppKey("sessions", SessionManager)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 JWT_SECRET = web.AppKey("jwt_secret", str)
@@ -69,9 +70,9 @@ def jwt_secret(settings: Settings) -> str:
 @dataclass(frozen=True)
 class Calls:
     """The call factory the sessions use: relay calls from ``gateway.media``, proxy calls from
-    ``gateway.upstream``, both over this gateway's one upstream client."""
+    ``gateway.upstream``, both over this gateway's one upstream client (either contract)."""
 
-    upstream: RealtimeUpstream
+    upstream: UpstreamClient
     relay_options: RelayOptions
     #: where relayed interviews are recorded (None: they are not)
     recordings: Recordings | None = None
@@ -179,15 +180,17 @@ async def _writer(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
-    """The configured upstream; with no key, an in-process simulated one on loopback."""
+    """The configured upstream; ``sim``/``sim-live``: an in-process simulated one on loopback
+    (it serves both contracts; the client chosen speaks one)."""
     settings = app[SETTINGS]
+    client = LiveUpstream if settings.upstream.endswith("-live") else RealtimeUpstream
     async with aiohttp.ClientSession() as http:
-        if settings.upstream == "openai":
+        if settings.upstream.startswith("openai"):
             key = api_key_from_env()
             if key is None:
-                raise RuntimeError("GATEWAY_UPSTREAM=openai needs OPENAI_API_KEY")
-            app[UPSTREAM] = RealtimeUpstream(
-                kind="openai",
+                raise RuntimeError(f"GATEWAY_UPSTREAM={settings.upstream} needs OPENAI_API_KEY")
+            app[UPSTREAM] = client(
+                kind=settings.upstream,
                 base_url=settings.upstream_base_url,
                 api_key=key,
                 http=http,
@@ -208,8 +211,12 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
         )
         base_url = await sim.start("127.0.0.1", 0)
         app[SIMULATED_UPSTREAM] = sim
-        app[UPSTREAM] = RealtimeUpstream(
-            kind="sim", base_url=base_url, api_key=key, http=http, session=settings.upstream_session
+        app[UPSTREAM] = client(
+            kind=settings.upstream,
+            base_url=base_url,
+            api_key=key,
+            http=http,
+            session=settings.upstream_session,
         )
         try:
             yield

@@ -35,7 +35,10 @@ from signaling.candidates import DEFAULT_MAX_REMOTE_CANDIDATES, parse_networks
 
 Mode = Literal["auto", "relay", "proxy"]
 MODES: tuple[Mode, ...] = ("auto", "relay", "proxy")
-UPSTREAMS = ("openai", "sim")
+Upstream = Literal["openai", "openai-live", "sim", "sim-live"]
+#: Where the interviewer is and which contract it speaks: OpenAI (or Azure) over the Realtime
+#: calls API or GPT-Live, or the in-process simulator speaking the one or the other.
+UPSTREAMS: tuple[Upstream, ...] = ("openai", "openai-live", "sim", "sim-live")
 #: What relayed interviews record: nothing, or both voices (each its own Ogg Opus track).
 RECORDINGS = ("off", "audio")
 #: ``serve --role``: ``standalone`` serves interviews itself (the default, as before the fleet);
@@ -155,8 +158,9 @@ class Settings:
     db_app_password: str | None = None
     migrate_on_start: bool = True
     jwt_secret: str | None = None
-    #: "openai" when OPENAI_API_KEY is set, else "sim" (an in-process simulated upstream).
-    upstream: Literal["openai", "sim"] = "sim"
+    #: "openai" when OPENAI_API_KEY is set, else "sim" (an in-process simulated upstream);
+    #: the ``-live`` kinds speak GPT-Live instead of the Realtime calls API.
+    upstream: Upstream = "sim"
     upstream_base_url: str = "https://api.openai.com/v1"
     #: "bearer" (OpenAI) or "api-key" (Azure OpenAI's header).
     upstream_auth: Literal["bearer", "api-key"] = "bearer"
@@ -248,8 +252,8 @@ class Settings:
         upstream = env_choice(
             e, "GATEWAY_UPSTREAM", "openai" if raw(e, "OPENAI_API_KEY") else "sim", UPSTREAMS
         )
-        if upstream == "openai" and not raw(e, "OPENAI_API_KEY"):
-            raise ConfigError("GATEWAY_UPSTREAM is 'openai' but OPENAI_API_KEY is not set.")
+        if upstream.startswith("openai") and not raw(e, "OPENAI_API_KEY"):
+            raise ConfigError(f"GATEWAY_UPSTREAM is {upstream!r} but OPENAI_API_KEY is not set.")
         sim_script = Path(e["GATEWAY_SIM_SCRIPT"]) if raw(e, "GATEWAY_SIM_SCRIPT") else None
         if sim_script is not None and not sim_script.is_file():
             raise ConfigError(f"GATEWAY_SIM_SCRIPT is {str(sim_script)!r}; no such file.")

@@ -1,9 +1,11 @@
 """``interview-gateway sim-upstream``: the OpenAI-compatible simulated interviewer on its own.
 
-It serves OpenAI's Realtime WebRTC endpoints under ``/v1`` with a scripted interviewer, so a
-gateway (``OPENAI_BASE_URL=<the printed URL>``) or any Realtime client can hold whole interviews
-with no network and no API key. Once it serves it prints "simulated upstream listening on URL";
-it stops on Ctrl-C or SIGTERM, hanging up every call.
+It serves OpenAI's Realtime WebRTC endpoints and GPT-Live's (``/v1/realtime/...`` and
+``/v1/live/sessions/...``, both at once) with a scripted interviewer, so a gateway
+(``OPENAI_BASE_URL=<the printed URL>``, ``GATEWAY_UPSTREAM=openai`` or ``openai-live``) or any
+client of either contract can hold whole interviews with no network and no API key. Once it
+serves it prints "simulated upstream listening on URL"; it stops on Ctrl-C or SIGTERM, hanging
+up every call.
 """
 
 from __future__ import annotations

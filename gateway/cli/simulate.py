@@ -5,9 +5,16 @@ CPU in all three roles, and one Python process is capped near one core by the GI
 N headless candidates over the real signaling from this process. When they are done it stops the
 gateway — shutdown flushes the transcript writer — and reads back from Postgres what was stored.
 
-Exit status 1 if any interview failed or any transcript line was lost or duplicated.
-With ``--gateway URL`` it targets a running gateway instead (``DATABASE_URL`` and
-``GATEWAY_JWT_SECRET`` must then be those of that gateway).
+``--upstream`` chooses the contract the gateway speaks to the simulator: ``sim`` (the Realtime
+calls API) or ``sim-live`` (GPT-Live); either way the gateway reaches the simulator's process
+through its real client (``GATEWAY_UPSTREAM=openai`` / ``openai-live``). A transcript line is a
+turn read back (``gateway.sessions.turns``), so GPT-Live's fragments count as the turns they
+make up.
+
+Exit status 1 if any interview failed, or the turns read back are not exactly the ones expected,
+or an event was stored twice. With ``--gateway URL`` it targets a running gateway instead
+(``DATABASE_URL`` and ``GATEWAY_JWT_SECRET`` must then be those of that gateway, and that
+gateway's own configuration decides its upstream).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from gateway import media
 from gateway.cli.helptext import command_parser
 from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
+from gateway.sessions.turns import read_turns
 from gateway.sim.candidate import CandidateReport, HeadlessCandidate
 from gateway.sim.script import Script
 from storage import interviews, tenants, transcripts
@@ -47,6 +55,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--mode", choices=("relay", "proxy", "auto"), default="auto", help="session mode (auto)"
+    )
+    parser.add_argument(
+        "--upstream",
+        choices=("sim", "sim-live"),
+        default="sim",
+        help="the contract the simulator speaks: Realtime (sim) or GPT-Live (sim-live)",
     )
     parser.add_argument(
         "--duration",
@@ -86,7 +100,11 @@ def main(argv: list[str]) -> int:
         print(f"simulate: {exc}", file=sys.stderr)
         return 1
     print_report(report, as_json=args.json)
-    ok = report["completed"] == report["interviews"] and report["lost"] == report["duplicates"] == 0
+    ok = (
+        report["completed"] == report["interviews"]
+        and report["transcripts_persisted"] == report["transcripts_expected"]
+        and report["duplicates"] == 0
+    )
     return 0 if ok else 1
 
 
@@ -158,7 +176,7 @@ async def own_gateway(
             **env,
             "GATEWAY_DATA_DIR": str(data_dir),
             "GATEWAY_JWT_SECRET": jwt_secret,
-            "GATEWAY_UPSTREAM": "openai",
+            "GATEWAY_UPSTREAM": "openai-live" if args.upstream == "sim-live" else "openai",
             "OPENAI_BASE_URL": sim.url,
             "OPENAI_API_KEY": key,
             "GATEWAY_ICE_ADDRESSES": ",".join(LOOPBACK),
@@ -243,7 +261,7 @@ async def build_report(
     for inv, report in zip(invitations, reports, strict=True):
         rows = await transcripts.read_transcript(db, inv.tenant_id, inv.interview_id)
         event_ids = [row.event_id for row in rows]
-        persisted += len(set(event_ids))
+        persisted += len(read_turns(rows))
         duplicates += len(event_ids) - len(set(event_ids))
         record = await interviews.get_session(db, inv.tenant_id, inv.interview_id)
         problem = report.error

@@ -25,6 +25,7 @@ from gateway.http.security import RateLimiter, too_many_requests
 from gateway.http.urls import PublicUrls
 from gateway.sessions import invitations
 from gateway.sessions.manager import SessionManager
+from gateway.sessions.turns import read_turns
 from signaling.tokens import TokenError, TokenVerifier
 from storage import interviews, tenants, transcripts
 from storage.database import Database
@@ -156,11 +157,11 @@ class AdminApi:
         interview_id = _interview_id(request)
         fmt = validation.TRANSCRIPT_FORMAT.parse("format", request.query.get("format"))
         await self._interview(tenant_id, interview_id)  # 404 before an empty transcript
-        db = self._database()
+        rows = read_turns(
+            await transcripts.read_transcript(self._database(), tenant_id, interview_id)
+        )
         if fmt == "text":
-            text = await transcripts.transcript_text(db, tenant_id, interview_id)
-            return web.Response(text=transcript_formats.as_text(text))
-        rows = await transcripts.read_transcript(db, tenant_id, interview_id)
+            return web.Response(text=transcript_formats.as_text(rows))
         if fmt == "vtt":
             return web.Response(text=transcript_formats.as_vtt(rows), content_type="text/vtt")
         return web.json_response(transcript_formats.as_json(interview_id, rows))

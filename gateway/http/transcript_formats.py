@@ -1,7 +1,7 @@
 """The transcript as the admin API hands it out: JSON entries, plain text, or WebVTT.
 
-Plain text is ``storage.transcripts.transcript_text``'s format (one ``Speaker: text`` line per
-entry), so the stored transcript reads the same everywhere; this module only ends the last line.
+Every format is made of turns (``gateway.sessions.turns.read_turns``): a Realtime row is a turn,
+GPT-Live's fragments are joined into theirs, so an interview reads the same on either contract.
 """
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from storage.transcripts import TranscriptRow
+from gateway.sessions.turns import Turn
 
 FORMATS = ("json", "text", "vtt")
 #: The speaker names of the text format, for the WebVTT voices.
 SPEAKERS = {"interviewer": "Interviewer", "candidate": "Candidate"}
 
 
-def as_json(interview_id: UUID, rows: list[TranscriptRow]) -> dict[str, Any]:
-    """The JSON body: the entries without the raw upstream event (not part of the contract)."""
+def as_json(interview_id: UUID, rows: list[Turn]) -> dict[str, Any]:
+    """The JSON body: one entry per turn, without the raw upstream events (not part of the
+    contract). A joined turn's ``seq``, ``source``, ``item_id`` and ``received_at`` are its
+    first fragment's, its audio span from its first fragment's start to its last's end."""
     return {
         "interview_id": str(interview_id),
         "entries": [
@@ -36,23 +38,41 @@ def as_json(interview_id: UUID, rows: list[TranscriptRow]) -> dict[str, Any]:
     }
 
 
-def as_text(transcript_text: str) -> str:
-    """A text file: every line, the last one included, ends in a newline."""
-    return transcript_text + "\n" if transcript_text else ""
+def as_text(rows: list[Turn]) -> str:
+    """One ``Speaker: text`` line per turn; every line, the last one included, ends in a
+    newline (an empty transcript is empty)."""
+    return "".join(f"{SPEAKERS[r.role]}: {r.text}\n" for r in rows)
 
 
-def as_vtt(rows: list[TranscriptRow]) -> str:
-    """WebVTT, one cue per line. A cue runs from when its line was received (relative to the
-    first) to when the next one was: what the gateway knows without the audio itself."""
+def _spans(rows: list[Turn]) -> list[tuple[float, float]]:
+    """Each turn's (begin, end) in seconds: its audio span on the session timeline when every
+    turn has one (GPT-Live), else from when it was received (relative to the first) to when
+    the next one was, which is what the gateway knows of a Realtime turn without its audio."""
+    timed = [
+        (r.audio_start_ms / 1000, r.audio_end_ms / 1000)
+        for r in rows
+        if r.audio_start_ms is not None and r.audio_end_ms is not None
+    ]
+    if len(timed) == len(rows):
+        return timed
+    first = rows[0].received_at
+    offsets = [(r.received_at - first).total_seconds() for r in rows]
+    spans = []
+    for index, row in enumerate(rows):
+        words = max(1, len(row.text.split()))
+        begin = offsets[index]
+        spans.append(
+            (begin, offsets[index + 1] if index + 1 < len(rows) else begin + max(1.0, words / 2.5))
+        )
+    return spans
+
+
+def as_vtt(rows: list[Turn]) -> str:
+    """WebVTT, one cue per turn (``_spans`` says when), at least half a second each."""
     out = ["WEBVTT", ""]
     if not rows:
         return "\n".join(out)
-    start = rows[0].received_at
-    offsets = [(r.received_at - start).total_seconds() for r in rows]
-    for index, row in enumerate(rows):
-        begin = offsets[index]
-        words = max(1, len(row.text.split()))
-        end = offsets[index + 1] if index + 1 < len(rows) else begin + max(1.0, words / 2.5)
+    for row, (begin, end) in zip(rows, _spans(rows), strict=True):
         end = max(end, begin + 0.5)
         out += [
             str(row.seq),

@@ -1,11 +1,12 @@
 """Relay mode: the gateway is a full WebRTC peer on both sides of the conversation.
 
 The browser leg answers the candidate's offer; the upstream leg is the gateway's own offer to
-the AI upstream (audio plus the ``oai-events`` data channel). Audio crosses between them as Opus
-packets, neither decoded nor held (``forwarding.AudioRoute``; decoded and re-encoded only for a
-codec that cannot be forwarded); data-channel messages cross as they are, text in and text out,
-and each upstream server event is also handed to the session (``on_server_event``) for
-transcripts.
+the AI upstream (audio plus the ``oai-events`` data channel), over either upstream contract
+(Realtime or GPT-Live: ``UpstreamClient``), which name the channel alike. Audio crosses between
+them as Opus packets, neither decoded nor held (``forwarding.AudioRoute``; decoded and re-
+encoded only for a codec that cannot be forwarded); data-channel messages cross as they are,
+text in and text out, and each upstream server event is also handed to the session
+(``on_server_event``) for transcripts.
 
 The upstream leg is built first and must connect within a deadline before the browser gets its
 answer: that way a relay that cannot reach the upstream fails before the browser committed to
@@ -43,7 +44,7 @@ from gateway.media.watchdog import SilenceWatchdog
 from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
-from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream, UpstreamError
+from gateway.upstream.openai import EVENTS_LABEL, UpstreamClient, UpstreamError
 from signaling.sdp import IceCandidate
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class Relay:
 
     def __init__(
         self,
-        upstream: RealtimeUpstream,
+        upstream: UpstreamClient,
         listener: CallListener,
         *,
         options: RelayOptions,
@@ -110,6 +111,7 @@ class Relay:
         self._closing = False
         self._guard = SessionGuard(
             upstream.effective_session(session),
+            upstream.guarded_fields,
             send=self._to_upstream.send,
             report=lambda fields: listener.integrity_event("session_tampered", ",".join(fields)),
         )

@@ -21,14 +21,20 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from uuid import UUID
 
-from gateway.sessions.events import EventError, TranscriptEvent, parse_event, transcript_event
+from gateway.sessions.events import (
+    EventError,
+    SessionClosed,
+    parse_event,
+    session_closed,
+    transcript_event,
+)
 from gateway.sessions.recorder import EndStatus, SessionRecorder
+from gateway.sessions.transcript import SessionTranscript
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
 from signaling.server import Answer, IceCandidate, SignalingChannel, SignalingError
 from storage.transcripts import Role, Source
@@ -39,13 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["ConnectionHandler", "EndStatus", "InterviewSession"]
-
-#: Live transcript lines waiting for the browser; beyond this, deltas are dropped (finals are
-#: stored regardless, so nothing durable depends on this queue).
-LIVE_LINES = 512
-
-#: Final lines a session keeps to carry the interview over to a new upstream call.
-CONVERSATION_LINES = 400
 
 #: How long ending waits for its record to land before it lets go (the record goes on).
 END_RECORD_WAIT = 2.0
@@ -107,13 +106,12 @@ class InterviewSession:
         self._end_task: asyncio.Future[None] | None = None
         self._lease: RelayLease | None = None
         self._offer_lock = asyncio.Lock()
-        self._live: asyncio.Queue[TranscriptEvent] = asyncio.Queue(LIVE_LINES)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._losses: set[Loss] = set()
         self._losses_changed = asyncio.Event()
         self._integrity_logged: set[str] = set()
-        #: the interview so far (final lines from the upstream), for a call that carries it over
-        self._conversation: deque[tuple[Role, str]] = deque(maxlen=CONVERSATION_LINES)
+        #: what was said: stored, shown live, and kept for a call that carries it over
+        self.transcript = SessionTranscript(manager.writer.submit, tenant_id, interview_id)
         self._grace: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(
             manager.db, tenant_id, interview_id, self.log_extra, gateway_id=manager.gateway_id
@@ -310,33 +308,43 @@ class InterviewSession:
             self._spawn_end("failed", "integrity_violation")
 
     def conversation(self) -> list[tuple[Role, str]]:
-        return list(self._conversation)
+        return self.transcript.conversation()
 
     def server_event(self, message: str | bytes, source: Source) -> None:
-        """Every Realtime event from any source passes here: live lines and durable entries."""
+        """Every upstream event (either contract) from any source passes here: live lines,
+        durable entries, and GPT-Live's close. Events the browser forwards are only stored."""
         try:
             event = parse_event(message)
         except EventError as exc:
             self.manager.stats.bad_events += 1
             log.debug("unreadable %s event: %s", source, exc, extra=self.log_extra)
             return
-        line = transcript_event(event)
-        if line is None:
-            return
-        if line.final:
+        closed = session_closed(event)
+        if closed is not None:
             if source != "client":
-                self._conversation.append((line.role, line.text))
+                self._upstream_closed(closed)
+            return
+        line = transcript_event(event)
+        if line is not None:
             raw = message.decode() if isinstance(message, bytes) else message
-            self.manager.writer.submit(line.entry(self.tenant_id, self.interview_id, source, raw))
-        if source != "client":
-            with contextlib.suppress(asyncio.QueueFull):
-                self._live.put_nowait(line)
+            self.transcript.take(line, source, raw)
+
+    def _upstream_closed(self, closed: SessionClosed) -> None:
+        """GPT-Live closed the session. In proxy mode a close for the primary peer is the
+        candidate's browser gone, who may come back on a new call; otherwise it is the end."""
+        if self._ending:
+            return
+        log.info("upstream closed the session: %s", closed.upstream_reason, extra=self.log_extra)
+        if closed.candidate_loss is not None and self.mode == "proxy":
+            self.peer_lost(closed.candidate_loss)
+        else:
+            self._spawn_end(closed.status, closed.reason)
 
     # -- to the browser -------------------------------------------------------------------
 
     async def _pump_live_lines(self) -> None:
         while True:
-            line = await self._live.get()
+            line = await self.transcript.live.get()
             if self.current is not None:
                 await self.current.channel.send_transcript(
                     role=line.role,
@@ -370,6 +378,7 @@ class InterviewSession:
     async def _finish(self, status: EndStatus, reason: str, notify: bool) -> None:
         self.end_reason = reason
         self._deadline.cancel()
+        self.transcript.close()
         if self._grace is not None:
             self._grace.cancel()
         log.info("session %s: %s", status, reason, extra=self.log_extra)

@@ -138,7 +138,11 @@ class SimulatedCall:
         if state == "connected" and self._start_when_connected:
             self._start()
         elif state in ("failed", "closed") and not self.hung_up:
-            self._spawn(self.hangup())
+            self._spawn(self._peer_gone(state))
+
+    async def _peer_gone(self, state: str) -> None:
+        """The offerer's peer connection failed or closed: the call is over."""
+        await self.hangup()
 
     def _start(self) -> None:
         if not self._started and not self.hung_up:
@@ -216,8 +220,12 @@ class SimulatedCall:
 
     # ---- the interviewer
 
-    async def _interview(self) -> None:
+    def _announce(self) -> None:
+        """The first server event of a call, once its events can be delivered."""
         self.emit("session.created", session=self.view())
+
+    async def _interview(self) -> None:
+        self._announce()
         # A resumed conversation goes on from its first question the candidate did not answer.
         answered = {q for (r, q), (nr, _) in zip(self.restored, self.restored[1:], strict=False)
                     if r == "assistant" and nr == "user"}  # fmt: skip
@@ -330,17 +338,23 @@ class SimulatedCall:
         if activity.kind == "speech_started":
             self._speech_item = new_id("item")
             self._speech_start_ms = activity.audio_ms
-            self.emit(
-                "input_audio_buffer.speech_started",
-                audio_start_ms=activity.audio_ms,
-                item_id=self._speech_item,
-            )
+            self._speech_began(self._speech_item, activity.audio_ms)
             return
         item_id = self._speech_item or new_id("item")
         self._speech_item = None
-        self.emit(
-            "input_audio_buffer.speech_stopped", audio_end_ms=activity.audio_ms, item_id=item_id
-        )
+        question, self._awaiting_answer = self._awaiting_answer, None
+        self.heard.append(HeardSpeech(item_id, self._speech_start_ms, activity.audio_ms, question))
+        self._speech_ended(item_id, activity.audio_ms, question)
+        if question is not None:
+            self._answered.set()
+
+    def _speech_began(self, item_id: str, audio_ms: int) -> None:
+        """The VAD heard the candidate start a turn."""
+        self.emit("input_audio_buffer.speech_started", audio_start_ms=audio_ms, item_id=item_id)
+
+    def _speech_ended(self, item_id: str, audio_ms: int, question: int | None) -> None:
+        """The VAD committed the candidate's turn (``question``: the one it answered, if any)."""
+        self.emit("input_audio_buffer.speech_stopped", audio_end_ms=audio_ms, item_id=item_id)
         previous, self._last_item_id = self._last_item_id, item_id
         self.emit("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
         content = [{"type": "input_audio", "transcript": None}]
@@ -354,12 +368,8 @@ class SimulatedCall:
             previous_item_id=previous,
             item=self._item(item_id, "user", "completed", content),
         )
-        question, self._awaiting_answer = self._awaiting_answer, None
-        self.heard.append(HeardSpeech(item_id, self._speech_start_ms, activity.audio_ms, question))
         if self.transcription_enabled:
-            self._transcribe(item_id, question, activity.audio_ms - self._speech_start_ms)
-        if question is not None:
-            self._answered.set()
+            self._transcribe(item_id, question, audio_ms - self._speech_start_ms)
 
     def _transcribe(self, item_id: str, question: int | None, duration_ms: int) -> None:
         """The simulator 'understands' only answers to its questions: it knows them by heart."""

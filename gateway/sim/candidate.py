@@ -2,8 +2,13 @@
 
 It signals over the real WebSocket protocol, offers audio plus the ``oai-events`` data channel,
 and answers each of the interviewer's turns with a spoken, scripted answer: when the upstream
-says a response is done (``response.done`` on the data channel), it speaks the next answer; after
-the interviewer's closing turn it says ``bye``. Used by ``simulate``, the benchmarks and tests.
+says a response is done (Realtime's ``response.done`` on the data channel), it speaks the next
+answer; after the interviewer's closing turn it says ``bye``. GPT-Live marks no end of a turn
+(the candidate knows it is on GPT-Live from ``session.started``), so there it answers as a
+person would, once the interviewer has spoken and then been quiet for ``QUIET_MS`` of the audio
+it receives. Silence is measured in received audio, not wall-clock time, so a stalled process
+(a loaded machine) cannot make it answer in the middle of a question. Used by ``simulate``, the
+benchmarks and tests.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
+import numpy as np
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -23,6 +30,11 @@ from gateway.media import ice
 from gateway.sim.speech import SpeechTrack
 from gateway.upstream.openai import EVENTS_LABEL
 from signaling.client import SignalingClient
+
+#: How much silent audio from a GPT-Live interviewer, once it has spoken, ends its turn.
+QUIET_MS = 1500
+#: Received-audio RMS (16-bit samples) above which a frame is speech, below which silence.
+SPEECH_RMS, SILENCE_RMS = 300.0, 30.0
 
 
 @dataclass
@@ -66,6 +78,10 @@ class HeadlessCandidate:
         self.client: SignalingClient | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel: RTCDataChannel | None = None
+        #: GPT-Live: turns are heard, not announced (see the module docstring)
+        self._turns_by_ear = False
+        self._interviewer_spoke = False
+        self._quiet_ms = 0.0
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -156,8 +172,25 @@ class HeadlessCandidate:
             event = json.loads(message)
         except ValueError:
             return
-        if event.get("type") != "response.done":
-            return
+        kind = event.get("type")
+        if kind == "response.done":
+            self._interviewer_done()
+        elif kind == "session.started":
+            self._turns_by_ear = True
+
+    def _hear(self, frame: av.AudioFrame) -> None:
+        """Follow the interviewer's audio: once it has spoken, ``QUIET_MS`` of silence ends
+        its turn."""
+        rms = float(np.sqrt(np.mean(frame.to_ndarray().astype(np.float64) ** 2)))
+        if rms > SPEECH_RMS:
+            self._interviewer_spoke, self._quiet_ms = True, 0.0
+        elif rms < SILENCE_RMS and self._interviewer_spoke:
+            self._quiet_ms += 1000 * frame.samples / frame.sample_rate
+            if self._quiet_ms >= QUIET_MS:
+                self._interviewer_spoke = False
+                self._interviewer_done()
+
+    def _interviewer_done(self) -> None:
         self.report.interviewer_turns += 1
         if self.answers:
             self._spawn(self._answer(self.answers.pop(0)))
@@ -180,8 +213,10 @@ class HeadlessCandidate:
         async def drain() -> None:
             with contextlib.suppress(MediaStreamError):
                 while True:
-                    await track.recv()
+                    frame = await track.recv()
                     self.report.audio_frames_received += 1
+                    if self._turns_by_ear and isinstance(frame, av.AudioFrame):
+                        self._hear(frame)
 
         self._spawn(drain())
 

@@ -1,4 +1,5 @@
-"""An OpenAI-compatible simulated upstream: the Realtime GA WebRTC contract, a scripted interviewer.
+"""An OpenAI-compatible simulated upstream: the Realtime GA WebRTC contract and GPT-Live, served at
+once (chosen by path), one scripted interviewer.
 
 Tests, benchmarks and the ``simulate`` command need an AI interviewer that speaks the same HTTP,
 SDP and event language as OpenAI (``/work/shared/reference/openai-realtime-webrtc.md``) without
@@ -11,9 +12,13 @@ service, and the real service stays a drop-in. This module is the HTTP service (
 - ``POST /realtime/client_secrets`` -> an ephemeral ``ek_`` key;
 - ``GET /realtime?call_id=`` -> the sideband WebSocket (the call's server events; client events);
 - ``POST /realtime/calls/{id}/hangup``;
-- the beta shape (``?model=``, ``OpenAI-Beta``) -> ``400 beta_api_shape_disabled``.
+- the beta shape (``?model=``, ``OpenAI-Beta``) -> ``400 beta_api_shape_disabled``;
+- GPT-Live: ``POST /live/sessions`` (JSON ``session`` + ``transport``) -> ``200`` +
+  ``{"session": {"id"}, "transport": {"type": "webrtc", "sdp"}}``;
+  ``POST /live/sessions/{id}/hangup``; ``GET /live/sessions/{id}/attach`` (the sideband).
 
-What one call does (the peer, the interviewer, the events) is in :mod:`.call`, its sideband in
+What one call does (the peer, the interviewer, the events) is in :mod:`.call` (GPT-Live's
+events: :mod:`.live`), its sideband in
 :mod:`.sideband`, the shapes both answer in in :mod:`.contract`; the script it plays, in
 :mod:`.script`.
 """
@@ -35,6 +40,7 @@ from aiohttp import BodyPartReader, web
 from gateway.sim import sideband
 from gateway.sim.call import CallOptions, SimulatedCall
 from gateway.sim.contract import ApiError, checked_session, dig, new_id, session_view
+from gateway.sim.live import SimulatedLiveSession, checked_live_session
 from gateway.sim.script import Script
 from gateway.upstream.openai import merge_session
 
@@ -85,6 +91,9 @@ class SimulatedUpstream:
                 web.post("/v1/realtime/client_secrets", self._client_secrets),
                 web.get("/v1/realtime", self._realtime_socket),
                 web.post("/v1/realtime", self._beta_shape),
+                web.post("/v1/live/sessions", self._create_live_session),
+                web.post("/v1/live/sessions/{call_id}/hangup", self._hangup),
+                web.get("/v1/live/sessions/{call_id}/attach", self._attach),
             ]
         )
         return app
@@ -204,20 +213,65 @@ class SimulatedUpstream:
         for old in ended[: max(0, len(ended) - self._keep_ended_calls)]:
             del self.calls[old.id]
 
-    def _call(self, call_id: str | None) -> SimulatedCall:
+    def _call(self, call_id: str | None, *, live: bool = False) -> SimulatedCall:
+        """A running call (``live``: a GPT-Live session), else the contract's 404."""
         call = self.calls.get(call_id or "")
-        if call is None or call.hung_up:
+        if call is None or call.hung_up or isinstance(call, SimulatedLiveSession) != live:
+            what = "session" if live else "call"
             raise ApiError(
-                404, "no such call (or it has ended)", code="call_not_found", param="call_id"
+                404,
+                f"no such {what} (or it has ended)",
+                code=f"{what}_not_found",
+                param=f"{what}_id",
             )
         return call
 
     async def _hangup(self, request: web.Request) -> web.Response:
         self._standard_key(request)
-        call = self._call(request.match_info["call_id"])
+        live = request.path.startswith("/v1/live/")
+        call = self._call(request.match_info["call_id"], live=live)
         await call.hangup()
         log.info("call %s: hung up", call.id)
         return web.json_response({})
+
+    async def _create_live_session(self, request: web.Request) -> web.Response:
+        """GPT-Live's create: a JSON body with the startup session and the WebRTC offer."""
+        self._standard_key(request)
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object", code="invalid_type")
+        session = checked_live_session(body.get("session"))
+        transport = body.get("transport")
+        sdp = dig(transport, "sdp") if isinstance(transport, dict) else None
+        if dig(body, "transport", "type") != "webrtc":
+            raise ApiError(400, "'transport.type' must be 'webrtc'", code="invalid_value",
+                           param="transport.type")  # fmt: skip
+        if not isinstance(sdp, str) or not sdp.lstrip().startswith("v=0"):
+            raise ApiError(400, "'transport.sdp' is not an SDP offer", code="invalid_offer",
+                           param="transport.sdp")  # fmt: skip
+        call = SimulatedLiveSession(new_id("live"), dict(session), self.options)
+        try:
+            answer = await call.answer(sdp)
+        except BaseException:
+            await call.hangup()
+            raise
+        self._remember(call)
+        log.info("live session %s: answered", call.id)
+        return web.json_response(
+            {"session": {"id": call.id}, "transport": {"type": "webrtc", "sdp": answer}}
+        )
+
+    async def _attach(self, request: web.Request) -> web.StreamResponse:
+        """GPT-Live's sideband: a trusted observer of one session (no ``session.start``)."""
+        self._standard_key(request)
+        call = self._call(request.match_info["call_id"], live=True)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await sideband.serve(ws, call.sidebands, call.handle_client_message)
+        return ws
 
     async def _client_secrets(self, request: web.Request) -> web.Response:
         self._standard_key(request)

@@ -11,7 +11,10 @@ Two defences, one per way the candidate's events can reach the upstream:
 - ``SessionGuard``: in proxy mode the browser's data channel reaches the upstream directly,
   so the gateway cannot filter; it watches the server's ``session.updated`` events instead
   (sideband, and the relay's leg as a second line) and, when a field the gateway configured
-  has changed, sends the gateway's values again and reports it.
+  has changed, sends the gateway's values again and reports it. Which fields are guarded is
+  the upstream contract's (``UpstreamClient.guarded_fields``): Realtime's instructions,
+  transcription and tools; GPT-Live's ``delegation`` and ``triggers``, the only ones its
+  ``session.update`` can change (instructions, model and voice are fixed at start).
 """
 
 from __future__ import annotations
@@ -26,14 +29,6 @@ DEFAULT_CLIENT_EVENTS: tuple[str, ...] = (
     "input_audio_buffer.clear",
     "response.cancel",
     "output_audio_buffer.clear",
-)
-
-#: Session fields (as paths) that decide what the interviewer says and what is transcribed.
-GUARDED_FIELDS: tuple[tuple[str, ...], ...] = (
-    ("instructions",),
-    ("audio", "input", "transcription"),
-    ("tools",),
-    ("tool_choice",),
 )
 
 
@@ -88,6 +83,7 @@ class SessionGuard:
     def __init__(
         self,
         configured: Mapping[str, Any],
+        guarded_fields: Sequence[tuple[str, ...]],
         *,
         send: Callable[[str], None],
         report: Callable[[list[str]], None],
@@ -95,7 +91,7 @@ class SessionGuard:
         self._configured = configured
         self._send = send
         self._report = report
-        self._guarded = [p for p in GUARDED_FIELDS if _get(configured, p) is not None]
+        self._guarded = [p for p in guarded_fields if _get(configured, p) is not None]
 
     def observe(self, message: str | bytes) -> None:
         # Cheap test first: nearly every event is something else.
@@ -122,7 +118,10 @@ class SessionGuard:
 
     def restoring(self) -> dict[str, Any]:
         """A ``session.update`` body that sets every guarded field back."""
-        session: dict[str, Any] = {"type": self._configured.get("type", "realtime")}
+        # Realtime sessions name their type; GPT-Live's have none.
+        session: dict[str, Any] = (
+            {"type": self._configured["type"]} if "type" in self._configured else {}
+        )
         for path in self._guarded:
             target = session
             for key in path[:-1]:

@@ -1,11 +1,19 @@
-"""The client for OpenAI's GA Realtime WebRTC endpoints (and Azure OpenAI's identical ones).
+"""The upstream-client role, and its Realtime implementation (OpenAI's GA WebRTC calls API and
+Azure OpenAI's identical one).
 
-This is the only module that reads the upstream API key, and the key only ever travels in the
-headers of requests to the configured upstream. Errors raised from here carry the upstream's
-status and error code, never a header or the key.
+Two upstream contracts carry an interview: the Realtime calls API (``RealtimeUpstream``, here)
+and GPT-Live (``gateway.upstream.live.LiveUpstream``). Both play one role, ``UpstreamClient``:
+create a call from an SDP offer (answer + id), hang it up, join its sideband, say which session
+it asks for, and how an earlier conversation is carried into a new call. The relay and the
+proxy are written against that role only, so either contract runs in either mode.
 
-The simulated upstream speaks the same contract, so the gateway reaches it through this very
-client: switching to the real service is a change of base URL and key, nothing else.
+This is the only module that reads the upstream API key (``api_key_from_env``), and the key
+only ever travels in the headers of requests to the configured upstream (``HttpUpstream``, the
+shared base of both clients). Errors raised from here carry the upstream's status and error
+code, never a header or the key.
+
+The simulated upstream speaks both contracts, so the gateway reaches it through these very
+clients: switching to the real service is a change of base URL and key, nothing else.
 """
 
 from __future__ import annotations
@@ -15,12 +23,15 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
 
 import aiohttp
 import websockets
 from websockets.asyncio.client import ClientConnection
+
+from storage.transcripts import Role
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +78,68 @@ class UpstreamError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class RealtimeCall:
+class UpstreamCall:
+    """A call the upstream created: its id (for hangup and the sideband) and its SDP answer."""
+
     call_id: str
     answer_sdp: str
 
 
-class RealtimeUpstream:
-    """One configured upstream: where it is, how to authenticate, which session to ask for."""
+@dataclass(frozen=True, slots=True)
+class CarryOver:
+    """How an earlier conversation enters a new call: a session layer merged into the create
+    request (GPT-Live's ``input``), and client events sent on the sideband before the browser
+    connects (Realtime's ``conversation.item.create``)."""
+
+    session: dict[str, Any] = field(default_factory=dict)
+    sideband_events: tuple[str, ...] = ()
+
+
+#: Auth header styles: OpenAI's bearer token, Azure OpenAI's ``api-key`` header.
+AuthHeader = Literal["bearer", "api-key"]
+
+
+class UpstreamClient(Protocol):
+    """One configured upstream contract; what the relay and the proxy need of it."""
+
+    #: what the upstream is, for the session row (``openai``, ``openai-live``, ``sim``, ...)
+    kind: str
+    #: session fields (as paths) the gateway owns and restores when a client changes them
+    guarded_fields: tuple[tuple[str, ...], ...]
+
+    def effective_session(self, session: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The session a call is created with: the defaults, the deployment's, the interview's."""
+
+    async def create_call(
+        self, offer_sdp: str, session: dict[str, Any] | None = None
+    ) -> UpstreamCall:
+        """Send the offer; ``UpstreamError`` (with the upstream's status and code) if refused."""
+
+    async def hangup(self, call_id: str) -> bool:
+        """End the call upstream; False (and a warning) if that failed, never raises."""
+
+    async def open_sideband(self, call_id: str) -> ClientConnection:
+        """Join the call's sideband WebSocket (its server events; client events accepted)."""
+
+    def carry_over(self, conversation: Sequence[tuple[Role, str]]) -> CarryOver:
+        """How ``conversation`` (final lines, in order) enters a new call of this contract."""
+
+
+class HttpUpstream:
+    """What both contracts' clients share: where the upstream is, how to authenticate, the
+    session defaults, and turning an error body into a safe ``UpstreamError``."""
+
+    #: the contract's session defaults, under the deployment's and the interview's layers
+    defaults: ClassVar[dict[str, Any]]
 
     def __init__(
         self,
         *,
-        kind: Literal["openai", "sim"],
+        kind: str,
         base_url: str,
         api_key: str,
         http: aiohttp.ClientSession,
-        auth_header: Literal["bearer", "api-key"] = "bearer",
+        auth_header: AuthHeader = "bearer",
         session: dict[str, Any] | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -95,73 +152,48 @@ class RealtimeUpstream:
             if auth_header == "bearer"
             else {"api-key": api_key}
         )
-        self.session = merge_session(DEFAULT_SESSION, session)
+        self.session = merge_session(self.defaults, session)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     def __repr__(self) -> str:  # never show the headers
-        return f"RealtimeUpstream(kind={self.kind!r}, base_url={self.base_url!r})"
+        return f"{type(self).__name__}(kind={self.kind!r}, base_url={self.base_url!r})"
 
     def effective_session(self, session: dict[str, Any] | None = None) -> dict[str, Any]:
         """The session a call is created with: the defaults, the deployment's, the interview's."""
         return merge_session(self.session, session)
 
-    async def create_call(
-        self, offer_sdp: str, session: dict[str, Any] | None = None
-    ) -> RealtimeCall:
-        """POST the offer (multipart ``sdp`` + ``session``: the standard-key shape)."""
-        form = aiohttp.FormData()
-        form.add_field("sdp", offer_sdp, content_type="application/sdp")
-        form.add_field(
-            "session",
-            json.dumps(self.effective_session(session)),
-            content_type="application/json",
-        )
+    async def _post(self, path: str, **kwargs: Any) -> tuple[int, str, str]:
+        """POST to the upstream: (status, body, ``Location``); ``UpstreamError`` if unreachable."""
         try:
             async with self._http.post(
-                f"{self.base_url}/realtime/calls",
-                data=form,
-                headers=self._headers,
-                timeout=self._timeout,
+                f"{self.base_url}{path}", headers=self._headers, timeout=self._timeout, **kwargs
             ) as response:
                 body = await response.text()
-                if response.status != 201:
-                    raise self._error_from(response.status, body)
-                location = response.headers.get("Location", "")
+                return response.status, body, response.headers.get("Location", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(
                 f"upstream unreachable: {type(exc).__name__}", code="upstream_unreachable"
             ) from None
-        call_id = location.rstrip("/").rsplit("/", 1)[-1]
-        if not call_id.startswith("rtc_"):
-            raise UpstreamError("upstream answered without a call id", code="upstream_protocol")
-        return RealtimeCall(call_id=call_id, answer_sdp=body)
 
-    async def hangup(self, call_id: str) -> bool:
-        """End the call upstream; False (and a warning) if that failed.
-
-        A call left open costs money, so a failure is logged loudly; but ending a session must
-        not fail because the upstream is gone, so nothing is raised.
-        """
+    async def _hangup(self, call_id: str, path: str) -> bool:
+        """POST ``path`` to end ``call_id``; a call left open costs money, so a failure is logged
+        loudly, but ending a session must not fail because the upstream is gone."""
         try:
-            async with self._http.post(
-                f"{self.base_url}/realtime/calls/{call_id}/hangup",
-                headers=self._headers,
-                timeout=self._timeout,
-            ) as response:
-                if response.status < 400 or response.status == 404:
-                    return True
-                error = self._error_from(response.status, await response.text())
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            error = UpstreamError(f"unreachable: {type(exc).__name__}", code="upstream_unreachable")
+            status, body, _ = await self._post(path)
+            if status < 400 or status == 404:
+                return True
+            error = self._error_from(status, body)
+        except UpstreamError as exc:
+            error = exc
         log.warning("hangup of %s failed: %s", call_id, error)
         return False
 
-    async def open_sideband(self, call_id: str) -> ClientConnection:
-        """Join the call's sideband WebSocket, which carries the same server events."""
+    async def _websocket(self, path: str) -> ClientConnection:
+        """Open a sideband WebSocket at ``path`` under the base URL, with the key's headers."""
         url = self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         try:
             return await websockets.connect(
-                f"{url}/realtime?call_id={call_id}",
+                f"{url}{path}",
                 additional_headers=self._headers,
                 open_timeout=self._timeout.total,
                 max_size=2**22,
@@ -185,6 +217,64 @@ class RealtimeUpstream:
         message = _KEY_LIKE.sub("[redacted]", message.replace(self._api_key, "[redacted]"))
         return UpstreamError(
             f"upstream refused the call ({status} {code}): {message}", status=status, code=code
+        )
+
+
+#: Session fields (as paths) that decide what a Realtime interviewer says and what is
+#: transcribed; ``integrity.SessionGuard`` restores them.
+REALTIME_GUARDED_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("instructions",),
+    ("audio", "input", "transcription"),
+    ("tools",),
+    ("tool_choice",),
+)
+
+
+def restored_item(role: Role, text: str) -> dict[str, Any]:
+    """A ``conversation.item.create`` that puts one earlier line into a new Realtime call."""
+    if role == "interviewer":
+        item = {"role": "assistant", "content": [{"type": "output_text", "text": text}]}
+    else:
+        item = {"role": "user", "content": [{"type": "input_text", "text": text}]}
+    return {"type": "conversation.item.create", "item": {"type": "message", **item}}
+
+
+class RealtimeUpstream(HttpUpstream):
+    """The Realtime calls API: multipart create, ``Location`` id, ``?call_id=`` sideband."""
+
+    defaults = DEFAULT_SESSION
+    guarded_fields = REALTIME_GUARDED_FIELDS
+
+    async def create_call(
+        self, offer_sdp: str, session: dict[str, Any] | None = None
+    ) -> UpstreamCall:
+        """POST the offer (multipart ``sdp`` + ``session``: the standard-key shape)."""
+        form = aiohttp.FormData()
+        form.add_field("sdp", offer_sdp, content_type="application/sdp")
+        form.add_field(
+            "session",
+            json.dumps(self.effective_session(session)),
+            content_type="application/json",
+        )
+        status, body, location = await self._post("/realtime/calls", data=form)
+        if status != 201:
+            raise self._error_from(status, body)
+        call_id = location.rstrip("/").rsplit("/", 1)[-1]
+        if not call_id.startswith("rtc_"):
+            raise UpstreamError("upstream answered without a call id", code="upstream_protocol")
+        return UpstreamCall(call_id=call_id, answer_sdp=body)
+
+    async def hangup(self, call_id: str) -> bool:
+        return await self._hangup(call_id, f"/realtime/calls/{call_id}/hangup")
+
+    async def open_sideband(self, call_id: str) -> ClientConnection:
+        """Join the call's sideband WebSocket, which carries the same server events."""
+        return await self._websocket(f"/realtime?call_id={call_id}")
+
+    def carry_over(self, conversation: Sequence[tuple[Role, str]]) -> CarryOver:
+        """Each earlier line as a ``conversation.item.create`` on the new call's sideband."""
+        return CarryOver(
+            sideband_events=tuple(json.dumps(restored_item(r, t)) for r, t in conversation)
         )
 
 

@@ -6,19 +6,19 @@ which carries the same server events as the data channel: that is how transcript
 gateway without the media passing through it.
 
 Each upstream call is its own conversation, so a reconnect hangs up the old call, starts a new
-one with the new offer, and carries the interview over: the conversation so far goes to the
-new call as message items (over its sideband, before the browser connects), so the interviewer
-goes on where it was instead of starting again. The upstream ends a call when the browser's
-peer connection goes (a reload, a lost network), so a sideband that closes by itself reports
-the candidate's media lost, not the interview over: the candidate may come back within the
-grace period, on a new call.
+one with the new offer, and carries the interview over in the contract's way
+(``UpstreamClient.carry_over``: Realtime message items over the new call's sideband before the
+browser connects, GPT-Live startup ``input``), so the interviewer goes on where it was instead
+of starting again. The proxy works the same over either contract. The upstream ends a call when
+the browser's peer connection goes (a reload, a lost network), so a sideband that closes by
+itself reports the candidate's media lost, not the interview over: the candidate may come back
+within the grace period, on a new call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -28,20 +28,11 @@ from websockets.asyncio.client import ClientConnection
 
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.integrity import SessionGuard
-from gateway.upstream.openai import RealtimeUpstream, UpstreamError
+from gateway.upstream.openai import UpstreamClient, UpstreamError, merge_session
 from signaling.sdp import IceCandidate
 from storage.transcripts import Role
 
 log = logging.getLogger(__name__)
-
-
-def restored_item(role: Role, text: str) -> dict[str, Any]:
-    """A ``conversation.item.create`` that puts one earlier line into a new call."""
-    if role == "interviewer":
-        item = {"role": "assistant", "content": [{"type": "output_text", "text": text}]}
-    else:
-        item = {"role": "user", "content": [{"type": "input_text", "text": text}]}
-    return {"type": "conversation.item.create", "item": {"type": "message", **item}}
 
 
 class ProxyCall:
@@ -51,7 +42,7 @@ class ProxyCall:
 
     def __init__(
         self,
-        upstream: RealtimeUpstream,
+        upstream: UpstreamClient,
         listener: CallListener,
         *,
         session: dict[str, Any] | None = None,
@@ -70,8 +61,11 @@ class ProxyCall:
         The upstream judging the offer bad (400) is the browser's error; anything else means
         the upstream cannot be reached.
         """
+        carried = self._upstream.carry_over(carry_over)
         try:
-            call = await self._upstream.create_call(offer_sdp, self._session)
+            call = await self._upstream.create_call(
+                offer_sdp, merge_session(self._session, carried.session)
+            )
         except UpstreamError as exc:
             if exc.status == 400:
                 raise BadOffer(f"the upstream refused the offer: {exc}") from None
@@ -82,8 +76,8 @@ class ProxyCall:
         except UpstreamError as exc:
             await self.close()
             raise CallUnavailable(str(exc), reason=f"upstream_{exc.code}") from None
-        for role, text in carry_over:
-            await sideband.send(json.dumps(restored_item(role, text)))
+        for event in carried.sideband_events:
+            await sideband.send(event)
         self._sideband = asyncio.create_task(self._listen(sideband, self._guard_for(sideband)))
         return call.answer_sdp
 
@@ -108,6 +102,7 @@ class ProxyCall:
 
         return SessionGuard(
             self._upstream.effective_session(self._session),
+            self._upstream.guarded_fields,
             send=send,
             report=lambda fields: self._listener.integrity_event(
                 "session_tampered", ",".join(fields)

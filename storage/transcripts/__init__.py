@@ -8,11 +8,11 @@ The package holds one job per module, and this module names the public ones, so 
 * :mod:`~storage.transcripts.writer`: ``TranscriptWriter``, batched, journaled, exactly once;
 * :mod:`~storage.transcripts.statements`: one batch's SQL and the connection that runs it;
 * :mod:`~storage.transcripts.codec`: the journal's lines;
-* :mod:`~storage.transcripts.readers`: ``read_transcript`` and ``transcript_text``.
+* :mod:`~storage.transcripts.readers`: ``read_transcript``.
 """
 
 from storage.transcripts.entries import ROLES, SOURCES, Role, Source, TranscriptEntry, TranscriptRow
-from storage.transcripts.readers import read_transcript, transcript_text
+from storage.transcripts.readers import read_transcript
 from storage.transcripts.writer import TranscriptWriter, WriterStats
 
 __all__ = [
@@ -25,5 +25,4 @@ __all__ = [
     "TranscriptWriter",
     "WriterStats",
     "read_transcript",
-    "transcript_text",
 ]

@@ -1,4 +1,6 @@
-"""Reading a transcript back: in the session's reading order, or as plain text."""
+"""Reading a transcript back, row by row in the session's reading order. (Rows become turns,
+GPT-Live's fragments joined, in ``gateway.sessions.turns``: which rows are fragments is the
+gateway's event interpreter's knowledge, not storage's.)"""
 
 from __future__ import annotations
 
@@ -8,8 +10,6 @@ from psycopg.rows import class_row
 
 from storage.database import Database
 from storage.transcripts.entries import TranscriptRow
-
-_SPEAKERS: dict[str, str] = {"interviewer": "Interviewer", "candidate": "Candidate"}
 
 
 async def read_transcript(db: Database, tenant_id: UUID, session_id: UUID) -> list[TranscriptRow]:
@@ -23,9 +23,3 @@ async def read_transcript(db: Database, tenant_id: UUID, session_id: UUID) -> li
             [session_id],
         )
         return await cur.fetchall()
-
-
-async def transcript_text(db: Database, tenant_id: UUID, session_id: UUID) -> str:
-    """The transcript as plain text, one ``Speaker: text`` line per entry."""
-    rows = await read_transcript(db, tenant_id, session_id)
-    return "\n".join(f"{_SPEAKERS[r.role]}: {r.text}" for r in rows)

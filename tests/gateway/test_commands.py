@@ -135,12 +135,13 @@ async def test_serve_stopped_before_it_prints_the_room_stops_its_embedded_postgr
     assert not pid_file.exists()
 
 
+@pytest.mark.parametrize("upstream", ["sim", "sim-live"])
 async def test_simulate_runs_whole_interviews_and_reports_json(
-    fresh_database_url: str, tmp_path: Path
+    fresh_database_url: str, tmp_path: Path, upstream: str
 ) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "simulate", "--interviews", "2", "--mode", "auto",
-        "--words-per-second", "10", "--json",
+        "--words-per-second", "10", "--upstream", upstream, "--json",
         env=command_env(fresh_database_url, tmp_path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

@@ -13,6 +13,7 @@ import pytest
 from gateway.app import JWT_SECRET
 from gateway.cli import invite as invite_command
 from gateway.sessions.invitations import Invitation
+from gateway.sim.script import Script
 from signaling.tokens import issue_admin_token
 from storage import interviews, tenants
 
@@ -26,10 +27,12 @@ async def error_of(response: aiohttp.ClientResponse) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("upstream", ["sim", "sim-live"])
 async def test_create_returns_an_invitation_that_a_candidate_can_use(
-    start_gateway: GatewayFactory, http: aiohttp.ClientSession
+    start_gateway: GatewayFactory, http: aiohttp.ClientSession, upstream: str
 ) -> None:
-    gateway = await start_gateway(mode="proxy")
+    """On either upstream contract: GPT-Live's fragments read back as the same turns."""
+    gateway = await start_gateway(mode="proxy", upstream=upstream)
     acme = await make_tenant(gateway, http, "acme")
     created = await acme.create(
         mode="proxy",
@@ -61,7 +64,12 @@ async def test_create_returns_an_invitation_that_a_candidate_can_use(
     async with await acme.request("GET", path + "?format=vtt") as response:
         assert response.content_type == "text/vtt"
         vtt = await response.text()
-    assert entries and [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
+    script = Script.default()
+    said = [(r, t) for turn in script.turns for r, t in (("interviewer", turn.question),
+                                                         ("candidate", turn.answer))]  # fmt: skip
+    said.append(("interviewer", script.closing))
+    assert [(e["role"], e["text"]) for e in entries] == [(r, " ".join(t.split())) for r, t in said]
+    assert [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
     assert text.splitlines() == [
         f"{e['role'].capitalize() if e['role'] == 'candidate' else 'Interviewer'}: {e['text']}"
         for e in entries

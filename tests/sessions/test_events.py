@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from gateway.sessions.events import (
     TRANSCRIPT_EVENT_TYPES,
     EventError,
+    SessionClosed,
     TranscriptEvent,
     parse_event,
+    session_closed,
     transcript_event,
 )
 
@@ -168,14 +170,90 @@ json_values = st.recursive(
 
 
 @given(
-    st.sampled_from([*sorted(TRANSCRIPT_EVENT_TYPES), "error", "response.done"]),
+    st.sampled_from([*sorted(TRANSCRIPT_EVENT_TYPES), "error", "response.done", "session.closed"]),
     st.dictionaries(
-        st.sampled_from(["event_id", "item_id", "delta", "transcript", "text", "start", "end"]),
+        st.sampled_from(
+            [
+                "event_id",
+                "item_id",
+                "delta",
+                "transcript",
+                "text",
+                "start",
+                "end",
+                "start_ms",
+                "end_ms",
+                "reason",
+            ]
+        ),
         json_values,
     ),
 )
 @pytest.mark.slow
 def test_no_event_shape_raises(event_type: str, fields: dict[str, Any]) -> None:
+    session_closed({"type": event_type, **fields})
     line = transcript_event({"type": event_type, **fields})
     if line is not None:
         assert isinstance(line.text, str) and line.event_id == fields["event_id"]
+
+
+# -- GPT-Live -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_type", "role"),
+    [
+        ("session.input_transcript.delta", "candidate"),
+        ("session.output_transcript.delta", "interviewer"),
+    ],
+)
+def test_a_live_delta_is_a_stored_fragment_on_the_session_timeline(
+    event_type: str, role: str
+) -> None:
+    event = {"type": event_type, "event_id": "event_9", "delta": " there", "start_ms": 1200,
+             "end_ms": 1450}  # fmt: skip
+    line = transcript_event(event)
+    assert line == TranscriptEvent(
+        event_id="event_9",
+        event_type=event_type,
+        role=role,  # type: ignore[arg-type]
+        text=" there",
+        final=True,
+        audio_start_ms=1200,
+        audio_end_ms=1450,
+        fragment=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"start_ms": 10},  # no end
+        {"start_ms": 10, "end_ms": 5},  # ends before it starts
+        {"start_ms": -1, "end_ms": 5},
+        {"start_ms": 1.5, "end_ms": 5},
+        {"start_ms": True, "end_ms": 5},
+    ],
+)
+def test_a_live_delta_without_a_place_on_the_timeline_is_no_line(fields: dict[str, Any]) -> None:
+    event = {"type": "session.output_transcript.delta", "event_id": "e", "delta": "x", **fields}
+    assert transcript_event(event) is None
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "end_reason", "loss"),
+    [
+        ("close_requested", "ended", "upstream_closed", None),
+        ("expired", "ended", "upstream_expired", None),
+        ("content", "failed", "upstream_content", None),
+        ("remote_hangup", "ended", "upstream_remote_hangup", "peer_closed"),
+        ("connection_lost", "failed", "upstream_connection_lost", "peer_failed"),
+        ("something_new", "ended", "upstream_closed", None),
+    ],
+)
+def test_session_closed_reasons_map_to_end_reasons(
+    reason: str, status: str, end_reason: str, loss: str | None
+) -> None:
+    closed = session_closed({"type": "session.closed", "event_id": "e", "reason": reason})
+    assert closed == SessionClosed(reason, status, end_reason, loss)  # type: ignore[arg-type]
+    assert session_closed({"type": "session.updated", "reason": reason}) is None
