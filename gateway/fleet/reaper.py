@@ -19,8 +19,6 @@ a gone worker and dropping a dropped claim do nothing).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +26,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from gateway.fleet.backend import FLEET_KEY, WorkerBackend
+from gateway.periodic import Periodic
 from storage import interviews, workers
 from storage.database import Database
 from storage.workers import WorkerClaim
@@ -57,11 +56,13 @@ class Reaper:
         self.reaped = 0
         #: when this front first saw each unclaimed worker of its own
         self._unclaimed_since: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        #: a pass per ``lost_after``: the bound within which the reconciler finalizes a vanished
+        #: worker's interview, after which a pass removes its claim
+        self._periodic = Periodic(lost_after, self.reap, "fleet reaper")
 
     async def start(self) -> None:
         await self.reap()
-        self._task = asyncio.create_task(self._run(), name="fleet-reaper")
+        self._periodic.start()
 
     async def reap(self) -> int:
         """One pass; how many claims and workers it removed."""
@@ -97,23 +98,5 @@ class Reaper:
         age = (datetime.now(UTC) - claim.claimed_at).total_seconds()
         return claim.front_lost or age > 2 * self.start_timeout
 
-    async def _run(self) -> None:
-        """A pass per ``lost_after``: the bound within which the reconciler finalizes a
-        vanished worker's interview, after which this pass removes its claim."""
-        failing = False
-        while True:
-            await asyncio.sleep(self.lost_after)
-            try:
-                await self.reap()
-            except Exception as exc:  # the database or the backend away: wait it out
-                if not failing:
-                    log.warning("fleet reaper failed (%s); retrying", exc)
-                failing = True
-            else:
-                failing = False
-
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._periodic.close()

@@ -12,12 +12,11 @@ heartbeat never lapses for longer than the bound unless it cannot reach the data
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import socket
 from uuid import UUID, uuid4
 
+from gateway.periodic import Periodic
 from storage import gateways, interviews
 from storage.database import Database
 from storage.gateways import GatewayKind
@@ -36,7 +35,8 @@ class Reconciler:
         #: this process's identity in ``gateways`` and ``session_claims``
         self.gateway_id: UUID = uuid4()
         self.finalized = 0
-        self._task: asyncio.Task[None] | None = None
+        self._beats = 0
+        self._periodic = Periodic(lost_after / 3, self._beat, "gateway heartbeat")
 
     async def start(self) -> None:
         """Register this process, finalize what dead ones left behind, then keep at it."""
@@ -44,7 +44,7 @@ class Reconciler:
             self.db, self.gateway_id, socket.gethostname(), kind=self.kind
         )
         await self.reconcile()
-        self._task = asyncio.create_task(self._run())
+        self._periodic.start()
 
     async def reconcile(self) -> int:
         """Finalize the interviews of lapsed gateways; how many were finalized."""
@@ -73,30 +73,15 @@ class Reconciler:
         self.finalized += done
         return done
 
-    async def _run(self) -> None:
-        """Heartbeat three times per bound, reconcile once per bound; an outage is logged once
-        and waited out."""
-        beats = 0
-        failing = False
-        while True:
-            await asyncio.sleep(self.lost_after / 3)
-            try:
-                await gateways.heartbeat(self.db, self.gateway_id)
-                beats += 1
-                if beats % 3 == 0:
-                    await self.reconcile()
-            except Exception as exc:
-                if not failing:
-                    log.warning("heartbeat failed (%s); retrying", exc)
-                failing = True
-            else:
-                failing = False
+    async def _beat(self) -> None:
+        """A heartbeat three times per bound, a reconciliation once per bound."""
+        await gateways.heartbeat(self.db, self.gateway_id)
+        self._beats += 1
+        if self._beats % 3 == 0:
+            await self.reconcile()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._periodic.close()
         try:
             await gateways.retire_gateway(self.db, self.gateway_id)
         except Exception as exc:  # the database is away: the heartbeat lapses by itself
