@@ -379,10 +379,24 @@ class Settings:
     def allowed_remote_candidates(self) -> tuple[str, ...]:
         """``ice_allow_remote`` when set; otherwise loopback (``127.0.0.0/8``, ``::1``) for a
         gateway only this machine can reach (it listens on a loopback address and its public
-        URL, if any, names a loopback host: the README's first command), and nothing else."""
+        URL, if any, names a loopback host: the README's first command), and nothing else.
+        Either way, the addresses of the gateway's own TURN servers (``turn_urls`` given as IP
+        addresses): a browser's relay candidates carry them, on a private network too."""
+        turn = tuple(f"{address}/{32 if '.' in address else 128}" for address in self._turn_ips())
         if self.ice_allow_remote is not None:
-            return self.ice_allow_remote
+            return self.ice_allow_remote + turn
         public_host = urlsplit(self.public_url).hostname if self.public_url else self.host
         if _is_loopback(self.host) and _is_loopback(public_host):
-            return ("127.0.0.0/8", "::1/128")
-        return ()
+            return ("127.0.0.0/8", "::1/128", *turn)
+        return turn
+
+    def _turn_ips(self) -> list[str]:
+        addresses = []
+        for url in self.turn_urls:
+            host = url.split(":", 1)[1].split("?", 1)[0]
+            host = host.rsplit(":", 1)[0] if host.count(":") == 1 or "]" in host else host
+            try:
+                addresses.append(str(ipaddress.ip_address(host.strip("[]"))))
+            except ValueError:
+                continue  # a host name: allow its network with GATEWAY_ICE_ALLOW_REMOTE
+        return addresses

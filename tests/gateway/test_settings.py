@@ -121,3 +121,21 @@ async def test_serve_prints_a_bad_setting_as_one_line() -> None:
         "interview-gateway: GATEWAY_PORT is 70000; it must be a port from 0 (any free one)"
         " to 65535."
     )
+
+
+def test_the_gateways_own_turn_servers_are_allowed_as_remote_candidates() -> None:
+    """A browser's relay candidates carry the TURN server's address, a private one too."""
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "GATEWAY_HOST": "0.0.0.0",
+            "GATEWAY_TURN_URLS": "turn:10.99.0.1:3478?transport=udp,turns:turn.example.com:5349",
+            "GATEWAY_TURN_SECRET": "s",
+        }
+    )
+    assert settings.allowed_remote_candidates == ("10.99.0.1/32",)
+    explicit = Settings.from_env(
+        {**BASE, "GATEWAY_ICE_ALLOW_REMOTE": "192.168.7.0/24",
+         "GATEWAY_TURN_URLS": "turn:[2001:db8::1]:3478", "GATEWAY_TURN_SECRET": "s"}
+    )  # fmt: skip
+    assert explicit.allowed_remote_candidates == ("192.168.7.0/24", "2001:db8::1/128")
