@@ -43,6 +43,17 @@ from .netns import (
 pytestmark = browser_test
 
 GATEWAY_PORT = 8080
+#: The type of the local candidate in the pair the page's peer connection selected (getStats).
+SELECTED_LOCAL_CANDIDATE_TYPE = """async () => {
+  const stats = await interviewClient.peerConnection.getStats();
+  let pair = null;
+  stats.forEach((r) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) {
+      pair = stats.get(r.selectedCandidatePairId);
+    }
+  });
+  return pair ? stats.get(pair.localCandidateId).candidateType : null;
+}"""
 
 
 @pytest.fixture
@@ -172,6 +183,8 @@ async def test_a_candidate_with_no_route_to_the_gateway_interviews_over_turn(
         )
         assert [s["username"].split(":", 1)[1] for s in servers] == [str(interview_id)]
         assert coturn.secret not in str(servers)
+        # The browser's own view of the pair it uses: its end is a TURN relay candidate.
+        assert await page.evaluate(SELECTED_LOCAL_CANDIDATE_TYPE) == "relay"
 
         # Both voices cross coturn: the interviewer's question, then the candidate's answer.
         script = Script.default()
@@ -200,5 +213,7 @@ async def test_a_candidate_with_no_route_to_the_gateway_interviews_over_turn(
         await db.close()
     assert record is not None
     assert (record.status, record.end_reason, record.actual_mode) == ("ended", "bye", "relay")
-    # the gateway's view of the pair its browser leg used: one end is a TURN relay candidate
-    assert "relay" in str(record.selected_pair), record.selected_pair
+    # The gateway's view of the pair its browser leg used: the far end is on the TURN server
+    # (named "relay" when the trickled candidate came first, "prflx" when the browser's check
+    # through coturn arrived before it: the same address either way).
+    assert f"udp {TURN_ADDRESS}:" in str(record.selected_pair), record.selected_pair
