@@ -92,7 +92,15 @@ def allocate(username: str, password: str) -> tuple[str, int]:
         finally:
             transport.close()
 
-    return asyncio.run(attempt())
+    try:
+        return asyncio.run(attempt())
+    except stun.TransactionFailed as exc:
+        # 438 Stale Nonce (RFC 5766 §4 via RFC 5389 §10.2.2): the server replaced the nonce
+        # (a retransmitted request got a second 401); a client retries with the new one, which
+        # aioice does not do itself. Any other refusal stands.
+        if "438" not in str(exc):
+            raise
+        return asyncio.run(attempt())
 
 
 async def test_coturn_takes_a_minted_credential_and_refuses_it_once_expired(
