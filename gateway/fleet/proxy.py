@@ -48,8 +48,8 @@ async def forward(
         raise WorkerUnreachable(str(exc)) from exc
     async with worker:
         await worker.send_str(first)
-        to_worker = asyncio.create_task(_browser_to_worker(browser, worker))
-        to_browser = asyncio.create_task(_worker_to_browser(worker, browser))
+        to_worker = asyncio.create_task(_forward(browser, worker))
+        to_browser = asyncio.create_task(_forward(worker, browser))
         await asyncio.wait({to_worker, to_browser}, return_when=asyncio.FIRST_COMPLETED)
         for task in (to_worker, to_browser):
             task.cancel()
@@ -79,21 +79,14 @@ async def send_error(browser: web.WebSocketResponse, error: SignalingError) -> N
         await browser.close(code=error.close_code)
 
 
-async def _browser_to_worker(
-    browser: web.WebSocketResponse, worker: aiohttp.ClientWebSocketResponse
+async def _forward(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    target: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
 ) -> None:
-    async for msg in browser:
+    """Every text and binary frame of ``source`` to ``target``, until ``source`` ends (the same
+    loop serves both directions: the browser's socket and the worker's have one interface)."""
+    async for msg in source:
         if msg.type == WSMsgType.TEXT:
-            await worker.send_str(msg.data)
+            await target.send_str(msg.data)
         elif msg.type == WSMsgType.BINARY:
-            await worker.send_bytes(msg.data)
-
-
-async def _worker_to_browser(
-    worker: aiohttp.ClientWebSocketResponse, browser: web.WebSocketResponse
-) -> None:
-    async for msg in worker:
-        if msg.type == WSMsgType.TEXT:
-            await browser.send_str(msg.data)
-        elif msg.type == WSMsgType.BINARY:
-            await browser.send_bytes(msg.data)
+            await target.send_bytes(msg.data)

@@ -192,19 +192,24 @@ class SimulatedUpstream:
                 400, "the 'sdp' part is not an SDP offer", code="invalid_offer", param="sdp"
             )
         call = SimulatedCall(new_id("rtc"), dict(session), self.options)
-        try:
-            answer = await call.answer(sdp)
-        except BaseException:
-            await call.hangup()
-            raise
-        self._remember(call)
-        log.info("call %s: answered", call.id)
+        answer = await self._answered(call, sdp, "call")
         return web.Response(
             status=201,
             text=answer,
             content_type="application/sdp",
             headers={"Location": f"/v1/realtime/calls/{call.id}"},
         )
+
+    async def _answered(self, call: Any, sdp: str, what: str) -> str:
+        """The call's answer to ``sdp``, the call kept; a call that cannot answer is hung up."""
+        try:
+            answer: str = await call.answer(sdp)
+        except BaseException:
+            await call.hangup()
+            raise
+        self._remember(call)
+        log.info("%s %s: answered", what, call.id)
+        return answer
 
     def _remember(self, call: SimulatedCall) -> None:
         """Keep ended calls for inspection, only the most recent few: the simulator runs long."""
@@ -253,13 +258,7 @@ class SimulatedUpstream:
             raise ApiError(400, "'transport.sdp' is not an SDP offer", code="invalid_offer",
                            param="transport.sdp")  # fmt: skip
         call = SimulatedLiveSession(new_id("live"), dict(session), self.options)
-        try:
-            answer = await call.answer(sdp)
-        except BaseException:
-            await call.hangup()
-            raise
-        self._remember(call)
-        log.info("live session %s: answered", call.id)
+        answer = await self._answered(call, sdp, "live session")
         return web.json_response(
             {"session": {"id": call.id}, "transport": {"type": "webrtc", "sdp": answer}}
         )
