@@ -152,6 +152,29 @@ def parse_offer(sdp: str) -> OfferSummary:
     return OfferSummary(sections=tuple(sections))
 
 
+_DIRECTIONS = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
+
+
+def with_explicit_directions(sdp: str) -> str:
+    """``sdp`` with a direction attribute in every m-line section that has none.
+
+    RFC 8866 (section 6.7) lets a section leave its direction out: then the session-level
+    attribute applies, or ``sendrecv``. aiortc reads such a section's direction as ``None`` and
+    fails deep inside ``createAnswer``; writing the default out makes the offer mean the same
+    to it as to every other stack. The rest of the text is kept as it was, line endings too.
+    """
+    newline = "\r\n" if "\r\n" in sdp else "\n"
+    session, blocks = _split_sections(sdp_lines(sdp))
+    named = [line[2:] for line in session if line[2:] in _DIRECTIONS and line.startswith("a=")]
+    default = f"a={named[-1] if named else 'sendrecv'}"
+    out = list(session)
+    for block in blocks:
+        out.extend(block)
+        if not any(line[2:] in _DIRECTIONS and line.startswith("a=") for line in block):
+            out.append(default)
+    return newline.join(out) + newline
+
+
 def _check_line(number: int, line: str) -> None:
     """One line's own grammar: the line itself, and the value of an attribute stacks read."""
     if not _LINE.fullmatch(line):

@@ -45,7 +45,7 @@ from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
 from gateway.upstream.openai import EVENTS_LABEL, UpstreamClient, UpstreamError
-from signaling.sdp import IceCandidate
+from signaling.sdp import IceCandidate, with_explicit_directions
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,9 @@ class Relay:
                 self._browser_state(pc)
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=with_explicit_directions(offer_sdp), type="offer")
+            )
         except (ValueError, AssertionError) as exc:
             await pc.close()
             raise BadOffer(f"offer rejected by the WebRTC stack: {exc}") from exc
@@ -223,7 +225,9 @@ class Relay:
             await pc.setLocalDescription(await pc.createOffer())
         call = await self._upstream.create_call(pc.localDescription.sdp, self._session)
         self.call_id = call.call_id
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=call.answer_sdp, type="answer"))
+        await pc.setRemoteDescription(
+            RTCSessionDescription(sdp=with_explicit_directions(call.answer_sdp), type="answer")
+        )
         audio = next((t for t in upstream_tracks if t.kind == "audio"), None)
         if audio is None:
             raise UpstreamError("upstream answered without audio")

@@ -199,3 +199,23 @@ async def test_offers_aiortc_cannot_read_are_bad_sdp_and_the_socket_offers_again
         await peer.accept(answer)
         await asyncio.wait_for(peer.connected, 15)
         await client.bye()
+
+
+async def test_an_offer_that_leaves_its_directions_out_means_sendrecv_and_is_answered(
+    relay: tuple[RunningGateway, Invitation], peer: Peer
+) -> None:
+    """RFC 8866 lets an m-line omit its direction (then it is sendrecv); aiortc alone would
+    fail inside createAnswer and the candidate would get ``internal``."""
+    gateway, invitation = relay
+    own = await peer.offer()
+    bare = own.replace("a=sendrecv\r\n", "")
+    assert bare != own and "a=sendrecv" not in bare
+    async with SignalingClient(timeout=20) as client:
+        await client.connect(invitation.signal_url(gateway.base_url), invitation.token)
+        answer = await client.offer(bare)
+        assert answer["mode"] == "relay"
+        assert "a=sendrecv" in answer["sdp"]
+        await peer.accept(answer)
+        await asyncio.wait_for(peer.connected, 15)
+        await asyncio.wait_for(peer.heard.wait(), 15)
+        await client.bye()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from signaling.sdp import parse_offer
+from signaling.sdp import parse_offer, with_explicit_directions
 from signaling.tokens import TokenError, TokenVerifier, issue_token
 from tests.signaling.signaling_samples import INTERVIEW, SECRET
 
@@ -97,3 +97,18 @@ async def test_an_offer_from_aiortc_passes_the_checks() -> None:
     assert [s.kind for s in summary.sections] == ["audio", "video", "application"]
     assert summary.has_video and summary.has_datachannel
     assert [s.mid for s in summary.sections] == ["0", "1", "2"]
+
+
+def test_a_section_without_a_direction_gets_the_session_default_or_sendrecv() -> None:
+    sdp = (
+        "v=0\r\ns=-\r\na=recvonly\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=inactive\r\n"
+    )
+    assert with_explicit_directions(sdp) == (
+        "v=0\r\ns=-\r\na=recvonly\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=inactive\r\n"
+    )
+    bare = "v=0\nm=audio 9 UDP/TLS/RTP/SAVPF 111\na=mid:0\n"
+    assert with_explicit_directions(bare) == bare + "a=sendrecv\n"
