@@ -124,6 +124,8 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "worker_idle_timeout": ("GATEWAY_WORKER_IDLE_TIMEOUT", "seconds, above 0", _positive),
     "max_workers": ("GATEWAY_MAX_WORKERS", "1 or more", _positive),
     "worker_pool": ("GATEWAY_WORKER_POOL", "0 or more", _not_negative),
+    "client_event_limit": ("GATEWAY_CLIENT_EVENT_LIMIT", "0 or more", _not_negative),
+    "client_event_bytes": ("GATEWAY_CLIENT_EVENT_BYTES", "bytes, 0 or more", _not_negative),
 }
 
 
@@ -220,6 +222,10 @@ class Settings:
     #: What a session.update the gateway did not make leads to: ``restore`` the gateway's
     #: configuration (and record it), or ``end`` the interview as ``integrity_violation``.
     on_session_tamper: Literal["restore", "end"] = "restore"
+    #: What one interview stores of the events its browser forwards (``event`` messages): how
+    #: many it takes, and how many bytes of JSON among those stored; beyond, each is refused.
+    client_event_limit: int = 2000
+    client_event_bytes: int = 1024 * 1024
     api_max_body: int = 64 * 1024
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
@@ -319,6 +325,8 @@ class Settings:
             on_session_tamper=env_choice(  # type: ignore[arg-type]
                 e, "GATEWAY_ON_SESSION_TAMPER", "restore", ("restore", "end")
             ),
+            client_event_limit=env_int(e, "GATEWAY_CLIENT_EVENT_LIMIT", cls.client_event_limit),
+            client_event_bytes=env_int(e, "GATEWAY_CLIENT_EVENT_BYTES", cls.client_event_bytes),
             api_max_body=env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
             signal_max_message=env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
             ping_interval=env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),

@@ -33,6 +33,7 @@ from gateway.sessions.events import (
     session_closed,
     transcript_event,
 )
+from gateway.sessions.quota import ClientEventQuota
 from gateway.sessions.recorder import EndStatus, SessionRecorder
 from gateway.sessions.transcript import SessionTranscript
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
@@ -72,7 +73,7 @@ class ConnectionHandler:
         await self.session.candidate(candidate)
 
     async def on_client_event(self, event: dict[str, Any]) -> None:
-        self.session.server_event(json.dumps(event), "client")
+        self.session.client_event(event)
 
     async def on_close(self, reason: str) -> None:
         await self.session.detach(self, reason)
@@ -112,6 +113,10 @@ class InterviewSession:
         self._integrity_logged: set[str] = set()
         #: what was said: stored, shown live, and kept for a call that carries it over
         self.transcript = SessionTranscript(manager.writer.submit, tenant_id, interview_id)
+        #: what the browser's forwarded events may still take, for the interview's whole life
+        self._client_quota = ClientEventQuota(
+            self.settings.client_event_limit, self.settings.client_event_bytes
+        )
         self._grace: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(
             manager.db, tenant_id, interview_id, self.log_extra, gateway_id=manager.gateway_id
@@ -311,14 +316,36 @@ class InterviewSession:
         return self.transcript.conversation()
 
     def server_event(self, message: str | bytes, source: Source) -> None:
-        """Every upstream event (either contract) from any source passes here: live lines,
-        durable entries, and GPT-Live's close. Events the browser forwards are only stored."""
+        """Every upstream event (either contract) from the relay or the sideband passes here:
+        live lines, durable entries, and GPT-Live's close."""
         try:
             event = parse_event(message)
         except EventError as exc:
             self.manager.stats.bad_events += 1
             log.debug("unreadable %s event: %s", source, exc, extra=self.log_extra)
             return
+        raw = message.decode() if isinstance(message, bytes) else message
+        self._event(event, raw, source)
+
+    def client_event(self, event: dict[str, Any]) -> None:
+        """An event the browser forwarded (an object with a string ``type``, as signaling
+        checked): within the interview's quota it is only stored, as the least trusted line;
+        beyond, it is refused whole with ``client_event_quota``, counted and recorded."""
+        raw = json.dumps(event)
+        line = transcript_event(event)
+        exceeded = self._client_quota.charge(len(raw) if line is not None and line.final else 0)
+        if exceeded is not None:
+            self.integrity_event("client_event_quota", exceeded)
+            quota = self._client_quota
+            limit = (
+                f"{quota.max_events} events" if exceeded == "events" else f"{quota.max_bytes} bytes"
+            )
+            raise SignalingError(
+                "client_event_quota", f"this interview's forwarded events reached {limit}"
+            )
+        self._event(event, raw, "client")
+
+    def _event(self, event: dict[str, Any], raw: str, source: Source) -> None:
         closed = session_closed(event)
         if closed is not None:
             if source != "client":
@@ -326,7 +353,6 @@ class InterviewSession:
             return
         line = transcript_event(event)
         if line is not None:
-            raw = message.decode() if isinstance(message, bytes) else message
             self.transcript.take(line, source, raw)
 
     def _upstream_closed(self, closed: SessionClosed) -> None:
