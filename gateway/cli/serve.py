@@ -103,10 +103,11 @@ def main(argv: list[str]) -> int:
     # Everything else is imported only now, with the signals caught: see StopSignals.
     from gateway import logs, media
     from gateway.config import ConfigError, Settings
+    from gateway.upstream.openai import api_key_from_env
     from storage.database import DatabaseUnavailable
 
     args = parse_args(argv)
-    logs.configure()
+    logs.configure(secrets=[api_key_from_env()])
     try:
         settings = Settings.from_env(
             host=args.host, port=args.port, mode=args.mode, role=args.role, backend=args.backend

@@ -34,9 +34,11 @@ from gateway.sessions.events import (
     transcript_event,
 )
 from gateway.sessions.quota import ClientEventQuota
+from gateway.sessions.reasons import end_reason
 from gateway.sessions.recorder import EndStatus, SessionRecorder
 from gateway.sessions.transcript import SessionTranscript
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
+from signaling.errors import ERRORS
 from signaling.server import Answer, IceCandidate, SignalingChannel, SignalingError
 from storage.transcripts import Role, Source
 
@@ -265,10 +267,13 @@ class InterviewSession:
         except CallUnavailable as exc:
             await self._refuse(exc.reason, "upstream_unavailable", str(exc))
 
-    async def _refuse(self, reason: str, code: str, message: str) -> NoReturn:
-        """End the session with ``reason`` and send the browser the fatal error ``code``."""
+    async def _refuse(self, reason: str, code: str, detail: str) -> NoReturn:
+        """End the session with ``reason`` and send the browser the fatal error ``code``. The
+        browser hears the code's fixed meaning only: ``detail`` may quote the upstream, whose
+        text is no browser's business (it has been seen to quote the API key), so it is logged."""
+        log.warning("refused: %s (%s)", reason, detail, extra=self.log_extra)
         await self.end("failed", reason, notify=False)
-        raise SignalingError(code, message, fatal=True)
+        raise SignalingError(code, ERRORS[code].meaning, fatal=True)
 
     async def candidate(self, candidate: IceCandidate | None) -> None:
         if self.call is None:
@@ -402,6 +407,9 @@ class InterviewSession:
         await asyncio.shield(self._end_task)
 
     async def _finish(self, status: EndStatus, reason: str, notify: bool) -> None:
+        if end_reason(reason) != reason:
+            log.error("an unlisted end reason, recorded as unknown", extra=self.log_extra)
+            reason = "unknown"
         self.end_reason = reason
         self._deadline.cancel()
         self.transcript.close()
