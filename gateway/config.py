@@ -126,6 +126,9 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "worker_pool": ("GATEWAY_WORKER_POOL", "0 or more", _not_negative),
     "client_event_limit": ("GATEWAY_CLIENT_EVENT_LIMIT", "0 or more", _not_negative),
     "client_event_bytes": ("GATEWAY_CLIENT_EVENT_BYTES", "bytes, 0 or more", _not_negative),
+    "http_header_timeout": ("GATEWAY_HTTP_HEADER_TIMEOUT", "seconds, above 0", _positive),
+    "http_body_timeout": ("GATEWAY_HTTP_BODY_TIMEOUT", "seconds, above 0", _positive),
+    "http_pending_per_ip": ("GATEWAY_HTTP_PENDING_PER_IP", "0 (no cap) or more", _not_negative),
 }
 
 
@@ -227,6 +230,15 @@ class Settings:
     client_event_limit: int = 2000
     client_event_bytes: int = 1024 * 1024
     api_max_body: int = 64 * 1024
+    #: HTTP hardening (``gateway.http.connections``): seconds a connection has to send its
+    #: request's headers (and an idle keep-alive connection is kept), seconds a request has to
+    #: send its body, and how many connections one address may hold that have not sent their
+    #: headers yet (trusted proxies exempt; 0: no cap).
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 10.0
+    http_pending_per_ip: int = 16
+    #: When set, ``/metrics`` answers only ``Authorization: Bearer <this>``.
+    metrics_token: str | None = None
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
     ping_interval: float = 10.0
@@ -328,6 +340,12 @@ class Settings:
             client_event_limit=env_int(e, "GATEWAY_CLIENT_EVENT_LIMIT", cls.client_event_limit),
             client_event_bytes=env_int(e, "GATEWAY_CLIENT_EVENT_BYTES", cls.client_event_bytes),
             api_max_body=env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
+            http_header_timeout=env_float(
+                e, "GATEWAY_HTTP_HEADER_TIMEOUT", cls.http_header_timeout
+            ),
+            http_body_timeout=env_float(e, "GATEWAY_HTTP_BODY_TIMEOUT", cls.http_body_timeout),
+            http_pending_per_ip=env_int(e, "GATEWAY_HTTP_PENDING_PER_IP", cls.http_pending_per_ip),
+            metrics_token=raw(e, "GATEWAY_METRICS_TOKEN"),
             signal_max_message=env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
             ping_interval=env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),
             recording=env_choice(  # type: ignore[arg-type]
