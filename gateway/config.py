@@ -93,6 +93,7 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "port": ("GATEWAY_PORT", "a port from 0 (any free one) to 65535", lambda v: 0 <= v <= 65535),
     "sim_words_per_second": ("GATEWAY_SIM_WORDS_PER_SECOND", "above 0", _positive),
     "max_relay_sessions": ("GATEWAY_MAX_RELAY_SESSIONS", "0 or more", _not_negative),
+    "max_relay_per_tenant": ("GATEWAY_MAX_RELAY_PER_TENANT", "0 (no share) or more", _not_negative),
     "upstream_connect_timeout": ("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", "seconds, above 0", _positive),
     "session_time_limit": ("GATEWAY_SESSION_TIME_LIMIT", "seconds, above 0", _positive),
     "hello_timeout": ("GATEWAY_HELLO_TIMEOUT", "seconds, above 0", _positive),
@@ -175,6 +176,8 @@ class Settings:
     #: ...and how fast its interviewer speaks.
     sim_words_per_second: float = 3.0
     max_relay_sessions: int = 10
+    #: Relay slots one tenant may hold at once (0: any of them), so no tenant takes them all.
+    max_relay_per_tenant: int = 0
     upstream_connect_timeout: float = 5.0
     session_time_limit: float = 3600.0
     hello_timeout: float = 5.0
@@ -299,6 +302,9 @@ class Settings:
                 e, "GATEWAY_SIM_WORDS_PER_SECOND", cls.sim_words_per_second
             ),
             max_relay_sessions=env_int(e, "GATEWAY_MAX_RELAY_SESSIONS", cls.max_relay_sessions),
+            max_relay_per_tenant=env_int(
+                e, "GATEWAY_MAX_RELAY_PER_TENANT", cls.max_relay_per_tenant
+            ),
             upstream_connect_timeout=env_float(
                 e, "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", cls.upstream_connect_timeout
             ),

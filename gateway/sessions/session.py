@@ -221,8 +221,12 @@ class InterviewSession:
         """Relay when wanted and possible, else proxy; the lease goes with a relay only."""
         wanted = self.requested_mode if self.requested_mode != "auto" else self.settings.mode
         if wanted != "proxy":
-            lease = self.manager.lease_relay()
+            lease = self.manager.lease_relay(self.tenant_id)
             if lease is None and wanted == "relay":
+                if self.manager.tenant_relay_share_left(self.tenant_id) == 0:
+                    await self._refuse(
+                        "relay_unavailable", "relay_unavailable", "the tenant's relay share is used"
+                    )
                 await self._refuse("at_capacity", "at_capacity", "no relay capacity left")
             if lease is not None:
                 relay = self._call("relay")
