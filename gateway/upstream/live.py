@@ -97,10 +97,10 @@ class LiveUpstream(HttpUpstream):
             session_id, answer = created["session"]["id"], created["transport"]["sdp"]
         except (ValueError, KeyError, TypeError):
             raise UpstreamError(
-                "upstream answered without a session id and SDP answer", code="upstream_protocol"
+                "upstream answered without a session id and SDP answer", code="protocol"
             ) from None
         if not isinstance(session_id, str) or not session_id or not isinstance(answer, str):
-            raise UpstreamError("upstream answered a malformed session", code="upstream_protocol")
+            raise UpstreamError("upstream answered a malformed session", code="protocol")
         return UpstreamCall(call_id=session_id, answer_sdp=answer)
 
     async def hangup(self, call_id: str) -> bool:

@@ -70,8 +70,9 @@ class ProxyCall:
                 offer_sdp, merge_session(self._session, carried.session, self._restriction)
             )
         except UpstreamError as exc:
-            if exc.status == 400:
-                raise BadOffer(f"the upstream refused the offer: {exc}") from None
+            if exc.status == 400:  # the browser hears only that; the upstream's text is logged
+                log.info("the upstream refused the offer: %s", exc)
+                raise BadOffer("the AI interviewer's service refused the offer") from None
             raise CallUnavailable(str(exc), reason=f"upstream_{exc.code}") from None
         self.call_id = call.call_id
         try:
