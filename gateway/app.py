@@ -232,6 +232,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         ice_addresses=settings.ice_addresses,
         connect_timeout=settings.upstream_connect_timeout,
         peer_timeout=settings.peer_timeout,
+        upstream_timeout=settings.upstream_timeout,
         client_events=ClientEventPolicy(settings.client_events),
         stats=media_stats,
     )
