@@ -27,6 +27,7 @@ from signaling.server import SignalingChannel
 from signaling.turn import IceServerMinter
 from storage import gateways, interviews
 from storage.database import Database
+from storage.session_state import StateWriter
 from storage.transcripts import TranscriptWriter
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class SessionManager:
         *,
         db: Database,
         writer: TranscriptWriter,
+        state: StateWriter,
         calls: CallFactory,
         gateway_id: UUID,
     ) -> None:
@@ -94,6 +96,8 @@ class SessionManager:
         self.gateway_id = gateway_id
         self.db = db
         self.writer = writer
+        #: where every session's state changes go (in order, journaled while the database is away)
+        self.state = state
         self.calls = calls
         self.ice_servers = IceServerMinter(
             configured=settings.ice_servers,
