@@ -273,8 +273,8 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
     await app[SESSIONS].close()
     if recordings is not None:
         await recordings.close()
+    await state.close()  # first: the claims it gives up let the reconciler retire this process
     await reconciler.close()
-    await state.close()
 
 
 async def _fleet(app: web.Application) -> AsyncIterator[None]:

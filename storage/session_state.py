@@ -242,6 +242,8 @@ class StateWriter:
     async def _run(self) -> None:
         failures = 0
         while True:
+            if self._closing and self._failing:
+                return  # the database is away: the journal keeps the rest for the next start
             if not self._queue and self._journal.empty:
                 if self._closing:
                     return
@@ -260,7 +262,10 @@ class StateWriter:
             except Exception as exc:  # the database is away: journal, wait, again
                 failures += 1
                 if not self._failing:
-                    _log.warning("could not record session state (%s); journaling", exc)
+                    _log.warning(
+                        "could not record session state (%s); journaling",
+                        str(exc) or type(exc).__name__,
+                    )
                 self._failing = True
                 self._park_memory()
                 await self._notify()

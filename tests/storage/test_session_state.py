@@ -38,7 +38,10 @@ def lifecycle(tenant: UUID, interview: UUID, gateway_id: UUID) -> list[StateChan
         StateChange.update(tenant, interview, status="connecting"),
         StateChange.update(tenant, interview, actual_mode="relay", upstream_call_id="call_1"),
         StateChange.update(
-            tenant, interview, status="active", connected_at=datetime.now(UTC),
+            tenant,
+            interview,
+            status="active",
+            connected_at=datetime.now(UTC),
             selected_pair="host 127.0.0.1 -> host 127.0.0.1",
         ),  # fmt: skip
         StateChange.note(tenant, interview, "client_event_refused", "session.update", 1),
