@@ -43,7 +43,7 @@ def lifecycle(tenant: UUID, interview: UUID, gateway_id: UUID) -> list[StateChan
             status="active",
             connected_at=datetime.now(UTC),
             selected_pair="host 127.0.0.1 -> host 127.0.0.1",
-        ),  # fmt: skip
+        ),
         StateChange.note(tenant, interview, "client_event_refused", "session.update", 1),
         StateChange.end(tenant, interview, "ended", "bye"),
         StateChange.update(tenant, interview, status="active"),  # late: the end stands
