@@ -2,9 +2,10 @@
 
 A session records what happens to it (``connecting``, the mode, the upstream call, connected,
 the selected candidate pair), integrity events, and, once, how it ended. Signaling must never
-wait for the database, so each change goes to the process's :class:`storage.session_state.
-StateWriter`, which applies them in order and, while the database is away, journals them to
-disk and replays them when it is back (or at the next start). ``update_session`` never touches
+wait for the database, so each change goes to the process's
+:class:`~storage.session_state.StateWriter`, which applies them in order and, while the
+database is away, journals them to disk and replays them when it is back (or at the next
+start). ``update_session`` never touches
 an ended row, so a late state change cannot undo an end.
 """
 
@@ -50,6 +51,8 @@ class SessionRecorder:
     def note(self, kind: str, detail: str) -> None:
         """An integrity event: the first of each kind is recorded at once (with its detail),
         the rest are counted and their number recorded at the end (a flood costs no writes)."""
+        if self._finishing:
+            return  # the call is closed: nothing more can happen to it
         self._noted[kind] = self._noted.get(kind, 0) + 1
         if self._noted[kind] == 1:
             self._noted_written[kind] = 1
@@ -80,7 +83,8 @@ async def retry_until_done(
     what: str, attempt: Callable[[], Awaitable[Any]], log_extra: dict[str, str]
 ) -> None:
     """Run ``attempt`` until it succeeds, with backoff: a database that is away is waited
-    for, never a reason to drop a write (the recording's segment rows use it too)."""
+    for, never a reason to drop a write (the recording's segment rows; the session's own
+    state takes the journaled path above)."""
     delay = RETRY_FIRST
     failures = 0
     while True:
