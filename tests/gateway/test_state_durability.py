@@ -101,12 +101,14 @@ async def test_rows_stay_true_through_an_outage_longer_than_the_pool_and_a_sigte
             assert took < DRAIN + 15  # was 35 s: the pool's timeout, then more
             await staying.close()
     # the next gateway on the same data directory replays both journals
+    restarted = time.monotonic()
     await start_gateway(data_dir=data_dir)
     record = await final_row(view, ending)
     assert (record.status, record.end_reason) == ("ended", "bye")
     assert record.ended_at is not None and record.ended_at.timestamp() <= ended_by
     record = await final_row(view, going_on)
     assert (record.status, record.end_reason) == ("failed", "shutdown")
+    print(f"both rows final {time.monotonic() - restarted:.1f} s after the restart began")
     assert record.connected_at is not None and record.actual_mode == "relay"
     assert await stored_whole(view, going_on, staying.report.transcript) >= 5
     await stored_whole(view, ending, leaving.report.transcript)
@@ -134,11 +136,13 @@ async def test_rows_stay_true_when_the_gateway_is_killed_while_the_database_is_a
             await gateway.process.wait()
             seen = list(staying.report.transcript)
             await staying.close()
+    restarted = time.monotonic()
     await start_gateway(data_dir=data_dir, lost_after=LOST_AFTER)  # the next one, same data dir
     record = await final_row(view, ending)  # replayed from the killed process's journal
     assert (record.status, record.end_reason) == ("ended", "bye")
     assert record.ended_at is not None and record.ended_at.timestamp() <= ended_by
     record = await final_row(view, going_on)  # live when its process died
     assert (record.status, record.end_reason) == ("failed", "gateway_lost")
+    print(f"both rows final {time.monotonic() - restarted:.1f} s after the restart began")
     assert record.connected_at is not None
     await stored_whole(view, going_on, seen)
