@@ -154,6 +154,8 @@ class StateWriter:
         self._failing = False
         self._task: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
+        #: interviews whose end this process accepted and has not applied yet
+        self._ends: dict[UUID, int] = {}
         #: changes applied, journaled, and refused for good, for metrics and tests
         self.applied = 0
         self.journaled = 0
@@ -178,6 +180,8 @@ class StateWriter:
         if self._closing:
             raise RuntimeError("the session state writer is closed")
         self._submitted += 1
+        if change.kind == "end":
+            self._ends[change.interview_id] = self._ends.get(change.interview_id, 0) + 1
         if self._journal.empty:
             self._queue.append((self._submitted, self._merged(change)))
         else:  # the database is away (or a replay is under way): after what is waiting
@@ -187,6 +191,11 @@ class StateWriter:
             self._schedule_sync()
         self._wake.set()
         return self._submitted
+
+    def end_pending(self, interview_id: UUID) -> bool:
+        """This interview's end is accepted but not in its row yet: the row still looks live,
+        and must not be taken for it (a join would start a session that the end then ends)."""
+        return interview_id in self._ends
 
     def _merged(self, change: StateChange) -> StateChange:
         """An update that follows another update of the same row, still waiting (not being
@@ -256,7 +265,7 @@ class StateWriter:
                 continue
             try:
                 await asyncio.wait_for(change.apply(self._db), self._write_timeout)
-            except _PERMANENT as exc:
+            except _PERMANENT as exc:  # released like an applied one: it never blocks the rest
                 self.refused += 1
                 _log.error("state change refused for good (%s): %s", exc, change.encode())
             except Exception as exc:  # the database is away: journal, wait, again
@@ -276,10 +285,15 @@ class StateWriter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay * random.uniform(0.5, 1.0))
                 continue
+            else:
+                self.applied += 1
             if self._failing:
                 _log.info("session state recorded again after %d failed attempts", failures)
             failures, self._failing = 0, False
-            self.applied += 1
+            if change.kind == "end" and change.interview_id in self._ends:
+                self._ends[change.interview_id] -= 1
+                if not self._ends[change.interview_id]:
+                    del self._ends[change.interview_id]
             if from_memory:
                 self._applied = self._queue.popleft()[0]
             else:

@@ -236,7 +236,7 @@ class SessionManager:
         record = await promptly(interviews.get_session(self.db, tenant_id, interview_id))
         if record is None:
             raise SignalingError("interview_not_found", "no such interview")
-        if record.status in ("ended", "failed"):
+        if record.status in ("ended", "failed") or self.state.end_pending(interview_id):
             raise SignalingError("interview_ended", "this interview has already ended")
         options = await promptly(interviews.get_interview_options(self.db, tenant_id, interview_id))
         await promptly(gateways.claim(self.db, self.gateway_id, tenant_id, interview_id))

@@ -103,11 +103,13 @@ async def test_changes_made_during_an_outage_are_journaled_and_land_after_it(
         for change in lifecycle(tenant, interview, gateway_id):
             last = writer.submit(change)
         ended_by = time.time()
-        # safe on disk without the database, within the write timeout (not the pool's 30 s)
+        # safe on disk without the database, after the write timeout (not the pool's 30 s)
         await asyncio.wait_for(writer.durable(last), TIMEOUT)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 15
         assert writer.journaled >= 1 and writer.backlog >= 1
+        assert writer.end_pending(interview)  # the row still looks live: not to be joined
     await until_backlog_empty(writer)
+    assert not writer.end_pending(interview)
     await writer.close()
     await assert_final(db, tenant, interview, ended_by)
 
@@ -130,7 +132,7 @@ async def test_what_a_closed_writer_left_in_its_journal_lands_at_the_next_start(
         ended_by = time.time()
         closing = time.monotonic()
         await first.close()
-        assert time.monotonic() - closing < 3.5  # close does not wait for the database
+        assert time.monotonic() - closing < 10  # close does not wait out the pool's 30 s
         assert first.backlog > 0  # all of it is in the journal
     record = await interviews.get_session(db, tenant, interview)
     assert record is not None and record.status == "created"  # nothing landed yet
