@@ -101,7 +101,12 @@ class Calls:
                 session=upstream_session,
                 recording=recordings.start(tenant_id, interview_id) if recordings else None,
             )
-        return ProxyCall(self.upstream, listener, session=upstream_session)
+        return ProxyCall(
+            self.upstream,
+            listener,
+            session=upstream_session,
+            client_events=self.relay_options.client_events,  # the one policy, in either mode
+        )
 
 
 def create_app(settings: Settings) -> web.Application:

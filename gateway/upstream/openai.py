@@ -31,6 +31,7 @@ import aiohttp
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from gateway.upstream.integrity import ClientEventPolicy
 from storage.transcripts import Role
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,11 @@ class UpstreamClient(Protocol):
     def carry_over(self, conversation: Sequence[tuple[Role, str]]) -> CarryOver:
         """How ``conversation`` (final lines, in order) enters a new call of this contract."""
 
+    def restricting_frontend(self, policy: ClientEventPolicy) -> dict[str, Any]:
+        """The session layer that makes the upstream itself refuse, on the browser's data
+        channel, every client event ``policy`` refuses (proxy mode); ``{}`` where the contract
+        has no such setting."""
+
 
 class HttpUpstream:
     """What both contracts' clients share: where the upstream is, how to authenticate, the
@@ -161,6 +167,11 @@ class HttpUpstream:
     def effective_session(self, session: dict[str, Any] | None = None) -> dict[str, Any]:
         """The session a call is created with: the defaults, the deployment's, the interview's."""
         return merge_session(self.session, session)
+
+    def restricting_frontend(self, policy: ClientEventPolicy) -> dict[str, Any]:
+        """The Realtime calls API takes no client-event restriction (the ``SessionGuard`` is
+        proxy mode's only defence there)."""
+        return {}
 
     async def _post(self, path: str, **kwargs: Any) -> tuple[int, str, str]:
         """POST to the upstream: (status, body, ``Location``); ``UpstreamError`` if unreachable."""
