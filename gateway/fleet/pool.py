@@ -1,6 +1,8 @@
-"""A warm pool of started workers, so that a claim takes a worker that already listens
-instead of waiting for a process (or a VM) to boot: a cold worker takes seconds to load
-aiortc and open the database, longer than a candidate's client waits for its welcome.
+"""A warm pool of workers, so that a claim takes one ready to go instead of creating one.
+
+On ``local`` the pool holds started workers, which already listen: a cold worker takes seconds
+to load aiortc and open the database. On ``fly`` it holds Machines created with
+``skip_launch`` (image pulled, VM reserved, no CPU billed): a claim is a start, not a create.
 
 A pooled worker is a plain worker that no interview claims yet (it serves whichever the front
 forwards to it first, and only that one). The pool is refilled in the background after every
@@ -31,13 +33,15 @@ class WarmPool:
         metadata: Mapping[str, str],
         env: Mapping[str, str],
         start_timeout: float,
+        launch: bool = True,
     ) -> None:
         self.backend = backend
         self.size = size
-        self.spec = WorkerSpec(
-            metadata={**metadata, "pooled": "1"},
-            env={**env, "GATEWAY_WORKER_IDLE_TIMEOUT": POOLED_IDLE_TIMEOUT},
-        )
+        #: whether pooled workers are started (they wait, listening, for their interview) or
+        #: only created (Fly's ``skip_launch``: stopped, image pulled; a claim starts one)
+        self.launch = launch
+        idle = {"GATEWAY_WORKER_IDLE_TIMEOUT": POOLED_IDLE_TIMEOUT} if launch else {}
+        self.spec = WorkerSpec(metadata={**metadata, "pooled": "1"}, env={**env, **idle})
         self.start_timeout = start_timeout
         self._ready: list[Worker] = []
         self._booting = 0  # 0 or 1
@@ -79,8 +83,10 @@ class WarmPool:
     async def _boot(self) -> None:
         worker_id: str | None = None
         try:
-            worker_id = self._boot_id = (await self.backend.create(self.spec)).id
-            worker = await self.backend.wait(worker_id, "started", self.start_timeout)
+            worker = await self.backend.create(self.spec, skip_launch=not self.launch)
+            worker_id = self._boot_id = worker.id
+            if self.launch:
+                worker = await self.backend.wait(worker_id, "started", self.start_timeout)
         except BackendError as exc:
             log.warning("could not start a pooled worker (%s)", exc)
             if worker_id is not None:
