@@ -86,6 +86,7 @@ class FlyBackend:
     def __init__(self, settings: FlySettings, http: aiohttp.ClientSession) -> None:
         self.settings = settings
         self.http = http
+        #: ``destroyed`` (by this front) and ``exited`` (found gone by a wait for it)
         self.exits: Counter[str] = Counter()
         self._base = f"{settings.api_url}/v1/apps/{settings.app}/machines"
         self._headers = {"Authorization": f"Bearer {settings.token}"}
@@ -139,9 +140,13 @@ class FlyBackend:
                 machine = await self._call("GET", f"/{worker_id}")
             except WorkerNotFound:
                 if state == "destroyed":
+                    self.exits["exited"] += 1
                     return Worker(worker_id, "destroyed", {})
                 raise
             current = str(machine.get("state", ""))
+            if current == "destroyed" == state:
+                self.exits["exited"] += 1  # its gateway exited (auto_destroy), or it was removed
+                return self._worker(machine)
             if current == "destroyed" and state != "destroyed":
                 raise WorkerNotFound(f"machine {worker_id} is destroyed")
             if current == state and (state != "started" or _checks_pass(machine)):

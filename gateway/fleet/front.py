@@ -73,15 +73,28 @@ def worker_env(settings: Settings, db: Database, secret: str) -> dict[str, str]:
 class FleetStats:
     """What the front counts (claims, their latency to a ready worker, failures)."""
 
+    #: upper bounds (seconds) of the claim latency histogram's buckets
+    BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"))
+
     def __init__(self) -> None:
         self.claims = 0
         self.claim_failures = 0
         #: seconds from claim to ready worker, most recent last (bounded)
         self.claim_seconds: list[float] = []
+        self.claim_sum = 0.0
+        self._bucket_counts = [0] * len(self.BUCKETS)
 
     def claimed(self, seconds: float) -> None:
         self.claims += 1
+        self.claim_sum += seconds
         self.claim_seconds = [*self.claim_seconds[-999:], seconds]
+        for index, bound in enumerate(self.BUCKETS):
+            if seconds <= bound:
+                self._bucket_counts[index] += 1
+
+    def claim_buckets(self) -> list[tuple[float, int]]:
+        """Cumulative counts per upper bound, as a Prometheus histogram has them."""
+        return list(zip(self.BUCKETS, self._bucket_counts, strict=True))
 
 
 class Front:

@@ -11,7 +11,9 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.fleet.local import LocalBackend
 from gateway.sim.script import Script
@@ -28,6 +30,16 @@ LOST_AFTER = 3.0
 
 async def live_workers(front: RunningGateway) -> list[Any]:
     return await fleet_of(front).backend.list({})
+
+
+async def metric_samples(front: RunningGateway) -> dict[tuple[str, tuple[Any, ...]], float]:
+    async with aiohttp.ClientSession() as http, http.get(front.base_url + "/metrics") as r:
+        text = await r.text()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 @dataclasses.dataclass
@@ -62,10 +74,16 @@ async def test_five_concurrent_interviews_get_five_workers_and_leave_none(
     # past a tighter bound, and a live interview must not be taken for lost
     # proxy mode: five relays (ten peers in workers, five candidates here) starve a loaded
     # two-core machine into ICE consent failures; the routing under test is the same
-    front = await backend.start(mode="proxy", worker_pool=5, lost_after=15.0)
+    front = await backend.start(
+        mode="proxy", worker_pool=5, lost_after=15.0, worker_start_timeout=90.0
+    )
     await asyncio.wait_for(fleet_of(front).pool.full(), 90)  # warm: a claim is a take
     invitations = [await front.invite("proxy") for _ in range(5)]
     candidates = [front.candidate(invitation) for invitation in invitations]
+    # claimed at once, before the candidates come: on fly a claim starts a pooled Machine,
+    # and five booting at once on a loaded machine outlast a candidate's wait for its welcome
+    claimed = [fleet_of(front).front.worker_for(i.tenant_id, i.interview_id) for i in invitations]
+    await asyncio.wait_for(asyncio.gather(*claimed), 120)
 
     async def take(index: int) -> Any:
         candidate = candidates[index]
@@ -92,6 +110,12 @@ async def test_five_concurrent_interviews_get_five_workers_and_leave_none(
         assert (record.status, record.end_reason) == ("ended", "bye")
     await fleet.reaper.reap()  # (its timer may have taken some of the five already)
     assert fleet.reaper.reaped >= 5  # the five claims of finished interviews
+    scraped = await metric_samples(front)
+    assert scraped[("gateway_fleet_claims_total", (("outcome", "ready"),))] == 5
+    assert scraped[("gateway_fleet_claim_seconds_count", ())] == 5
+    assert scraped[("gateway_fleet_orphans_reaped_total", ())] >= 5
+    exits = [v for (name, _), v in scraped.items() if name == "gateway_fleet_worker_exits_total"]
+    assert sum(exits) >= 5
     for invitation in invitations:
         assert await workers.get_claim(front.db, invitation.interview_id) is None
 
