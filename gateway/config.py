@@ -169,6 +169,9 @@ class FlySettings:
     routing: str = "replay"
     #: the port a worker Machine's gateway listens on
     worker_port: int = 8080
+    #: what the warm pool holds: ``stopped`` Machines (``skip_launch``: a claim boots one, no
+    #: CPU billed while it waits) or ``started`` ones (a claim only tags one: fastest, billed)
+    pool: str = "stopped"
 
 
 def _fly_settings(env: dict[str, str]) -> FlySettings:
@@ -193,6 +196,7 @@ def _fly_settings(env: dict[str, str]) -> FlySettings:
         api_deadline=env_float(env, "GATEWAY_FLY_API_DEADLINE", d.api_deadline),
         routing=env_choice(env, "GATEWAY_FLY_ROUTING", d.routing, FLY_ROUTINGS),
         worker_port=env_int(env, "GATEWAY_FLY_WORKER_PORT", d.worker_port),
+        pool=env_choice(env, "GATEWAY_FLY_POOL", d.pool, ("stopped", "started")),
     )
     if not fly.api_url.startswith(("http://", "https://")):
         raise ConfigError(f"GATEWAY_FLY_API_URL is {fly.api_url!r}; it must be an http(s) URL.")

@@ -71,7 +71,7 @@ async def running_front(
             metadata={FLEET_KEY: str(front_id)},
             env=front.env,
             start_timeout=settings.worker_start_timeout,
-            launch=backend.name != "fly",
+            launch=backend.name != "fly" or settings.fly.pool == "started",
         )
         reaper = Reaper(
             db,
