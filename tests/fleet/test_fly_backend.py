@@ -142,3 +142,22 @@ async def test_a_claim_the_api_keeps_refusing_tells_the_candidate_and_leaks_noth
     assert pooled.state == "destroyed"  # the Machine it could not start is gone
     assert machines_api.api.live() == []
     assert fleet.front.stats.claim_failures == 1
+
+
+@pytest.mark.slow  # two Machines boot
+async def test_a_worker_that_idled_out_before_its_candidate_came_is_replaced(
+    start_fly_front: FlyFrontFactory, machines_api: StandIn
+) -> None:
+    front = await start_fly_front(worker_idle_timeout=1.0, worker_start_timeout=60.0)
+    fleet = fleet_of(front)
+    invitation = await front.invite("proxy")
+    ids = (invitation.tenant_id, invitation.interview_id)
+    await fleet.front.worker_for(*ids)  # nobody joins: the worker exits after 1 s
+    claim = await workers.get_claim(front.db, invitation.interview_id)
+    assert claim is not None and claim.worker_id is not None
+    await fleet.backend.wait(claim.worker_id, "destroyed", 30)
+    assert await fleet.reaper.reap() == 1  # its claim, not the live interview's
+    assert await workers.get_claim(front.db, invitation.interview_id) is None
+    await fleet.front.worker_for(*ids)  # the candidate's next attempt: a new worker
+    again = await workers.get_claim(front.db, invitation.interview_id)
+    assert again is not None and again.worker_id not in (None, claim.worker_id)
