@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import json
 import secrets
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -194,43 +193,27 @@ async def _gone(backend: Any, worker_id: str) -> None:
         await backend.wait(worker_id, "destroyed", 60)
 
 
-@dataclasses.dataclass
-class _StandIn:
-    api: Any  # gateway.sim.machines.MachinesApi, imported only for fly-sim
-    url: str
-
-
 @contextlib.asynccontextmanager
-async def _stand_in(args: argparse.Namespace, tmp: Path) -> AsyncIterator[_StandIn | None]:
-    """The Machines API stand-in on loopback for ``fly-sim`` (None for ``local``)."""
+async def _stand_in(args: argparse.Namespace, tmp: Path) -> AsyncIterator[Any]:
+    """The Machines API stand-in (``gateway.sim.machines.Served``) for ``fly-sim``; None for
+    ``local``."""
     if args.backend != "fly-sim":
         yield None
         return
-    from gateway.sim.machines import MachinesApi
+    from gateway.sim import machines
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        worker_port = int(probe.getsockname()[1])
-    api = MachinesApi(
+    async with machines.serve(
         token=secrets.token_urlsafe(24),
         app_name=FLY_APP,
         data_dir=tmp / "machines",
-        worker_port=worker_port,
         max_machines=2 * args.interviews + args.pool + 5,
-    )
-    runner = web.AppRunner(api.app())
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield _StandIn(api, f"http://127.0.0.1:{runner.addresses[0][1]}")
-    finally:
-        await api.close()
-        await runner.cleanup()
+    ) as served:
+        yield served
 
 
 @contextlib.asynccontextmanager
 async def _front(
-    args: argparse.Namespace, tmp: Path, stand_in: _StandIn | None
+    args: argparse.Namespace, tmp: Path, stand_in: Any
 ) -> AsyncIterator[tuple[web.Application, str]]:
     """A front on loopback, and its base URL."""
     from gateway.app import create_app

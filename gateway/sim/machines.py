@@ -32,10 +32,12 @@ those regions fail for lack of capacity.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
+import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -414,6 +416,36 @@ class MachinesApi:
         machine.state = state
         async with self._changed:
             self._changed.notify_all()
+
+
+@dataclass(frozen=True)
+class Served:
+    """A stand-in listening on loopback: its state and its base URL."""
+
+    api: MachinesApi
+    url: str
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    *, token: str, app_name: str, data_dir: Path, **options: Any
+) -> AsyncIterator[Served]:
+    """The stand-in on ``127.0.0.1`` (a port of the system's choosing), its Machines on a worker
+    port nobody uses; every Machine is destroyed and the server stopped on exit."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        worker_port = int(probe.getsockname()[1])
+    api = MachinesApi(
+        token=token, app_name=app_name, data_dir=data_dir, worker_port=worker_port, **options
+    )
+    runner = web.AppRunner(api.app())
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield Served(api, f"http://127.0.0.1:{runner.addresses[0][1]}")
+    finally:
+        await api.close()
+        await runner.cleanup()
 
 
 def _action(request: web.Request) -> str:

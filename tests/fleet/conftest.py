@@ -5,18 +5,16 @@ by the Machines API stand-in (``gateway.sim.machines``) for the ``fly`` backend'
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from gateway.app import FLEET
 from gateway.config import FlySettings
 from gateway.fleet.runtime import Fleet
-from gateway.sim.machines import MachinesApi
+from gateway.sim.machines import Served, serve
 from tests.gateway.conftest import GatewayFactory, RunningGateway, start_gateway
 
 __all__ = [
@@ -48,42 +46,24 @@ async def start_front(start_gateway: GatewayFactory, **overrides: Any) -> Runnin
     return await start_gateway(**{**settings, **overrides})
 
 
-@dataclasses.dataclass
-class StandIn:
-    api: MachinesApi
-    url: str
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
-async def machines_api(fresh_database_url: str, tmp_path: Path) -> AsyncIterator[StandIn]:
+async def machines_api(fresh_database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     """The Machines API stand-in on loopback, holding the workers' app secrets (database,
     signing secret); every Machine left is destroyed afterwards."""
-    api = MachinesApi(
+    async with serve(
         token=FLY_TOKEN,
         app_name=FLY_APP,
         data_dir=tmp_path / "machines",
-        worker_port=_free_port(),
         app_secrets={"DATABASE_URL": fresh_database_url, "GATEWAY_JWT_SECRET": SECRET},
-    )
-    runner = web.AppRunner(api.app())
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield StandIn(api, f"http://127.0.0.1:{runner.addresses[0][1]}")
-    await api.close()
-    await runner.cleanup()
+    ) as served:
+        yield served
 
 
 FlyFrontFactory = Callable[..., Awaitable[RunningGateway]]
 
 
 @pytest.fixture
-def start_fly_front(machines_api: StandIn, start_gateway: GatewayFactory) -> FlyFrontFactory:
+def start_fly_front(machines_api: Served, start_gateway: GatewayFactory) -> FlyFrontFactory:
     """Fronts on the ``fly`` backend against the stand-in (set up first, so that it outlives
     them: a front destroys its Machines when it stops). They forward signaling (``routing``
     ``forward``): nothing here replays requests as Fly's proxy would."""

@@ -16,13 +16,13 @@ from signaling.client import SignalingClient
 from signaling.client_protocol import SignalingClientError
 from storage import workers
 
-from .conftest import FLY_APP, FLY_TOKEN, FlyFrontFactory, StandIn, fleet_of
+from .conftest import FLY_APP, FLY_TOKEN, FlyFrontFactory, Served, fleet_of
 
 SPEC = WorkerSpec(metadata={FLEET_KEY: "test-front", "interview_id": "i-1"})
 
 
 @pytest.fixture
-async def fly(machines_api: StandIn) -> AsyncIterator[FlyBackend]:
+async def fly(machines_api: Served) -> AsyncIterator[FlyBackend]:
     settings = FlySettings(
         api_url=machines_api.url,
         token=FLY_TOKEN,
@@ -36,12 +36,12 @@ async def fly(machines_api: StandIn) -> AsyncIterator[FlyBackend]:
         yield FlyBackend(settings, http)
 
 
-def creates(stand_in: StandIn) -> int:
+def creates(stand_in: Served) -> int:
     return stand_in.api.calls.count(("POST", "create"))
 
 
 async def test_a_machine_is_created_as_the_contract_asks(
-    fly: FlyBackend, machines_api: StandIn
+    fly: FlyBackend, machines_api: Served
 ) -> None:
     worker = await fly.create(SPEC, skip_launch=True)
     assert worker.state == "created"  # skip_launch: nothing boots
@@ -57,9 +57,7 @@ async def test_a_machine_is_created_as_the_contract_asks(
     assert machines_api.api.live() == []
 
 
-async def test_secrets_stay_out_of_a_machines_config(
-    fly: FlyBackend, machines_api: StandIn
-) -> None:
+async def test_secrets_stay_out_of_a_machines_config(fly: FlyBackend, machines_api: Served) -> None:
     spec = WorkerSpec(
         metadata={}, env={"DATABASE_URL": "postgresql://u:p@db/x", "GATEWAY_MODE": "relay"}
     )
@@ -70,7 +68,7 @@ async def test_secrets_stay_out_of_a_machines_config(
 
 
 async def test_a_region_without_capacity_is_skipped_for_the_next(
-    fly: FlyBackend, machines_api: StandIn
+    fly: FlyBackend, machines_api: Served
 ) -> None:
     machines_api.api.full_regions = {"ams"}
     worker = await fly.create(SPEC, skip_launch=True)
@@ -83,7 +81,7 @@ async def test_a_region_without_capacity_is_skipped_for_the_next(
 
 
 async def test_429_and_5xx_are_retried_until_they_pass(
-    fly: FlyBackend, machines_api: StandIn
+    fly: FlyBackend, machines_api: Served
 ) -> None:
     machines_api.api.fail(429, times=2, action="create", retry_after=0.05)
     machines_api.api.fail(503, times=1, action="create")
@@ -92,7 +90,7 @@ async def test_429_and_5xx_are_retried_until_they_pass(
 
 
 async def test_errors_past_the_deadline_are_a_clear_error(
-    fly: FlyBackend, machines_api: StandIn
+    fly: FlyBackend, machines_api: Served
 ) -> None:
     machines_api.api.fail(500, times=1000, action="create")
     with pytest.raises(BackendError, match=r"500.*still failing after 1 s"):
@@ -106,7 +104,7 @@ async def test_errors_past_the_deadline_are_a_clear_error(
 
 
 async def test_a_machine_leased_by_another_is_not_started(
-    fly: FlyBackend, machines_api: StandIn
+    fly: FlyBackend, machines_api: Served
 ) -> None:
     worker = await fly.create(SPEC, skip_launch=True)
     async with aiohttp.ClientSession() as http:  # someone else (an operator) holds a lease
@@ -122,7 +120,7 @@ async def test_a_machine_leased_by_another_is_not_started(
 
 @pytest.mark.slow  # a front, its database and a cold Machine's worker
 async def test_a_claim_the_api_keeps_refusing_tells_the_candidate_and_leaks_nothing(
-    start_fly_front: FlyFrontFactory, machines_api: StandIn
+    start_fly_front: FlyFrontFactory, machines_api: Served
 ) -> None:
     front = await start_fly_front(
         worker_pool=1, worker_start_timeout=3.0, fly={"api_deadline": 0.5}
@@ -146,7 +144,7 @@ async def test_a_claim_the_api_keeps_refusing_tells_the_candidate_and_leaks_noth
 
 @pytest.mark.slow  # two Machines boot
 async def test_a_worker_that_idled_out_before_its_candidate_came_is_replaced(
-    start_fly_front: FlyFrontFactory, machines_api: StandIn
+    start_fly_front: FlyFrontFactory, machines_api: Served
 ) -> None:
     front = await start_fly_front(worker_idle_timeout=1.0, worker_start_timeout=60.0)
     fleet = fleet_of(front)

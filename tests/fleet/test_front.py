@@ -19,7 +19,7 @@ from gateway.fleet.local import LocalBackend
 from gateway.sim.script import Script
 from storage import transcripts, workers
 
-from .conftest import GatewayFactory, RunningGateway, StandIn, fleet_of, start_front
+from .conftest import GatewayFactory, RunningGateway, Served, fleet_of, start_front
 
 pytestmark = pytest.mark.slow  # whole interviews, worker processes
 
@@ -61,7 +61,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
             return local.pid(worker_id)
 
         return Backend(lambda **kw: start_front(start_gateway, **kw), local_pid)
-    stand_in: StandIn = request.getfixturevalue("machines_api")
+    stand_in: Served = request.getfixturevalue("machines_api")
     return Backend(
         request.getfixturevalue("start_fly_front"), lambda _, machine: stand_in.api.pid(machine)
     )
