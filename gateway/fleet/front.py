@@ -235,9 +235,11 @@ class Front:
         pooled = self.pool.take() if self.pool is not None else None
         worker_id: str | None = pooled.id if pooled is not None else None
         try:
-            if worker_id is not None:  # tagged with its interview; started if only created
-                await workers.assign(self.db, interview_id, self.front_id, worker_id)
-                await self.backend.start(worker_id, metadata={**spec.metadata, "pooled": "0"})
+            if pooled is not None:  # tagged with its interview; started if only created
+                await workers.assign(self.db, interview_id, self.front_id, pooled.id)
+                tags = {**spec.metadata, "pooled": "0"}
+                new = {k: v for k, v in tags.items() if pooled.metadata.get(k) != v}
+                await self.backend.start(pooled.id, metadata=new)
             while worker_id is None:
                 try:
                     worker_id = (await self.backend.create(spec)).id
