@@ -1,6 +1,6 @@
 """``interview-gateway bench fleet``: N concurrent interviews through a front, each on a worker.
 
-The front runs in this process (``serve --role front`` as an aiohttp app), on the ``local``
+The front runs in this process (the aiohttp app a front role serves), on the ``local``
 backend (worker processes) or on ``fly-sim``: the ``fly`` backend's real Machines API client
 against the stand-in (``gateway.sim.machines``), whose Machines boot local workers. A warm pool
 of ``--pool`` workers is filled before the interviews start (``local``: started workers;
