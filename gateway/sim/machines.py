@@ -280,11 +280,11 @@ class MachinesApi:
         machine = self._machine(request)
         if (refused := self._leased(request, machine)) is not None:
             return refused
+        previous = machine.state
         if machine.state in ("created", "stopped"):
             failure = await self._boot(machine)
             if failure is not None:
                 return failure
-        previous = "stopped" if machine.state == "started" else machine.state
         return web.json_response({"previous_state": previous, "migrated": False, "new_host": ""})
 
     async def _stop(self, request: web.Request) -> web.Response:
