@@ -7,7 +7,8 @@ of ``--pool`` workers is filled before the interviews start (``local``: started 
 ``fly``: ``skip_launch`` Machines, so a claim is a start). Headless aiortc candidates
 (``gateway.sim.candidate``) take the interviews against the in-process simulated upstream.
 
-Figures: claim→ready (the front's claim until its worker serves: ``claim_ms``), hello→connected
+Figures: claim→ready (the front's claim until its worker serves: ``claim_ms``; the text also
+gives the claims that took a pooled worker and the cold ones apart), hello→connected
 as the candidate sees it, claim included (``connected_ms``), interviews completed, distinct
 workers used, workers still there once the front has stopped (``leaked_workers``, must be 0),
 transcript lines persisted against expected. ``--json`` ends with one JSON object with keys
@@ -82,11 +83,11 @@ def main(argv: list[str]) -> int:
 
     media.install(LOOPBACK)
     try:
-        report, errors = asyncio.run(bench(args))
+        report, notes = asyncio.run(bench(args))
     except (ConfigError, DatabaseUnavailable) as exc:
         print(f"bench fleet: {exc}", file=sys.stderr)
         return 1
-    print_report(report, errors, args, as_json=args.json)
+    print_report(report, notes, args, as_json=args.json)
     return 0 if report["leaked_workers"] == 0 else 1
 
 
@@ -99,7 +100,8 @@ class _Run:
 
 
 async def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    """The report (the JSON keys the command promises) and the interviews' errors."""
+    """The report (the JSON keys the command promises), and lines for a person: claims from
+    the pool and cold ones apart, then the interviews' errors."""
     from gateway.app import DATABASE, FLEET, JWT_SECRET
     from gateway.sim.script import Script
 
@@ -118,7 +120,10 @@ async def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
             runs, invitations = await _interviews(app, base_url, args, script)
             # a worker exits once its interview's end and transcript are recorded
             await asyncio.gather(*(_gone(fleet.backend, r.worker_id) for r in runs if r.worker_id))
-            claims = sorted(s * 1000 for s in fleet.front.stats.claim_seconds)
+            stats = fleet.front.stats
+            claims = sorted(s * 1000 for s in stats.claim_seconds)
+            pooled = sorted(s * 1000 for s in stats.pooled_claim_seconds)
+            cold = sorted(s * 1000 for s in stats.cold_claim_seconds)
             from gateway.cli.simulate import build_report
 
             figures = await build_report(db, invitations, [r.report for r in runs], script)
@@ -136,7 +141,15 @@ async def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "transcripts_expected": figures["transcripts_expected"],
         "transcripts_persisted": figures["transcripts_persisted"],
     }
-    return report, figures["errors"]
+    notes = [
+        f"claim->ready, {len(pooled)} from the pool: {_ms(_percentiles(pooled))}",
+        f"claim->ready, {len(cold)} cold (created): {_ms(_percentiles(cold))}",
+    ]
+    return report, notes + [f"error: {error}" for error in figures["errors"]]
+
+
+def _ms(figures: dict[str, float | None]) -> str:
+    return f"p50 {figures['p50']} ms, p95 {figures['p95']} ms"
 
 
 async def _interviews(
@@ -270,7 +283,7 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def print_report(
-    report: dict[str, Any], errors: list[str], args: argparse.Namespace, *, as_json: bool
+    report: dict[str, Any], notes: list[str], args: argparse.Namespace, *, as_json: bool
 ) -> None:
     claim, connected = report["claim_ms"], report["connected_ms"]
     print(
@@ -279,13 +292,13 @@ def print_report(
         f" {report['completed']}/{report['interviews']} interviews completed on"
         f" {report['distinct_workers']} distinct workers; {report['leaked_workers']} left running"
     )
-    print(f"  claim->ready      p50 {claim['p50']} ms, p95 {claim['p95']} ms")
-    print(f"  hello->connected  p50 {connected['p50']} ms, p95 {connected['p95']} ms")
+    print(f"  claim->ready      {_ms(claim)}")
+    print(f"  hello->connected  {_ms(connected)}")
     print(
         f"  transcript lines  {report['transcripts_persisted']}"
         f" of {report['transcripts_expected']} persisted"
     )
-    for error in errors[:10]:
-        print(f"  error: {error}")
+    for line in notes[:12]:
+        print(f"  {line}")
     if as_json:
         print(json.dumps(report))

@@ -79,15 +79,22 @@ class FleetStats:
     def __init__(self) -> None:
         self.claims = 0
         self.claim_failures = 0
-        #: seconds from claim to ready worker, most recent last (bounded)
+        #: seconds from claim to ready worker, most recent last (bounded), and the same for
+        #: the claims that found a pooled worker (the rest created theirs: cold)
         self.claim_seconds: list[float] = []
+        self.pooled_claim_seconds: list[float] = []
+        self.cold_claim_seconds: list[float] = []
         self.claim_sum = 0.0
         self._bucket_counts = [0] * len(self.BUCKETS)
 
-    def claimed(self, seconds: float) -> None:
+    def claimed(self, seconds: float, *, pooled: bool) -> None:
         self.claims += 1
         self.claim_sum += seconds
         self.claim_seconds = [*self.claim_seconds[-999:], seconds]
+        if pooled:
+            self.pooled_claim_seconds = [*self.pooled_claim_seconds[-999:], seconds]
+        else:
+            self.cold_claim_seconds = [*self.cold_claim_seconds[-999:], seconds]
         for index, bound in enumerate(self.BUCKETS):
             if seconds <= bound:
                 self._bucket_counts[index] += 1
@@ -267,5 +274,5 @@ class Front:
                 log.warning("interview %s: no worker (%s)", interview_id, exc)
                 raise SignalingError("worker_unavailable", "no worker could be started") from exc
             raise
-        self.stats.claimed(time.monotonic() - began)
+        self.stats.claimed(time.monotonic() - began, pooled=pooled is not None)
         return worker.address
