@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.config import Settings
+from gateway.fleet.metrics import FleetCollector
 from gateway.fleet.runtime import Fleet, running_front
 from gateway.http import api, metrics, pages, security
 from gateway.media.forwarding import MediaStats
@@ -296,6 +297,7 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
         front_id=app[RECONCILER].gateway_id,
     ) as fleet:
         app[FLEET] = fleet
+        app[METRICS].register(FleetCollector(fleet))
         yield
 
 

@@ -148,6 +148,78 @@ def _turn_settings(env: dict[str, str]) -> dict[str, Any]:
     return {"turn_urls": urls, "turn_secret": secret, "turn_ttl": ttl}
 
 
+#: ``GATEWAY_FLY_ROUTING``: how a front on the ``fly`` backend hands a candidate to its worker.
+FLY_ROUTINGS = ("replay", "forward")
+_FLY_CPU_KINDS = ("shared", "performance")
+
+
+@dataclass(frozen=True)
+class FlySettings:
+    """The ``fly`` backend's Machines API client (``gateway.fleet.fly``): which app its worker
+    Machines live in, what they run and how big they are, and how long it retries the API."""
+
+    api_url: str = "https://api.machines.dev"
+    #: ``FLY_API_TOKEN`` (a deploy token of the workers' app): never logged, never shared
+    token: str | None = field(default=None, repr=False)
+    app: str = ""
+    image: str = ""
+    #: regions to create Machines in, in order: one without capacity is skipped for the next
+    #: (empty: Fly picks one near the front)
+    regions: tuple[str, ...] = ()
+    cpu_kind: str = "shared"
+    cpus: int = 1
+    memory_mb: int = 512
+    #: seconds a call may spend retrying 429 and 5xx answers (with backoff) before it fails
+    api_deadline: float = 10.0
+    #: ``replay``: answer the signaling request with ``fly-replay`` (on Fly); ``forward``: the
+    #: front forwards the socket, as on ``local`` (the stand-in, tests and benchmarks)
+    routing: str = "replay"
+    #: the port a worker Machine's gateway listens on
+    worker_port: int = 8080
+    #: what the warm pool holds: ``stopped`` Machines (``skip_launch``: a claim boots one, no
+    #: CPU billed while it waits) or ``started`` ones (a claim only tags one: fastest, billed)
+    pool: str = "stopped"
+
+
+def _fly_settings(env: dict[str, str]) -> FlySettings:
+    """``FLY_API_TOKEN`` and ``GATEWAY_FLY_*``: each value checked here; which ones a front on
+    the ``fly`` backend cannot do without is :meth:`Settings.check`'s business."""
+    d = FlySettings()
+    regions = env_list(env, "GATEWAY_FLY_REGIONS")
+    for region in regions:
+        if not region.isalnum() or not region.islower():
+            raise ConfigError(
+                f"GATEWAY_FLY_REGIONS names {region!r}; it takes Fly region codes such as ams."
+            )
+    fly = FlySettings(
+        api_url=(raw(env, "GATEWAY_FLY_API_URL") or d.api_url).rstrip("/"),
+        token=raw(env, "FLY_API_TOKEN"),
+        app=raw(env, "GATEWAY_FLY_APP") or "",
+        image=raw(env, "GATEWAY_FLY_IMAGE") or "",
+        regions=regions,
+        cpu_kind=env_choice(env, "GATEWAY_FLY_CPU_KIND", d.cpu_kind, _FLY_CPU_KINDS),
+        cpus=env_int(env, "GATEWAY_FLY_CPUS", d.cpus),
+        memory_mb=env_int(env, "GATEWAY_FLY_MEMORY_MB", d.memory_mb),
+        api_deadline=env_float(env, "GATEWAY_FLY_API_DEADLINE", d.api_deadline),
+        routing=env_choice(env, "GATEWAY_FLY_ROUTING", d.routing, FLY_ROUTINGS),
+        worker_port=env_int(env, "GATEWAY_FLY_WORKER_PORT", d.worker_port),
+        pool=env_choice(env, "GATEWAY_FLY_POOL", d.pool, ("stopped", "started")),
+    )
+    if not fly.api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"GATEWAY_FLY_API_URL is {fly.api_url!r}; it must be an http(s) URL.")
+    if not 1 <= fly.cpus <= 16:
+        raise ConfigError(f"GATEWAY_FLY_CPUS is {fly.cpus}; it must be from 1 to 16.")
+    if fly.memory_mb < 256 or fly.memory_mb % 256:
+        raise ConfigError(
+            f"GATEWAY_FLY_MEMORY_MB is {fly.memory_mb}; it must be a multiple of 256 (256 or more)."
+        )
+    if fly.api_deadline <= 0:
+        raise ConfigError(f"GATEWAY_FLY_API_DEADLINE is {fly.api_deadline:g}; it must be above 0.")
+    if not 1 <= fly.worker_port <= 65535:
+        raise ConfigError(f"GATEWAY_FLY_WORKER_PORT is {fly.worker_port}; it must be a TCP port.")
+    return fly
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -267,6 +339,8 @@ class Settings:
     max_workers: int = 20
     #: Started workers a front keeps waiting for interviews, so a claim need not boot one.
     worker_pool: int = 2
+    #: The ``fly`` backend's settings (``FLY_API_TOKEN``, ``GATEWAY_FLY_*``).
+    fly: FlySettings = field(default_factory=FlySettings)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -379,6 +453,7 @@ class Settings:
             ),
             max_workers=env_int(e, "GATEWAY_MAX_WORKERS", cls.max_workers),
             worker_pool=env_int(e, "GATEWAY_WORKER_POOL", cls.worker_pool),
+            fly=_fly_settings(e),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.check()
@@ -407,9 +482,20 @@ class Settings:
             if not ok(value):
                 raise ConfigError(f"{variable} is {value!r}; it must be {allowed}.")
         if self.role == "front" and self.backend == "fly":
-            raise ConfigError(
-                "GATEWAY_BACKEND is 'fly', which this version cannot run yet; it must be local."
-            )
+            missing = [
+                name
+                for name, value in (
+                    ("FLY_API_TOKEN", self.fly.token),
+                    ("GATEWAY_FLY_APP", self.fly.app),
+                    ("GATEWAY_FLY_IMAGE", self.fly.image),
+                )
+                if not value
+            ]
+            if missing:
+                verb = "is" if len(missing) == 1 else "are"
+                raise ConfigError(
+                    f"GATEWAY_BACKEND is 'fly' but {', '.join(missing)} {verb} not set."
+                )
 
     @property
     def allowed_remote_candidates(self) -> tuple[str, ...]:
