@@ -57,6 +57,8 @@ ERRORS: dict[str, ErrorSpec] = {
     "upstream_unavailable": ErrorSpec(4306, True, "the AI interviewer is unreachable; it failed"),
     "relay_unavailable": ErrorSpec(4307, True, "relay mode is required and could not start"),
     "worker_unavailable": ErrorSpec(4308, True, "no worker could be started for the interview"),
+    "interview_not_live": ErrorSpec(4309, True, "an observer joins a live interview only"),
+    "observer_read_only": ErrorSpec(4310, False, "an observer cannot send into the interview"),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
     "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),
     "database_unavailable": ErrorSpec(4502, True, "the gateway's database is away; retry shortly"),

@@ -33,6 +33,7 @@ from gateway.sessions.events import (
     session_closed,
     transcript_event,
 )
+from gateway.sessions.observers import ObserverHub
 from gateway.sessions.recorder import EndStatus, SessionRecorder
 from gateway.sessions.transcript import SessionTranscript
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
@@ -112,6 +113,12 @@ class InterviewSession:
         self._integrity_logged: set[str] = set()
         #: what was said: stored, shown live, and kept for a call that carries it over
         self.transcript = SessionTranscript(manager.writer.submit, tenant_id, interview_id)
+        #: who watches, read-only: copies of the live lines and states, never the candidate
+        self.observers = ObserverHub(
+            queue_size=self.settings.observer_queue,
+            max_observers=self.settings.max_observers,
+            log_extra=self.log_extra,
+        )
         self._grace: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(
             manager.db, tenant_id, interview_id, self.log_extra, gateway_id=manager.gateway_id
@@ -345,6 +352,7 @@ class InterviewSession:
     async def _pump_live_lines(self) -> None:
         while True:
             line = await self.transcript.live.get()
+            self.observers.line(line)
             if self.current is not None:
                 await self.current.channel.send_transcript(
                     role=line.role,
@@ -355,6 +363,7 @@ class InterviewSession:
                 )
 
     async def _send_state(self, state: str, detail: dict[str, Any] | None = None) -> None:
+        self.observers.state(state, detail)
         if self.current is not None:
             await self.current.channel.send_state(state, detail)
 
@@ -394,6 +403,7 @@ class InterviewSession:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(record), END_RECORD_WAIT)
         current, self.current = self.current, None
+        self.observers.end(status, reason)
         if notify and current is not None:
             await current.channel.send_state(status, {"reason": reason})
             await current.channel.close(reason)
