@@ -59,6 +59,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "worker_unavailable": ErrorSpec(4308, True, "no worker could be started for the interview"),
     "interview_not_live": ErrorSpec(4309, True, "an observer joins a live interview only"),
     "observer_read_only": ErrorSpec(4310, False, "an observer cannot send into the interview"),
+    "listen_unavailable": ErrorSpec(4311, False, "listen-in audio needs a relayed interview"),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
     "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),
     "database_unavailable": ErrorSpec(4502, True, "the gateway's database is away; retry shortly"),

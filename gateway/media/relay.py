@@ -40,6 +40,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from gateway.media import ice
 from gateway.media.datachannel import ChannelBridge
 from gateway.media.forwarding import AudioRoute, EncodedAudioTrack, LegAudio, MediaStats
+from gateway.media.listen import ListenLeg
 from gateway.media.watchdog import SilenceWatchdog
 from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
@@ -106,6 +107,8 @@ class Relay:
         self._to_upstream = ChannelBridge()
         self._to_browser = ChannelBridge()
         self._sinks: set[asyncio.Task[None]] = set()
+        #: observers' receive-only peers, each fed both voices' packets (``media.listen``)
+        self._listeners: set[ListenLeg] = set()
         #: set once the upstream leg is up: only then is its loss the session's business
         self._started = False
         self._closing = False
@@ -254,9 +257,35 @@ class Relay:
             await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 
+    async def listen_in(self, offer_sdp: str) -> tuple[ListenLeg, str]:
+        """An observer's receive-only peer for ``offer_sdp``, fed both voices as they are
+        forwarded, and its answer; ``BadOffer`` for an offer it cannot take."""
+        leg = ListenLeg(
+            rtc_configuration(self._options.browser_ice_servers),
+            self._options.ice_addresses,
+            on_close=self._listeners.discard,
+        )
+        try:
+            answer = await leg.answer(offer_sdp)
+        except BaseException:
+            await leg.close()
+            raise
+        self._listeners.add(leg)
+        for participant, route in (
+            ("candidate", self._to_upstream_audio),
+            ("interviewer", self._to_browser_audio),
+        ):
+            if route is not None and isinstance(route.track, EncodedAudioTrack):
+                leg.follow(participant, route.track)  # type: ignore[arg-type]
+        return leg, answer
+
     def _record(self, participant: Participant, route: AudioRoute) -> None:
         """Record the packets ``route`` sends as ``participant``'s voice, if recording; a
-        route that decodes (``AudioRoute.fast`` false) is not recorded, and says so."""
+        route that decodes (``AudioRoute.fast`` false) is not recorded, and says so. Listeners
+        follow the route too."""
+        if isinstance(route.track, EncodedAudioTrack):
+            for leg in self._listeners:
+                leg.follow(participant, route.track)
         if self._recording is None:
             return
         if isinstance(route.track, EncodedAudioTrack):
@@ -316,6 +345,8 @@ class Relay:
             self._recording.close()
         for task in list(self._sinks):
             task.cancel()
+        for leg in list(self._listeners):
+            await leg.close()
         for route in (self._to_upstream_audio, self._to_browser_audio):
             if route is not None:
                 route.track.stop()

@@ -140,7 +140,13 @@ class ObserverAdmission:
         def on_leave(gone: Observer, reason: str) -> None:
             self._left(db, tenant_id, interview_id, gone.id, claims, reason)
 
-        return ObserverHandler(session.observers, observer, session.ice_servers.browser, on_leave)
+        return ObserverHandler(
+            session.observers,
+            observer,
+            session.ice_servers.browser,
+            on_leave,
+            call=lambda: session.call,
+        )
 
     def _left(
         self,

@@ -10,11 +10,14 @@ interview's last state and the final lines so far (the hub keeps them, as they w
 everything live: the snapshot and the registration happen in one step of the event loop, so no
 line is missed or repeated.
 
-An observer sends nothing into the interview: its offers and events are refused
-(``observer_read_only``), and it never counts as the candidate (the session's losses and grace
-timer do not know it exists). Each join and leave is an audit row (``storage.observers``): the
-join is written before the observer is admitted (no database, no watching), the leave after it
-went, retried for a while if the database is away (``admission.ObserverAdmission``).
+An observer sends nothing into the interview: its events are refused (``observer_read_only``);
+its offer, in a relayed interview, gets a receive-only peer connection that carries both voices
+as forwarded packets (``media.listen``, reached through the call's ``listen_in``: this room
+holds no aiortc), and anywhere else ``listen_unavailable``. It never counts as the candidate
+(the session's losses and grace timer do not know it exists). Each join and leave is an audit
+row (``storage.observers``): the join is written before the observer is admitted (no database,
+no watching), the leave after it went, retried for a while if the database is away
+(``admission.ObserverAdmission``).
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from gateway.sessions.events import TranscriptEvent
+from gateway.upstream.call import BadOffer
 from signaling.errors import SignalingError
 from signaling.server import Answer, IceCandidate, SignalingChannel
 
@@ -203,9 +207,25 @@ class ObserverHub:
             observer.put(item)
 
 
+class ListenPeer(Protocol):
+    """An observer's receive-only peer connection (``media.listen.ListenLeg``)."""
+
+    async def add_candidate(self, candidate: IceCandidate | None) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ListensIn(Protocol):
+    """A call that can give an observer both voices (the relay); ``BadOffer`` for an offer
+    it cannot take."""
+
+    async def listen_in(self, offer_sdp: str) -> tuple[ListenPeer, str]: ...
+
+
 class ObserverHandler:
-    """The signaling server's view of one observer's connection: it reads, and refuses every
-    attempt to send anything into the interview."""
+    """The signaling server's view of one observer's connection: it reads, may listen in, and
+    refuses every attempt to send anything into the interview."""
 
     def __init__(
         self,
@@ -213,17 +233,37 @@ class ObserverHandler:
         observer: Observer,
         ice_servers: tuple[dict[str, Any], ...],
         on_leave: Callable[[Observer, str], None],
+        call: Callable[[], object | None],
     ) -> None:
         self.hub = hub
         self.observer = observer
         self.ice_servers = ice_servers
         self._on_leave = on_leave
+        self._call = call
+        self.listen: ListenPeer | None = None
 
     async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer:
-        raise SignalingError("observer_read_only", "an observer cannot offer media")
+        """A listen-in offer: a new receive-only peer (a reconnect's replaces the last)."""
+        call = self._call()
+        if not isinstance(call, ListensIn):
+            raise SignalingError(
+                "listen_unavailable",
+                "listen-in audio needs a relayed interview, once it is connected",
+            )
+        await self._hang_up()
+        try:
+            self.listen, answer = await call.listen_in(sdp)
+        except BadOffer as exc:
+            raise SignalingError("bad_sdp", str(exc)) from None
+        return Answer(sdp=answer, mode="relay")
 
     async def on_candidate(self, candidate: IceCandidate | None) -> None:
-        raise SignalingError("observer_read_only", "an observer has no peer connection")
+        if self.listen is None:
+            return
+        try:
+            await self.listen.add_candidate(candidate)
+        except BadOffer as exc:
+            raise SignalingError("bad_candidate", str(exc)) from None
 
     async def on_client_event(self, event: dict[str, Any]) -> None:
         raise SignalingError("observer_read_only", "an observer cannot send events")
@@ -231,4 +271,10 @@ class ObserverHandler:
     async def on_close(self, reason: str) -> None:
         self.hub.remove(self.observer)
         self.observer.stop()
+        await self._hang_up()
         self._on_leave(self.observer, reason)
+
+    async def _hang_up(self) -> None:
+        listen, self.listen = self.listen, None
+        if listen is not None:
+            await listen.close()

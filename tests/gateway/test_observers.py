@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -14,11 +15,17 @@ from typing import Any
 from uuid import UUID
 
 import aiohttp
+import numpy as np
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from gateway.app import JWT_SECRET
+from gateway.media import ice
+from gateway.media.listen import VOICES
 from gateway.sessions.invitations import Invitation, observer_token
 from gateway.sessions.session import InterviewSession
+from gateway.sim.candidate import SPEECH_RMS
 from signaling.client import SignalingClient, SignalingClientError
 from signaling.tokens import issue_token
 from storage import tenants, transcripts
@@ -29,6 +36,53 @@ from .conftest import GatewayFactory, RunningGateway
 from .test_interviews import assert_whole_transcript
 
 WITHIN = 20.0
+
+
+class Listener:
+    """An observer's receive-only aiortc peer: two audio m-lines, both voices heard."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.frames = [0, 0]
+        self.loudest = [0.0, 0.0]
+        self._tracks = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pc.on("track", self._hear)
+
+    async def listen(self, client: SignalingClient) -> None:
+        for _ in VOICES:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        connected = asyncio.Event()
+        self.pc.on(
+            "connectionstatechange",
+            lambda: self.pc.connectionState == "connected" and connected.set(),
+        )
+        with ice.host_addresses(("127.0.0.1",)):
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        answer = await client.offer(self.pc.localDescription.sdp)
+        assert answer["mode"] == "relay"
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await client.end_of_candidates()
+        await asyncio.wait_for(connected.wait(), WITHIN)
+
+    def _hear(self, track: MediaStreamTrack) -> None:
+        index, self._tracks = self._tracks, self._tracks + 1
+
+        async def drain() -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    frame = await track.recv()
+                    samples = frame.to_ndarray().astype(np.float64)
+                    self.frames[index] += 1
+                    rms = float(np.sqrt(np.mean(samples**2)))
+                    self.loudest[index] = max(self.loudest[index], rms)
+
+        self._tasks.append(asyncio.ensure_future(drain()))
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
 
 
 class Watcher:
@@ -100,16 +154,11 @@ async def audit_rows(
     """The interview's audit rows once there are ``count`` (leave rows land after the socket
     closed; the database is the witness)."""
     async with asyncio.timeout(WITHIN):
-        while (
-            len(
-                rows := await observer_events(
-                    gateway.db, invitation.tenant_id, invitation.interview_id
-                )
-            )
-            < count
-        ):  # noqa: ASYNC110, E501
+        while True:
+            rows = await observer_events(gateway.db, invitation.tenant_id, invitation.interview_id)
+            if len(rows) >= count:
+                return rows
             await asyncio.sleep(0.05)
-    return rows
 
 
 @pytest.mark.slow
@@ -122,10 +171,14 @@ async def test_two_observers_see_every_line_once_in_order_and_the_candidate_is_u
     interview = asyncio.create_task(gateway.candidate(invitation).run(time_limit=60))
     await live_session(gateway, invitation)
     early, late = Watcher(), Watcher()
+    ears = [Listener(), Listener()]
     welcome = await early.join(url, token_for(gateway, invitation, "interviewer", "lead"))
     assert welcome["role"] == "interviewer"
+    await early.until(lambda: {"type": "state", "state": "connected"} in early.messages)
+    await ears[0].listen(early.client)
     await early.until(lambda: len(early.finals) >= 3)  # halfway through the interview
     await late.join(url, token_for(gateway, invitation, "observer", "panel"))
+    await ears[1].listen(late.client)
     report = await interview
     assert report.error is None, report.error
     await early.until(lambda: early.closed)
@@ -147,6 +200,11 @@ async def test_two_observers_see_every_line_once_in_order_and_the_candidate_is_u
         ]
     # the late one heard the interview's state, then the lines so far, then the rest live
     assert late.messages[0] == {"type": "state", "state": "connected"}
+    # both voices reached both listeners, as two tracks: the candidate's, the interviewer's
+    for ear in ears:
+        assert all(frames > 50 for frames in ear.frames), ear.frames
+        assert all(rms > SPEECH_RMS for rms in ear.loudest), ear.loudest
+        await ear.close()
     await early.close()
     await late.close()
 
@@ -273,8 +331,12 @@ async def test_observers_cannot_send_anything_into_the_interview(
     )
     await observer.until(lambda: sum(m["type"] == "error" for m in observer.messages) == 2)
     errors = [m for m in observer.messages if m["type"] == "error"]
-    assert [(e["code"], e["fatal"]) for e in errors] == [("observer_read_only", False)] * 2
-    assert session.call is None  # no offer reached the session
+    # no call to listen in on yet; and no event reaches the interview, ever
+    assert [(e["code"], e["fatal"]) for e in errors] == [
+        ("listen_unavailable", False),
+        ("observer_read_only", False),
+    ]
+    assert session.call is None  # the observer's offer did not become the interview's
     await observer.client.bye()
     assert not session.losses and session.current is not None  # the candidate is still there
     await candidate.close()
