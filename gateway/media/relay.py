@@ -41,12 +41,14 @@ from gateway.media import ice
 from gateway.media.datachannel import ChannelBridge
 from gateway.media.forwarding import AudioRoute, EncodedAudioTrack, LegAudio, MediaStats
 from gateway.media.listen import ListenLeg
+from gateway.media.quality import LegMeter, TurnTimer
 from gateway.media.watchdog import SilenceWatchdog
 from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
 from gateway.upstream.openai import EVENTS_LABEL, UpstreamClient, UpstreamError
 from signaling.sdp import IceCandidate, with_explicit_directions
+from storage.quality import QualityReport
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,9 @@ class Relay:
         self._sinks: set[asyncio.Task[None]] = set()
         #: observers' receive-only peers, each fed both voices' packets (``media.listen``)
         self._listeners: set[ListenLeg] = set()
+        #: call quality: each leg's network, each turn's response latency (``media.quality``)
+        self._meters = {"browser": LegMeter("browser"), "upstream": LegMeter("upstream")}
+        self._turns = TurnTimer()
         #: set once the upstream leg is up: only then is its loss the session's business
         self._started = False
         self._closing = False
@@ -257,6 +262,18 @@ class Relay:
             await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 
+    async def quality(self) -> QualityReport:
+        """Both legs now, and the turns measured since the last call (``media.quality``)."""
+        legs = [
+            await meter.sample(pc)
+            for meter, pc in (
+                (self._meters["browser"], self.browser_pc),
+                (self._meters["upstream"], self.upstream_pc),
+            )
+            if pc is not None
+        ]
+        return QualityReport(legs, self._turns.take())
+
     async def listen_in(self, offer_sdp: str) -> tuple[ListenLeg, str]:
         """An observer's receive-only peer for ``offer_sdp``, fed both voices as they are
         forwarded, and its answer; ``BadOffer`` for an offer it cannot take."""
@@ -286,6 +303,9 @@ class Relay:
         if isinstance(route.track, EncodedAudioTrack):
             for leg in self._listeners:
                 leg.follow(participant, route.track)
+            timer = self._turns.interviewer_packet
+            if participant == "interviewer" and timer not in route.track.subscribers:
+                route.track.subscribers.append(timer)
         if self._recording is None:
             return
         if isinstance(route.track, EncodedAudioTrack):
@@ -319,6 +339,7 @@ class Relay:
 
     def _from_upstream(self, message: str | bytes) -> None:
         self._to_browser.send(message)
+        self._turns.upstream_event(message)
         self._guard.observe(message)
         self._listener.server_event(message, "relay")
 
