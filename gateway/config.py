@@ -107,6 +107,7 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "max_sessions": ("GATEWAY_MAX_SESSIONS", "0 (no limit) or more", _not_negative),
     "max_observers": ("GATEWAY_MAX_OBSERVERS", "0 (none) or more", _not_negative),
     "observer_queue": ("GATEWAY_OBSERVER_QUEUE", "messages, at least 8", _at_least(8)),
+    "quality_interval": ("GATEWAY_QUALITY_INTERVAL", "seconds, 0 (off) or more", _not_negative),
     "lost_after": ("GATEWAY_LOST_AFTER", "seconds, at least 1", _at_least(1)),
     "drain_timeout": ("GATEWAY_DRAIN_TIMEOUT", "seconds, 0 (no drain) or more", _not_negative),
     "api_max_body": ("GATEWAY_API_MAX_BODY", "bytes, at least 1024", _at_least(1024)),
@@ -215,6 +216,8 @@ class Settings:
     #: messages queued for one of them before it counts as not reading and is dropped.
     max_observers: int = 10
     observer_queue: int = 256
+    #: Seconds between two call-quality samples of a relayed interview (0: none).
+    quality_interval: float = 5.0
     #: Seconds after which a gateway whose heartbeat stopped counts as dead, and another
     #: finalizes its interviews as ``gateway_lost``.
     lost_after: float = 15.0
@@ -321,6 +324,7 @@ class Settings:
             max_sessions=env_int(e, "GATEWAY_MAX_SESSIONS", cls.max_sessions),
             max_observers=env_int(e, "GATEWAY_MAX_OBSERVERS", cls.max_observers),
             observer_queue=env_int(e, "GATEWAY_OBSERVER_QUEUE", cls.observer_queue),
+            quality_interval=env_float(e, "GATEWAY_QUALITY_INTERVAL", cls.quality_interval),
             lost_after=env_float(e, "GATEWAY_LOST_AFTER", cls.lost_after),
             drain_timeout=env_float(e, "GATEWAY_DRAIN_TIMEOUT", cls.drain_timeout),
             client_events=env_list(e, "GATEWAY_CLIENT_EVENTS") or DEFAULT_CLIENT_EVENTS,

@@ -28,6 +28,7 @@ from gateway.sessions.manager import SessionManager
 from gateway.sessions.turns import read_turns
 from signaling.tokens import TokenError, TokenVerifier
 from storage import interviews, tenants, transcripts
+from storage import quality as call_quality
 from storage.database import Database
 
 ENDED_BY_ADMIN = "ended_by_admin"
@@ -67,6 +68,7 @@ class AdminApi:
         app.router.add_post(
             "/v1/interviews/{interview_id}/observer-tokens", self.create_observer_token
         )
+        app.router.add_get("/v1/interviews/{interview_id}/quality", self.quality)
         app.router.add_get("/openapi.json", self.openapi)
 
     # -- authentication ----------------------------------------------------------------------
@@ -208,6 +210,14 @@ class AdminApi:
             },
             status=201,
         )
+
+    async def quality(self, request: web.Request) -> web.Response:
+        """The interview's call quality: per leg and per turn (relay mode; empty otherwise)."""
+        tenant_id = await self.tenant(request)
+        interview_id = _interview_id(request)
+        await self._interview(tenant_id, interview_id)
+        summary = await call_quality.quality_summary(self._database(), tenant_id, interview_id)
+        return web.json_response({"interview_id": str(interview_id), **summary})
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi.DOCUMENT)

@@ -160,6 +160,16 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/interviews/{interview_id}/quality": {
+        "get": {
+            "summary": "call quality: per leg p50/p95 and worst moment, per turn latency",
+            "parameters": [_ID],
+            "responses": {
+                "200": {"description": "interview_id, legs (browser, upstream), turns"},
+                **_ERRORS,
+            },
+        }
+    },
     "/v1/interviews/{interview_id}/end": {
         "post": {
             "summary": "end the interview now (idempotent)",

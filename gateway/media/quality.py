@@ -3,8 +3,10 @@ included), and each turn's response latency, measured where the gateway stands.
 
 A leg's sample (``LegMeter.sample``): round-trip time from the peer's receiver reports
 (``remote-inbound-rtp``), jitter and loss of what the peer sends us (``inbound-rtp``; loss over
-the interval since the last sample), and bitrate both ways over that interval (what we sent,
-and what the peer's sender reports say it sent). Audio only: these are voice calls.
+the interval since the last sample), and bitrate both ways: what we sent over that interval,
+and what the peer's sender reports say it sent between the last two reports (None while no new
+report came: they arrive every second or so, less often than a short sampling interval).
+Audio only: these are voice calls.
 
 A turn's latency (``TurnTimer``): from the candidate's end of speech as the upstream announces
 it (Realtime's ``input_audio_buffer.speech_stopped`` on the data channel) to the first packet
@@ -53,6 +55,8 @@ class LegMeter:
     def __init__(self, leg: str) -> None:
         self.leg = leg
         self._last: _Counters | None = None
+        #: (when, bytes) of the last sender report that brought news
+        self._report_in: tuple[float, int] | None = None
 
     async def sample(self, pc: RTCPeerConnection) -> LegSample:
         report = await pc.getStats()
@@ -82,7 +86,11 @@ class LegMeter:
         if last is not None and now.at > last.at:
             seconds = now.at - last.at
             bitrate_out = max(now.bytes_out - last.bytes_out, 0) * 8 / 1000 / seconds
-            bitrate_in = max(now.bytes_in - last.bytes_in, 0) * 8 / 1000 / seconds
+        if self._report_in is None or now.bytes_in != self._report_in[1]:
+            if self._report_in is not None and now.at > self._report_in[0]:
+                seconds = now.at - self._report_in[0]
+                bitrate_in = max(now.bytes_in - self._report_in[1], 0) * 8 / 1000 / seconds
+            self._report_in = (now.at, now.bytes_in)
         return LegSample(
             self.leg,
             rtt_ms=max(rtt) if rtt else None,

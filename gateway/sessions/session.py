@@ -34,6 +34,7 @@ from gateway.sessions.events import (
     transcript_event,
 )
 from gateway.sessions.observers import ObserverHub
+from gateway.sessions.quality import QualitySampler
 from gateway.sessions.recorder import EndStatus, SessionRecorder
 from gateway.sessions.transcript import SessionTranscript
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
@@ -120,6 +121,15 @@ class InterviewSession:
             log_extra=self.log_extra,
         )
         self._grace: asyncio.TimerHandle | None = None
+        #: the call's network and turn latencies, sampled while it runs
+        self.quality = QualitySampler(
+            manager.db,
+            tenant_id,
+            interview_id,
+            interval=self.settings.quality_interval,
+            turns=manager.stats.turn_latency,
+            log_extra=self.log_extra,
+        )
         self.recorder = SessionRecorder(
             manager.db, tenant_id, interview_id, self.log_extra, gateway_id=manager.gateway_id
         )
@@ -207,6 +217,7 @@ class InterviewSession:
             self.recorder.record(status="connecting")
             call, answer = await self._first_offer(sdp)
             self.call = call
+            self._spawn(self.quality.run(call))
             self.manager.stats.relay += call.mode == "relay"
             self.manager.stats.proxy += call.mode == "proxy"
             self.recorder.record(

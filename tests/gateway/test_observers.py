@@ -427,3 +427,58 @@ async def test_observer_tokens_from_the_admin_api_and_audit_rows_under_rls(
                 [invitation.tenant_id, invitation.interview_id, UUID(int=1)],
             )
     await candidate.close()
+
+
+@pytest.mark.slow
+async def test_call_quality_per_leg_and_per_turn_in_the_database_metrics_and_api(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = await start_gateway(mode="relay", quality_interval=0.3)
+    invitation = await gateway.invite("relay")
+    candidate = gateway.candidate(invitation)
+    interview = asyncio.create_task(candidate.run(time_limit=60))
+    session = await live_session(gateway, invitation)
+    async with asyncio.timeout(WITHIN):
+        await session.losses_reach(lambda: session.call is not None)
+    async with aiohttp.ClientSession() as http:
+        # while it runs, each leg's last sample is a metric of the live interview
+        async with asyncio.timeout(WITHIN):
+            while len(latest := session.quality.latest) < 2 or any(  # noqa: ASYNC110 (a timer)
+                sample.bitrate_out_kbps is None for sample in latest.values()
+            ):
+                await asyncio.sleep(0.1)
+        async with http.get(f"{gateway.base_url}/metrics") as r:
+            metrics = await r.text()
+        for leg in ("browser", "upstream"):
+            label = f'{{interview_id="{invitation.interview_id}",leg="{leg}"}}'
+            assert f"gateway_call_bitrate_out_bits_per_second{label}" in metrics
+        report = await interview
+        assert report.error is None, report.error
+        async with http.get(f"{gateway.base_url}/metrics") as r:
+            metrics = await r.text()
+        key = await tenants.create_api_key(gateway.db, gateway.tenant_id, "tests")
+        path = f"{gateway.base_url}/v1/interviews/{invitation.interview_id}/quality"
+        async with http.get(path, headers={"Authorization": f"Bearer {key}"}) as r:
+            assert r.status == 200
+            summary = await r.json()
+        stranger = await tenants.create_tenant(gateway.db, "stranger")
+        stranger_key = await tenants.create_api_key(gateway.db, stranger, "s")
+        async with http.get(path, headers={"Authorization": f"Bearer {stranger_key}"}) as r:
+            assert r.status == 404
+    turns = summary["turns"]
+    # each answer's end of speech, then the interviewer's next question (or its closing line)
+    assert turns["count"] == report.answers_spoken > 0
+    assert 0 < turns["latency_ms_p50"] <= turns["latency_ms_p95"] <= turns["latency_ms_max"]
+    assert turns["latency_ms_max"] < 10_000
+    assert f"gateway_turn_latency_seconds_count {float(turns['count'])}" in metrics
+    for leg in ("browser", "upstream"):
+        figures = summary["legs"][leg]
+        assert figures["samples"] > 3
+        assert figures["bitrate_out_kbps"]["p95"] > 8  # voice at times, not silence alone
+        assert figures["bitrate_in_kbps"]["p95"] > 8
+        assert figures["loss"]["p95"] is not None and figures["loss"]["p95"] < 0.05  # loopback
+        assert figures["worst"] is not None
+    async with gateway.db.tenant(stranger) as conn:
+        for table in ("call_quality", "turn_latency"):
+            cur = await conn.execute(f"SELECT count(*) FROM {table}")
+            assert (await cur.fetchone()) == (0,)
