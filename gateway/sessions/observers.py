@@ -84,6 +84,7 @@ class Observer:
         # Started now, it first runs after the admission returns and the welcome is queued:
         # nothing the observer is sent can go ahead of its welcome.
         self._task = asyncio.ensure_future(self._pump())
+        self._task.add_done_callback(self._pumped)
 
     def put(self, item: _Item) -> None:
         """Queue ``item`` without waiting; a full queue means the observer stopped reading."""
@@ -102,6 +103,15 @@ class Observer:
 
     def stop(self) -> None:
         self._task.cancel()
+
+    def _pumped(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "observer %s: sending failed",
+                self.id,
+                exc_info=task.exception(),
+                extra=self._hub.log_extra,
+            )
 
     async def _pump(self) -> None:
         for item in self._backlog:
