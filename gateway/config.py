@@ -107,6 +107,9 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "rate_signal_per_tenant": ("GATEWAY_RATE_SIGNAL_PER_TENANT", "0 (off) or more", _not_negative),
     "max_sessions_per_tenant": ("GATEWAY_MAX_SESSIONS_PER_TENANT", "1 or more", _positive),
     "max_sessions": ("GATEWAY_MAX_SESSIONS", "0 (no limit) or more", _not_negative),
+    "max_observers": ("GATEWAY_MAX_OBSERVERS", "0 (none) or more", _not_negative),
+    "observer_queue": ("GATEWAY_OBSERVER_QUEUE", "messages, at least 8", _at_least(8)),
+    "quality_interval": ("GATEWAY_QUALITY_INTERVAL", "seconds, 0 (off) or more", _not_negative),
     "lost_after": ("GATEWAY_LOST_AFTER", "seconds, at least 1", _at_least(1)),
     "drain_timeout": ("GATEWAY_DRAIN_TIMEOUT", "seconds, 0 (no drain) or more", _not_negative),
     "api_max_body": ("GATEWAY_API_MAX_BODY", "bytes, at least 1024", _at_least(1024)),
@@ -292,6 +295,12 @@ class Settings:
     #: Live interviews this process serves at once, in any mode (0: no limit). One interview
     #: per VM on Fly is 1: /readyz then takes a busy VM out of rotation.
     max_sessions: int = 0
+    #: Observers (interviewer or observer tokens) one interview admits at once, and the
+    #: messages queued for one of them before it counts as not reading and is dropped.
+    max_observers: int = 10
+    observer_queue: int = 256
+    #: Seconds between two call-quality samples of a relayed interview (0: none).
+    quality_interval: float = 5.0
     #: Seconds after which a gateway whose heartbeat stopped counts as dead, and another
     #: finalizes its interviews as ``gateway_lost``.
     lost_after: float = 15.0
@@ -415,6 +424,9 @@ class Settings:
                 e, "GATEWAY_MAX_SESSIONS_PER_TENANT", cls.max_sessions_per_tenant
             ),
             max_sessions=env_int(e, "GATEWAY_MAX_SESSIONS", cls.max_sessions),
+            max_observers=env_int(e, "GATEWAY_MAX_OBSERVERS", cls.max_observers),
+            observer_queue=env_int(e, "GATEWAY_OBSERVER_QUEUE", cls.observer_queue),
+            quality_interval=env_float(e, "GATEWAY_QUALITY_INTERVAL", cls.quality_interval),
             lost_after=env_float(e, "GATEWAY_LOST_AFTER", cls.lost_after),
             drain_timeout=env_float(e, "GATEWAY_DRAIN_TIMEOUT", cls.drain_timeout),
             client_events=env_list(e, "GATEWAY_CLIENT_EVENTS") or DEFAULT_CLIENT_EVENTS,

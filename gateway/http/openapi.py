@@ -9,7 +9,13 @@ from typing import Any, get_args
 
 from gateway.config import MODES
 from gateway.http import validation
-from gateway.http.validation import NEW_INTERVIEW, PAGE_LIMIT, PAGE_OFFSET, TRANSCRIPT_FORMAT
+from gateway.http.validation import (
+    NEW_INTERVIEW,
+    NEW_OBSERVER_TOKEN,
+    PAGE_LIMIT,
+    PAGE_OFFSET,
+    TRANSCRIPT_FORMAT,
+)
 from storage.interviews import SessionStatus
 
 
@@ -55,6 +61,18 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "NewInterview": _new_interview(),
+    "NewObserverToken": validation.Object(NEW_OBSERVER_TOKEN).schema(),
+    "ObserverToken": {
+        "type": "object",
+        "properties": {
+            "interview_id": {"type": "string", "format": "uuid"},
+            "role": {"enum": ["observer", "interviewer"]},
+            "subject": {"type": ["string", "null"]},
+            "token": {"type": "string"},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "signal_url": {"type": "string", "format": "uri"},
+        },
+    },
     "Interview": {
         "type": "object",
         "properties": {
@@ -125,6 +143,29 @@ _PATHS: dict[str, Any] = {
             "parameters": [_ID, _query("format", TRANSCRIPT_FORMAT)],
             "responses": {
                 "200": {"description": "JSON entries, plain text or WebVTT"},
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/interviews/{interview_id}/observer-tokens": {
+        "post": {
+            "summary": "mint a token that watches the live interview read-only",
+            "parameters": [_ID],
+            "requestBody": {"content": _json(_ref("NewObserverToken"))},
+            "responses": {
+                "201": {"description": "minted", "content": _json(_ref("ObserverToken"))},
+                "413": {"description": "body too large"},
+                "415": {"description": "not application/json"},
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/interviews/{interview_id}/quality": {
+        "get": {
+            "summary": "call quality: per leg p50/p95 and worst moment, per turn latency",
+            "parameters": [_ID],
+            "responses": {
+                "200": {"description": "interview_id, legs (browser, upstream), turns"},
                 **_ERRORS,
             },
         }

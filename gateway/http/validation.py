@@ -231,16 +231,42 @@ class NewInterview:
     session: dict[str, Any]
 
 
+#: The body of ``POST /v1/interviews/{id}/observer-tokens``: every field optional.
+NEW_OBSERVER_TOKEN: dict[str, Field] = {
+    "role": Choice(("observer", "interviewer"), "observer"),
+    "subject": Text(200, min_length=1, nullable=True),
+    "expires_in": Integer(60, MAX_TTL, default=4 * 3600, nullable=True),
+}
+
+
+@dataclass(frozen=True)
+class NewObserverToken:
+    """A checked ``POST /v1/interviews/{id}/observer-tokens`` body, defaults filled in."""
+
+    role: str
+    subject: str | None
+    expires_in: int
+
+
 def new_interview(body: dict[str, Any]) -> NewInterview:
     """Check a body against :data:`NEW_INTERVIEW`."""
-    unknown = set(body) - set(NEW_INTERVIEW)
+    return NewInterview(**_checked(body, NEW_INTERVIEW))
+
+
+def new_observer_token(body: dict[str, Any]) -> NewObserverToken:
+    """Check a body against :data:`NEW_OBSERVER_TOKEN`."""
+    return NewObserverToken(**_checked(body, NEW_OBSERVER_TOKEN))
+
+
+def _checked(body: dict[str, Any], specs: dict[str, Field]) -> dict[str, Any]:
+    """Each field of ``specs`` checked (or its default), and nothing else allowed."""
+    unknown = set(body) - set(specs)
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
-    checked: dict[str, Any] = {
+    return {
         name: spec.check(name, body[name]) if name in body else spec.absent()
-        for name, spec in NEW_INTERVIEW.items()
+        for name, spec in specs.items()
     }
-    return NewInterview(**checked)
 
 
 def check_storable(value: Any, depth: int = 0) -> None:

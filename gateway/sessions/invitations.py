@@ -1,4 +1,5 @@
-"""Invitations: an interview row plus a candidate token, and the link that carries both.
+"""Invitations: an interview row plus a candidate token, and the link that carries both; and
+observer tokens, which watch an existing interview read-only (``sessions.observers``).
 
 The admin API and the ``invite`` command create them; ``serve`` uses them to print a
 ready-to-use link, and ``simulate`` to set up its interviews.
@@ -69,6 +70,32 @@ async def invite(
         single_use=None if single_use else False,
     )
     return Invitation(tenant_id, interview_id, token, expires_at)
+
+
+def observer_token(
+    secret: str,
+    tenant_id: UUID,
+    interview_id: UUID,
+    *,
+    role: str = "observer",
+    subject: str | None = None,
+    ttl: float = 4 * 3600,
+    audience: str | None = None,
+) -> tuple[str, datetime]:
+    """A token for ``role`` (``observer`` or ``interviewer``) that watches ``interview_id``
+    (reusable until it expires: an observer may come back), and when it expires. ``subject``
+    is who the audit rows will say watched."""
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+    token = issue_token(
+        secret,
+        tenant_id=str(tenant_id),
+        interview_id=str(interview_id),
+        role=role,
+        ttl=ttl,
+        audience=audience,
+        subject=subject,
+    )
+    return token, expires_at
 
 
 async def default_tenant(db: Database, data_dir: Path) -> UUID:
