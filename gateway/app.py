@@ -24,7 +24,7 @@ from gateway.http import api, metrics, pages, security
 from gateway.media.forwarding import MediaStats
 from gateway.media.relay import Relay, RelayOptions
 from gateway.recording.recorder import RecordingOptions, Recordings
-from gateway.recording.storage import LocalStorage
+from gateway.recording.storage import segment_storage
 from gateway.sessions.admission import Admission
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.reconciler import Reconciler
@@ -244,14 +244,17 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         Recordings(
             RecordingOptions(
                 db=app[DATABASE],
-                storage=LocalStorage(settings.recording_dir or settings.data_dir / "recordings"),
+                storage=segment_storage(settings),
                 spool_dir=settings.data_dir / "recording-spool",
                 segment_seconds=settings.recording_segment_seconds,
+                retry_seconds=settings.recording_retry_seconds,
             )
         )
         if settings.recording != "off"
         else None
     )
+    if recordings is not None:
+        recordings.recover()
     reconciler = Reconciler(
         app[DATABASE],
         lost_after=settings.lost_after,

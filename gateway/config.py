@@ -30,6 +30,7 @@ from gateway.env import (
     env_object,
     raw,
 )
+from gateway.recording.storage import S3Settings
 from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
 from signaling.candidates import DEFAULT_MAX_REMOTE_CANDIDATES, parse_networks
 
@@ -120,11 +121,38 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
         "seconds, from 1 to 3600",
         lambda v: 1 <= v <= 3600,
     ),
+    "recording_retry_seconds": ("GATEWAY_RECORDING_RETRY_SECONDS", "seconds, above 0", _positive),
     "worker_start_timeout": ("GATEWAY_WORKER_START_TIMEOUT", "seconds, above 0", _positive),
     "worker_idle_timeout": ("GATEWAY_WORKER_IDLE_TIMEOUT", "seconds, above 0", _positive),
     "max_workers": ("GATEWAY_MAX_WORKERS", "1 or more", _positive),
     "worker_pool": ("GATEWAY_WORKER_POOL", "0 or more", _not_negative),
 }
+
+
+def _recording_storage(env: dict[str, str]) -> dict[str, Any]:
+    """``GATEWAY_RECORDING_STORAGE`` and, for ``s3``, the bucket it needs (the rest optional)."""
+    kind = env_choice(env, "GATEWAY_RECORDING_STORAGE", "local", ("local", "s3"))
+    if kind == "local":
+        return {"recording_storage": kind}
+    bucket = raw(env, "GATEWAY_RECORDING_S3_BUCKET")
+    if bucket is None:
+        raise ConfigError(
+            "GATEWAY_RECORDING_STORAGE is 's3' but GATEWAY_RECORDING_S3_BUCKET is not set."
+        )
+    s3 = S3Settings(
+        bucket=bucket,
+        endpoint=raw(env, "GATEWAY_RECORDING_S3_ENDPOINT"),
+        region=raw(env, "GATEWAY_RECORDING_S3_REGION") or "us-east-1",
+        prefix=raw(env, "GATEWAY_RECORDING_S3_PREFIX") or "",
+        access_key_id=raw(env, "GATEWAY_RECORDING_S3_ACCESS_KEY_ID"),
+        secret_access_key=raw(env, "GATEWAY_RECORDING_S3_SECRET_ACCESS_KEY"),
+    )
+    if (s3.access_key_id is None) != (s3.secret_access_key is None):
+        raise ConfigError(
+            "GATEWAY_RECORDING_S3_ACCESS_KEY_ID and GATEWAY_RECORDING_S3_SECRET_ACCESS_KEY go"
+            " together: set both, or neither (obstore's own credential chain)."
+        )
+    return {"recording_storage": kind, "recording_s3": s3}
 
 
 def _turn_settings(env: dict[str, str]) -> dict[str, Any]:
@@ -231,6 +259,11 @@ class Settings:
     #: Where recordings are kept (None: ``recordings`` in ``data_dir``); segments are written
     #: to ``recording-spool`` in ``data_dir`` first.
     recording_dir: Path | None = None
+    #: Where finished segments go: ``local`` (``recording_dir``) or ``s3`` (``recording_s3``).
+    recording_storage: Literal["local", "s3"] = "local"
+    recording_s3: S3Settings | None = None
+    #: Seconds before a refused upload is retried; doubled after each refusal, up to 60.
+    recording_retry_seconds: float = 1.0
     #: What this process is (``ProcessRole``) and, for a front, where its workers run.
     role: ProcessRole = "standalone"
     backend: Backend = "local"
@@ -331,6 +364,10 @@ class Settings:
             recording_dir=Path(e["GATEWAY_RECORDING_DIR"])
             if raw(e, "GATEWAY_RECORDING_DIR")
             else None,
+            **_recording_storage(e),
+            recording_retry_seconds=env_float(
+                e, "GATEWAY_RECORDING_RETRY_SECONDS", cls.recording_retry_seconds
+            ),
             role=env_choice(e, "GATEWAY_ROLE", cls.role, PROCESS_ROLES),  # type: ignore[arg-type]
             backend=env_choice(  # type: ignore[arg-type]
                 e, "GATEWAY_BACKEND", cls.backend, BACKENDS
