@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from gateway.config import Settings
 from gateway.fleet.runtime import Fleet, running_front
 from gateway.http import api, metrics, pages, security
+from gateway.http.recordings import RecordingsApi
 from gateway.media.forwarding import MediaStats
 from gateway.media.relay import Relay, RelayOptions
 from gateway.recording.recorder import RecordingOptions, Recordings
@@ -149,13 +150,21 @@ def create_app(settings: Settings) -> web.Application:
             allow_remote_candidates=settings.allowed_remote_candidates,
             max_remote_candidates=settings.ice_max_remote_candidates,
         ).mount(app)
-    api.AdminApi(
+    admin = api.AdminApi(
         settings,
         verifier=verifier,
         secret=app[JWT_SECRET],
         limiter=limits.api_tenant,
         database=lambda: app[DATABASE],
         sessions=lambda: app[SESSIONS],
+    )
+    admin.mount(app)
+    RecordingsApi(
+        admin.tenant,
+        database=lambda: app[DATABASE],
+        sessions=lambda: app[SESSIONS],
+        storage=segment_storage(settings),
+        scratch_dir=settings.data_dir / "recording-exports",
     ).mount(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
@@ -300,3 +301,21 @@ async def list_video_segments(
             [session_id],
         )
         return await cur.fetchall()
+
+
+async def delete_video_segments(db: Database, tenant_id: UUID, session_id: UUID) -> int:
+    """Remove every segment row of one interview (its media is the caller's to delete)."""
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute("DELETE FROM video_segments WHERE session_id = %s", [session_id])
+        return cur.rowcount
+
+
+async def interview_tenant(db: Database, interview_id: UUID) -> UUID | None:
+    """Whose interview this is, for an operator's command that names only the interview: read
+    as the administrative role, which row-level security does not filter."""
+    async with await psycopg.AsyncConnection.connect(db.admin_conninfo) as conn:
+        cur = await conn.execute(
+            "SELECT tenant_id FROM interview_sessions WHERE id = %s", [interview_id]
+        )
+        row = await cur.fetchone()
+    return UUID(str(row[0])) if row else None

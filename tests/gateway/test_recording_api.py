@@ -1,0 +1,156 @@
+"""A recorded interview through the admin API and the export command: listed, downloaded
+(range requests too), exported as one WebM with both voices whose packets are the segments'
+own bytes, and deleted; another tenant's key can do none of it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from pathlib import Path
+
+import aiohttp
+import av
+import pytest
+
+from gateway.recording.export import packets
+from storage import interviews, tenants
+from tests.security.conftest import ApiTenant, make_tenant
+
+from .conftest import GatewayFactory
+from .test_recording import by_track, local_path, segments_until
+
+pytestmark = pytest.mark.slow
+
+
+def demuxed(data: bytes) -> dict[str, tuple[str, list[bytes]]]:
+    """Each stream's title, codec and packets, of a file PyAV opens."""
+    streams: dict[str, tuple[str, list[bytes]]] = {}
+    with av.open(io.BytesIO(data)) as container:
+        titles = {s.index: s.metadata.get("title", str(s.index)) for s in container.streams}
+        codecs = {s.index: s.codec_context.name for s in container.streams}
+        for index, title in titles.items():
+            streams[title] = (codecs[index], [])
+        for packet in container.demux():
+            if packet.size:
+                streams[titles[packet.stream.index]][1].append(bytes(packet))
+    return streams
+
+
+def duration(data: bytes) -> float:
+    with av.open(io.BytesIO(data)) as container:
+        assert container.duration is not None
+        return container.duration / 1_000_000
+
+
+async def test_recordings_are_listed_downloaded_exported_and_deleted_by_their_tenant_only(
+    start_gateway: GatewayFactory, fresh_database_url: str, tmp_path: Path
+) -> None:
+    gateway = await start_gateway(mode="relay", recording="audio", recording_segment_seconds=1.0)
+    invitation = await gateway.invite("relay")
+    ids = (invitation.tenant_id, invitation.interview_id)
+    candidate = gateway.candidate(invitation)
+    await candidate.connect()
+    await segments_until(
+        gateway.db,
+        *ids,
+        lambda rows: len(by_track(rows)) == 2 and all(len(t) >= 3 for t in by_track(rows).values()),
+        within=15,
+    )
+    assert candidate.client is not None
+    await candidate.client.bye()
+    await candidate.close()
+    record = await gateway.ended_record(invitation)
+    rows = await segments_until(
+        gateway.db, *ids, lambda rows: all(r.status == "uploaded" for r in rows), within=15
+    )
+    began = min(r.started_at for r in rows if r.started_at)
+    assert record.ended_at is not None
+    interview_seconds = (record.ended_at - began).total_seconds()
+    # the packets each track's segments hold, in order: what every download must carry
+    segment_packets = {
+        name: [p for r in track for p in packets(local_path(r.storage_uri or "").read_bytes())]
+        for name, track in by_track(rows).items()
+    }
+
+    async with aiohttp.ClientSession() as http:
+        owner = ApiTenant(
+            gateway.tenant_id,
+            await tenants.create_api_key(gateway.db, gateway.tenant_id, "owner"),
+            gateway,
+            http,
+        )
+        other = await make_tenant(gateway, http, "someone else")
+        base = f"/v1/interviews/{invitation.interview_id}/recordings"
+
+        # another tenant's key: the interview is not there, for listing, download or delete
+        for method, path in [
+            ("GET", base),
+            ("GET", f"{base}/candidate-audio"),
+            ("GET", f"{base}/combined"),
+            ("DELETE", base),
+        ]:
+            async with await other.request(method, path) as response:
+                assert response.status == 404, (method, path)
+                assert (await response.json())["error"]["code"] == "not_found"
+
+        async with await owner.request("GET", base) as response:
+            assert response.status == 200
+            listing = await response.json()
+        assert {t["track"]: t["segments"] for t in listing["tracks"]} == {
+            f"{name}-audio": len(track) for name, track in by_track(rows).items()
+        }
+        assert all(
+            t["uploaded"] == t["segments"] and t["codec"] == "opus" for t in listing["tracks"]
+        )
+        assert len(listing["segments"]) == len(rows)
+
+        async with await owner.request("GET", f"{base}/candidate-audio") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "audio/ogg"
+            track = await response.read()
+        assert demuxed(track) == {"candidate-audio": ("opus", segment_packets["candidate"])}
+        async with await owner.request(
+            "GET", f"{base}/candidate-audio", headers={"Range": "bytes=100-199"}
+        ) as response:
+            assert response.status == 206
+            assert await response.read() == track[100:200]
+
+        async with await owner.request("GET", f"{base}/combined") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "video/webm"
+            combined = await response.read()
+
+        # the command writes the same combined file
+        out = tmp_path / "export.webm"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "recording", "export",
+            str(invitation.interview_id), "--out", str(out),
+            env={**os.environ, "DATABASE_URL": fresh_database_url,
+                 "GATEWAY_DATA_DIR": str(tmp_path)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, stderr.decode()
+        assert str(out) in stdout.decode()
+        for data in (combined, out.read_bytes()):
+            assert demuxed(data) == {
+                "candidate-audio": ("opus", segment_packets["candidate"]),
+                "interviewer-audio": ("opus", segment_packets["interviewer"]),
+            }  # both voices, separate tracks, the very bytes: nothing transcoded
+            assert abs(duration(data) - interview_seconds) < 0.5, (
+                duration(data),
+                interview_seconds,
+            )
+
+        async with await other.request("DELETE", base) as response:
+            assert response.status == 404
+        assert len(await interviews.list_video_segments(gateway.db, *ids)) == len(rows)
+        async with await owner.request("DELETE", base) as response:
+            assert response.status == 204
+        assert await interviews.list_video_segments(gateway.db, *ids) == []
+        assert not any(local_path(r.storage_uri or "").exists() for r in rows)
+        async with await owner.request("GET", f"{base}/combined") as response:
+            assert response.status == 404
+            assert (await response.json())["error"]["code"] == "no_recording"
