@@ -22,14 +22,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from gateway.http.errors import api_error
+from gateway.http.openapi import COMBINED
 from gateway.recording import export
 from gateway.recording.storage import SegmentStorage, StorageError
 from gateway.sessions.manager import SessionManager
 from storage import interviews
 from storage.database import Database
-
-#: The download of both voices in one file.
-COMBINED = "combined"
 
 
 class RecordingsApi:

@@ -117,10 +117,23 @@ async def test_recordings_are_listed_downloaded_exported_and_deleted_by_their_te
             assert response.status == 206
             assert await response.read() == track[100:200]
 
-        async with await owner.request("GET", f"{base}/combined") as response:
-            assert response.status == 200
-            assert response.headers["Content-Type"] == "video/webm"
-            combined = await response.read()
+        # every track the served contract names downloads, as the type it names
+        async with http.get(gateway.base_url + "/openapi.json") as response:
+            document = await response.json()
+        download = document["paths"]["/v1/interviews/{interview_id}/recordings/{track}"]["get"]
+        [track_parameter] = [p for p in download["parameters"] if p["name"] == "track"]
+        assert set(download["responses"]["200"]["content"]) == {"audio/ogg", "video/webm"}
+        files = {}
+        for name in track_parameter["schema"]["enum"]:
+            async with await owner.request("GET", f"{base}/{name}") as response:
+                assert response.status == 200, name
+                files[name] = (response.headers["Content-Type"], await response.read())
+        assert files["interviewer-audio"][0] == "audio/ogg"
+        assert demuxed(files["interviewer-audio"][1]) == {
+            "interviewer-audio": ("opus", segment_packets["interviewer"])
+        }
+        content_type, combined = files["combined"]
+        assert content_type == "video/webm"
 
         # the command writes the same combined file
         out = tmp_path / "export.webm"
