@@ -75,8 +75,11 @@ class Calls:
 
     upstream: UpstreamClient
     relay_options: RelayOptions
-    #: where relayed interviews are recorded (None: they are not)
+    #: where relayed interviews are recorded (None: they are not)...
     recordings: Recordings | None = None
+    #: ...and whether one that asks nothing is (``GATEWAY_RECORDING=audio``; ``requested``:
+    #: only interviews created with ``recording: audio``)
+    record_by_default: bool = False
 
     @property
     def upstream_kind(self) -> str:
@@ -91,9 +94,11 @@ class Calls:
         tenant_id: UUID,
         interview_id: UUID,
         browser_ice_servers: Sequence[dict[str, Any]] = (),
+        recording: str | None = None,
     ) -> Call:
         if mode == "relay":
-            recordings = self.recordings
+            asked = self.record_by_default if recording is None else recording == "audio"
+            recordings = self.recordings if asked else None
             return Relay(
                 self.upstream,
                 listener,
@@ -275,7 +280,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         settings,
         db=app[DATABASE],
         writer=app[WRITER],
-        calls=Calls(app[UPSTREAM], relay_options, recordings),
+        calls=Calls(app[UPSTREAM], relay_options, recordings, settings.recording == "audio"),
         gateway_id=reconciler.gateway_id,
     )
     app[METRICS] = metrics.registry_for(app[SESSIONS], app[WRITER], media_stats)

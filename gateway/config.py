@@ -41,7 +41,7 @@ Upstream = Literal["openai", "openai-live", "sim", "sim-live"]
 #: calls API or GPT-Live, or the in-process simulator speaking the one or the other.
 UPSTREAMS: tuple[Upstream, ...] = ("openai", "openai-live", "sim", "sim-live")
 #: What relayed interviews record: nothing, or both voices (each its own Ogg Opus track).
-RECORDINGS = ("off", "audio")
+RECORDINGS = ("off", "audio", "requested")
 #: ``serve --role``: ``standalone`` serves interviews itself (the default, as before the fleet);
 #: a ``front`` hands each interview to a worker of its own; a ``worker`` serves one and exits.
 ProcessRole = Literal["standalone", "front", "worker"]
@@ -252,8 +252,9 @@ class Settings:
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
     ping_interval: float = 10.0
-    #: What relay mode records (``off``, ``audio``): see ``gateway/recording``.
-    recording: Literal["off", "audio"] = "off"
+    #: What relay mode records (``off``; ``audio``: every interview that does not say
+    #: ``off``; ``requested``: those created with ``recording: audio``): see gateway/recording.
+    recording: Literal["off", "audio", "requested"] = "off"
     #: Seconds of the interview in one segment file: what a crash can lose, per track.
     recording_segment_seconds: float = 10.0
     #: Where recordings are kept (None: ``recordings`` in ``data_dir``); segments are written

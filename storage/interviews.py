@@ -193,6 +193,8 @@ class InterviewOptions:
     expires_at: datetime | None
     max_duration_s: int | None
     upstream_session: dict[str, Any]
+    #: 'audio', 'off', or None: the deployment's choice (GATEWAY_RECORDING)
+    recording: str | None = None
 
 
 async def set_interview_options(
@@ -203,12 +205,13 @@ async def set_interview_options(
     expires_at: datetime | None = None,
     max_duration_s: int | None = None,
     upstream_session: dict[str, Any] | None = None,
+    recording: Literal["off", "audio"] | None = None,
 ) -> bool:
     async with db.tenant(tenant_id) as conn:
         cur = await conn.execute(
             "UPDATE interview_sessions SET expires_at = %s, max_duration_s = %s,"
-            " upstream_session = %s WHERE id = %s",
-            [expires_at, max_duration_s, Jsonb(upstream_session or {}), interview_id],
+            " upstream_session = %s, recording = %s WHERE id = %s",
+            [expires_at, max_duration_s, Jsonb(upstream_session or {}), recording, interview_id],
         )
         return cur.rowcount == 1
 
@@ -219,8 +222,8 @@ async def get_interview_options(
     async with db.tenant(tenant_id) as conn:
         cur = conn.cursor(row_factory=class_row(InterviewOptions))
         await cur.execute(
-            "SELECT expires_at, max_duration_s, upstream_session FROM interview_sessions"
-            " WHERE id = %s",
+            "SELECT expires_at, max_duration_s, upstream_session, recording"
+            " FROM interview_sessions WHERE id = %s",
             [interview_id],
         )
         return await cur.fetchone()
@@ -231,8 +234,8 @@ async def list_interview_options(
 ) -> dict[UUID, InterviewOptions]:
     async with db.tenant(tenant_id) as conn:
         cur = await conn.execute(
-            "SELECT id, expires_at, max_duration_s, upstream_session FROM interview_sessions"
-            " WHERE id = ANY(%s)",
+            "SELECT id, expires_at, max_duration_s, upstream_session, recording"
+            " FROM interview_sessions WHERE id = ANY(%s)",
             [interview_ids],
         )
         rows = await cur.fetchall()

@@ -75,6 +75,7 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at": {"type": ["string", "null"], "format": "date-time"},
             "max_duration": {"type": ["integer", "null"]},
             "session": {"type": "object"},
+            "recording": {"enum": ["off", "audio", None]},
         },
     },
     "Invitation": {

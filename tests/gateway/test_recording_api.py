@@ -9,12 +9,14 @@ import io
 import os
 import sys
 from pathlib import Path
+from uuid import UUID
 
 import aiohttp
 import av
 import pytest
 
 from gateway.recording.export import packets
+from gateway.sessions.invitations import Invitation
 from storage import interviews, tenants
 from tests.security.conftest import ApiTenant, make_tenant
 
@@ -167,3 +169,40 @@ async def test_recordings_are_listed_downloaded_exported_and_deleted_by_their_te
         async with await owner.request("GET", f"{base}/combined") as response:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "no_recording"
+
+
+async def test_an_interview_is_recorded_when_it_asks_and_the_deployment_allows(
+    start_gateway: GatewayFactory,
+) -> None:
+    """``GATEWAY_RECORDING=requested``: only the interview created with ``recording: audio``
+    is recorded; the one that asks nothing is not, though both are relayed at once."""
+    gateway = await start_gateway(
+        mode="relay", recording="requested", recording_segment_seconds=1.0
+    )
+    async with aiohttp.ClientSession() as http:
+        tenant = await make_tenant(gateway, http, "opt-in")
+        asked, silent = await tenant.create(recording="audio"), await tenant.create()
+        async with await tenant.request("POST", "/v1/interviews", json={"recording": "video"}) as r:
+            assert r.status == 400 and "recording" in (await r.json())["error"]["message"]
+    assert (asked["recording"], silent["recording"]) == ("audio", None)
+    invitations = [
+        Invitation(tenant.id, UUID(created["id"]), created["token"]) for created in (asked, silent)
+    ]
+    candidates = [gateway.candidate(invitation) for invitation in invitations]
+    for candidate in candidates:
+        await candidate.connect()
+    await segments_until(
+        gateway.db,
+        tenant.id,
+        invitations[0].interview_id,
+        lambda rows: len(by_track(rows)) == 2 and all(len(t) >= 2 for t in by_track(rows).values()),
+        within=15,
+    )
+    # the other interview was relayed just as long, and nothing of it was recorded
+    assert gateway.sessions.live(tenant.id, invitations[1].interview_id) is not None
+    assert (
+        await interviews.list_video_segments(gateway.db, tenant.id, invitations[1].interview_id)
+        == []
+    )
+    for candidate in candidates:
+        await candidate.close()
