@@ -262,6 +262,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
                 spool_dir=settings.data_dir / "recording-spool",
                 segment_seconds=settings.recording_segment_seconds,
                 retry_seconds=settings.recording_retry_seconds,
+                retention_days=settings.recording_retention_days,
             )
         )
         if settings.recording != "off"

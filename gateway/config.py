@@ -122,6 +122,11 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
         lambda v: 1 <= v <= 3600,
     ),
     "recording_retry_seconds": ("GATEWAY_RECORDING_RETRY_SECONDS", "seconds, above 0", _positive),
+    "recording_retention_days": (
+        "GATEWAY_RECORDING_RETENTION_DAYS",
+        "days, 0 (keep forever) or more",
+        _not_negative,
+    ),
     "worker_start_timeout": ("GATEWAY_WORKER_START_TIMEOUT", "seconds, above 0", _positive),
     "worker_idle_timeout": ("GATEWAY_WORKER_IDLE_TIMEOUT", "seconds, above 0", _positive),
     "max_workers": ("GATEWAY_MAX_WORKERS", "1 or more", _positive),
@@ -265,6 +270,8 @@ class Settings:
     recording_s3: S3Settings | None = None
     #: Seconds before a refused upload is retried; doubled after each refusal, up to 60.
     recording_retry_seconds: float = 1.0
+    #: Days a recording's segments are kept before they are deleted (0: forever).
+    recording_retention_days: float = 0.0
     #: What this process is (``ProcessRole``) and, for a front, where its workers run.
     role: ProcessRole = "standalone"
     backend: Backend = "local"
@@ -368,6 +375,9 @@ class Settings:
             **_recording_storage(e),
             recording_retry_seconds=env_float(
                 e, "GATEWAY_RECORDING_RETRY_SECONDS", cls.recording_retry_seconds
+            ),
+            recording_retention_days=env_float(
+                e, "GATEWAY_RECORDING_RETENTION_DAYS", cls.recording_retention_days
             ),
             role=env_choice(e, "GATEWAY_ROLE", cls.role, PROCESS_ROLES),  # type: ignore[arg-type]
             backend=env_choice(  # type: ignore[arg-type]

@@ -322,3 +322,33 @@ async def interview_tenant(db: Database, interview_id: UUID) -> UUID | None:
         )
         row = await cur.fetchone()
     return UUID(str(row[0])) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredSegment:
+    tenant_id: UUID
+    id: UUID
+    status: str
+    storage_uri: str | None
+
+
+async def expired_video_segments(db: Database, age_s: float, limit: int) -> list[ExpiredSegment]:
+    """Up to ``limit`` settled segments (``uploaded`` or ``failed``) of any tenant created more
+    than ``age_s`` seconds ago, oldest first: the retention job's work, read as the
+    administrative role because it spans tenants (each deletion is then the tenant's own)."""
+    async with await psycopg.AsyncConnection.connect(db.admin_conninfo) as conn:
+        cur = conn.cursor(row_factory=class_row(ExpiredSegment))
+        await cur.execute(
+            "SELECT tenant_id, id, status, storage_uri FROM video_segments"
+            " WHERE status IN ('uploaded', 'failed')"
+            " AND created_at < now() - make_interval(secs => %s)"
+            " ORDER BY created_at LIMIT %s",
+            [age_s, limit],
+        )
+        return await cur.fetchall()
+
+
+async def delete_video_segment(db: Database, tenant_id: UUID, segment_id: UUID) -> bool:
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute("DELETE FROM video_segments WHERE id = %s", [segment_id])
+        return cur.rowcount == 1

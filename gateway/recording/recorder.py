@@ -28,12 +28,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 from uuid import UUID
 
 from av.packet import Packet
 
-from gateway.recording import opus
+from gateway.recording import opus, retention
 from gateway.recording.ogg import OggOpusWriter
 from gateway.recording.recovery import recover
 from gateway.recording.segments import Participant, SegmentFile, segment_name
@@ -65,6 +65,8 @@ class RecordingOptions:
     segment_seconds: float = 10.0
     #: seconds before an upload that storage refused is tried again (doubling each time)
     retry_seconds: float = 1.0
+    #: days a segment is kept before ``retention`` deletes it (0: forever)
+    retention_days: float = 0.0
 
 
 class Recordings:
@@ -74,13 +76,20 @@ class Recordings:
         self.options = options
         self.uploader = Uploader(options.db, options.storage, retry_seconds=options.retry_seconds)
         self._finishing: set[asyncio.Task[None]] = set()
-        self._recovery: asyncio.Task[object] | None = None
+        self._background: list[asyncio.Task[Any]] = []
 
     def recover(self) -> None:
-        """Upload, in the background, what an earlier process left in the spool."""
-        self._recovery = asyncio.ensure_future(
-            recover(self.options.spool_dir, self.options.db, self.uploader)
-        )
+        """Upload, in the background, what an earlier process left in the spool; and start
+        the retention job, when segments have an age limit."""
+        options = self.options
+        self._background = [
+            asyncio.ensure_future(recover(options.spool_dir, options.db, self.uploader))
+        ]
+        if options.retention_days > 0:
+            age = options.retention_days * 86400
+            self._background.append(
+                asyncio.ensure_future(retention.run(options.db, options.storage, age))
+            )
 
     def start(self, tenant_id: UUID, interview_id: UUID) -> InterviewRecording:
         recording = InterviewRecording(self.options, self.uploader, tenant_id, interview_id)
@@ -93,8 +102,8 @@ class Recordings:
         """Give the interviews' outstanding fsyncs, rows and uploads ``SETTLE_TIMEOUT`` to
         finish (a segment left ``stored`` or ``recording`` is on disk for the next start)."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        if self._recovery is not None:
-            self._recovery.cancel()
+        for task in self._background:
+            task.cancel()
         if self._finishing:
             await asyncio.wait(list(self._finishing), timeout=SETTLE_TIMEOUT)
         await self.uploader.close(max(0.0, deadline - time.monotonic()))

@@ -15,7 +15,10 @@ import aiohttp
 import av
 import pytest
 
+from gateway.app import SETTINGS
+from gateway.recording import retention
 from gateway.recording.export import packets
+from gateway.recording.storage import segment_storage
 from gateway.sessions.invitations import Invitation
 from storage import interviews, tenants
 from tests.security.conftest import ApiTenant, make_tenant
@@ -171,11 +174,12 @@ async def test_recordings_are_listed_downloaded_exported_and_deleted_by_their_te
             assert (await response.json())["error"]["code"] == "no_recording"
 
 
-async def test_an_interview_is_recorded_when_it_asks_and_the_deployment_allows(
+async def test_an_interview_is_recorded_when_it_asks_and_retention_deletes_it_at_its_age(
     start_gateway: GatewayFactory,
 ) -> None:
     """``GATEWAY_RECORDING=requested``: only the interview created with ``recording: audio``
-    is recorded; the one that asks nothing is not, though both are relayed at once."""
+    is recorded; the one that asks nothing is not, though both are relayed at once. Then the
+    retention job deletes the recording once it is past the age it is given."""
     gateway = await start_gateway(
         mode="relay", recording="requested", recording_segment_seconds=1.0
     )
@@ -204,5 +208,26 @@ async def test_an_interview_is_recorded_when_it_asks_and_the_deployment_allows(
         await interviews.list_video_segments(gateway.db, tenant.id, invitations[1].interview_id)
         == []
     )
-    for candidate in candidates:
+    for candidate, invitation in zip(candidates, invitations, strict=True):
+        assert candidate.client is not None
+        await candidate.client.bye()
         await candidate.close()
+        await gateway.ended_record(invitation)
+    rows = await segments_until(
+        gateway.db,
+        tenant.id,
+        invitations[0].interview_id,
+        lambda rows: all(r.status == "uploaded" for r in rows),
+        within=15,
+    )
+
+    # retention: nothing a day old yet, so nothing goes; with no age allowed, all of it does
+    storage = segment_storage(gateway.app[SETTINGS])
+    assert await retention.expire(gateway.db, storage, 86400) == 0
+    assert all(local_path(r.storage_uri or "").exists() for r in rows)
+    assert await retention.expire(gateway.db, storage, 0) == len(rows)
+    assert (
+        await interviews.list_video_segments(gateway.db, tenant.id, invitations[0].interview_id)
+        == []
+    )
+    assert not any(local_path(r.storage_uri or "").exists() for r in rows)
