@@ -15,7 +15,9 @@ _STATUS: dict[int, type[web.HTTPException]] = {
     401: web.HTTPUnauthorized,
     403: web.HTTPForbidden,
     404: web.HTTPNotFound,
+    409: web.HTTPConflict,
     415: web.HTTPUnsupportedMediaType,
+    503: web.HTTPServiceUnavailable,
 }
 
 

@@ -206,7 +206,10 @@ _PATHS["/v1/interviews/{interview_id}/recordings"] = {
         "parameters": [_ID],
         "responses": {
             "204": {"description": "deleted"},
-            "409": {"description": "the interview is live (code interview_live)"},
+            "409": {
+                "description": "the interview is live (interview_live), or some of its segments"
+                " are still on their way to storage (upload_pending)"
+            },
             "503": _STORAGE_DOWN,
             **_ERRORS,
         },

@@ -129,7 +129,14 @@ class RecordingsApi:
         if self._sessions().live(tenant_id, interview_id) is not None:
             raise api_error(409, "interview_live", "the interview is still being recorded")
         db = self._database()
-        for record in await interviews.list_video_segments(db, tenant_id, interview_id):
+        rows = await interviews.list_video_segments(db, tenant_id, interview_id)
+        if any(record.status in ("recording", "stored") for record in rows):
+            # on a gateway's disk, on its way to storage: deleting the row now would leave
+            # the file for that gateway's next start to upload again
+            raise api_error(
+                409, "upload_pending", "some segments are not uploaded yet; try again later"
+            )
+        for record in rows:
             if record.status == "uploaded" and record.storage_uri:
                 try:
                     await self.storage.delete(record.storage_uri)

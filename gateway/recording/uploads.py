@@ -86,8 +86,12 @@ class Uploader:
                 uri = await self.storage.put(file.key, file.path)
             except StorageError as exc:
                 failures += 1
-                log.warning(
-                    "segment %s not uploaded (%s); retrying in %.1f s", file.key, exc, delay,
+                # the first refusal says why (its first line: clients' errors run to pages);
+                # the rest, while storage stays away, only at debug level
+                log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
+                    "segment %s not uploaded (%s); retrying in %.1f s",
+                    file.key, str(exc).splitlines()[0][:300], delay,
                     extra=extra,
                 )  # fmt: skip
                 await asyncio.sleep(delay)

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
+import aiohttp
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
 from gateway.recording import opus
 from gateway.recording.storage import S3Settings
+from storage import tenants
 from storage.interviews import VideoSegmentRecord
 
 from .conftest import GatewayFactory
@@ -116,14 +118,21 @@ async def test_segments_queue_on_disk_while_s3_is_away_and_upload_when_it_return
     spool = tmp_path / "recording-spool" / str(ids[0]) / str(ids[1])
     assert {p.name for p in spool.iterdir()} >= {Path(r.storage_uri or "").name for r in spooled}
     assert count(rows, "uploaded") == uploaded  # nothing pretended to be uploaded meanwhile
-    s3.start()
-    await segments_until(
-        gateway.db, *ids, lambda rows: not any(r.status == "stored" for r in rows), within=15
-    )
+    # the interview ends while storage is still away; its recording cannot be deleted yet
+    # (the spooled segments would come back at the gateway's next start)
     assert candidate.client is not None
     await candidate.client.bye()
     await candidate.close()
     await gateway.ended_record(invitation)
+    async with aiohttp.ClientSession() as http:
+        key = await tenants.create_api_key(gateway.db, ids[0], "owner")
+        async with http.delete(
+            f"{gateway.base_url}/v1/interviews/{ids[1]}/recordings",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
+            assert response.status == 409
+            assert (await response.json())["error"]["code"] == "upload_pending"
+    s3.start()
     rows = await segments_until(
         gateway.db, *ids, lambda rows: all(r.status == "uploaded" for r in rows), within=15
     )
