@@ -11,6 +11,10 @@ The spool holds ``tenant/interview/segment`` files; each file's row (found by th
   which no audio page survived is removed and its row says ``failed``. So a kill loses at most
   the unwritten tail of one segment per track.
 
+One window is not covered: with local storage, a process killed after the rename into the
+recordings directory and before its row said ``uploaded`` leaves a ``stored`` row whose file
+is already kept (nothing is lost, but the row is not settled: recovery only walks the spool).
+
 Recovery reads rows tenant by tenant (each directory name is a tenant), under row-level
 security like every other query. It assumes one gateway per data directory: a spool is never
 shared, so no file in it belongs to a live interview of another process.
