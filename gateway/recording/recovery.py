@@ -11,9 +11,9 @@ The spool holds ``tenant/interview/segment`` files; each file's row (found by th
   which no audio page survived is removed and its row says ``failed``. So a kill loses at most
   the unwritten tail of one segment per track.
 
-One window is not covered: with local storage, a process killed after the rename into the
-recordings directory and before its row said ``uploaded`` leaves a ``stored`` row whose file
-is already kept (nothing is lost, but the row is not settled: recovery only walks the spool).
+- a ``stored`` row whose file the spool no longer holds: storage took it (local storage
+  renames the file away) before the process died, or nothing did. ``SegmentStorage.find``
+  tells which: the row says ``uploaded`` with that URI, or ``failed``.
 
 Recovery reads rows tenant by tenant (each directory name is a tenant), under row-level
 security like every other query. It assumes one gateway per data directory: a spool is never
@@ -29,7 +29,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
-from gateway.recording.segments import SegmentFile, parse_segment_name, salvage
+from gateway.recording.segments import (
+    Participant,
+    SegmentFile,
+    parse_segment_name,
+    salvage,
+    segment_name,
+)
+from gateway.recording.storage import StorageError
 from gateway.recording.uploads import Uploader
 from storage import interviews
 from storage.database import Database
@@ -39,7 +46,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Recovered:
-    """What one recovery found: segments handed to the uploader, salvaged, lost, removed."""
+    """What one recovery found: segments handed to the uploader (of which ``salvaged`` were
+    cut back to their whole pages), ``lost`` (``failed``), and ``removed``: already in storage
+    (a leftover spooled copy removed, or a row settled)."""
 
     uploading: int = 0
     salvaged: int = 0
@@ -123,6 +132,28 @@ async def _recover_interview(
             found.salvaged += 1
         uploader.submit(file, extra)
         found.uploading += 1
+    spooled = {parsed for parsed, _ in names}
+    for (name, sequence), row in rows.items():
+        if row.status != "stored" or (name, sequence) in spooled:
+            continue
+        who: Participant = "candidate" if name == "candidate" else "interviewer"
+        file = SegmentFile(
+            tenant_id=tenant_id,
+            interview_id=interview_id,
+            participant=who,
+            sequence=sequence,
+            path=directory / segment_name(who, sequence),
+            started_at=row.started_at,
+            row_id=row.id,
+        )
+        try:
+            uri = await uploader.storage.find(file.key)
+        except StorageError as exc:
+            log.warning("segment %s left stored: %s", file.key, exc, extra=extra)
+            continue
+        await file.settled(db, "uploaded" if uri else "failed", uri, extra)
+        found.removed += uri is not None
+        found.lost += uri is None
 
 
 def _started_at(

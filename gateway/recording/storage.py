@@ -23,12 +23,17 @@ from urllib.parse import unquote, urlsplit
 
 import obstore
 from obstore.exceptions import BaseError as ObjectStoreError
+from obstore.exceptions import NotFoundError
 from obstore.store import S3Store
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
     from gateway.config import Settings
+
+
+#: What obstore raises for an object that is not there: the builtin, or its own class.
+_MISSING: tuple[type[Exception], ...] = (FileNotFoundError, NotFoundError)
 
 
 class StorageError(Exception):
@@ -39,6 +44,10 @@ class SegmentStorage(Protocol):
     async def put(self, key: str, source: Path) -> str:
         """Take the spooled file ``source`` as ``key`` (``tenant/interview/name``); the URI
         where it is now. ``source`` may be gone afterwards. Raises ``StorageError``."""
+        ...
+
+    async def find(self, key: str) -> str | None:
+        """The URI under which storage holds ``key``, or None if it does not. ``StorageError``."""
         ...
 
     async def fetch(self, uri: str) -> bytes:
@@ -72,6 +81,10 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot store {key} in {self.root}: {exc.strerror}") from exc
         return target.as_uri()
+
+    async def find(self, key: str) -> str | None:
+        target = self.root / key
+        return target.as_uri() if await asyncio.to_thread(target.is_file) else None
 
     async def fetch(self, uri: str) -> bytes:
         path = self._path(uri)
@@ -158,12 +171,22 @@ class S3Storage:
             raise StorageError(f"cannot upload {name}: {exc}") from exc
         return f"s3://{self.settings.bucket}/{name}"
 
+    async def find(self, key: str) -> str | None:
+        name = self._key(key)
+        try:
+            await obstore.head_async(self._store, name)
+        except _MISSING:
+            return None
+        except ObjectStoreError as exc:
+            raise StorageError(f"cannot look up {name}: {exc}") from exc
+        return f"s3://{self.settings.bucket}/{name}"
+
     async def fetch(self, uri: str) -> bytes:
         name = self._key_of(uri)
         try:
             result = await obstore.get_async(self._store, name)
             return bytes(await result.bytes_async())
-        except ObjectStoreError as exc:
+        except (ObjectStoreError, FileNotFoundError) as exc:  # the builtin: see _MISSING
             raise StorageError(f"cannot read {name}: {exc}") from exc
 
     async def delete(self, uri: str) -> None:

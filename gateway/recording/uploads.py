@@ -82,6 +82,11 @@ class Uploader:
         delay = self.retry_seconds
         failures = 0
         while True:
+            if not await asyncio.to_thread(file.path.is_file):
+                # nothing left to upload (removed by hand): retrying would never end
+                log.error("segment %s vanished from the spool", file.key, extra=extra)
+                await file.settled(self.db, "failed", None, extra)
+                return
             try:
                 uri = await self.storage.put(file.key, file.path)
             except StorageError as exc:

@@ -20,7 +20,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from gateway.recording import opus
-from gateway.recording.storage import S3Settings
+from gateway.recording.storage import S3Settings, S3Storage
 from storage import tenants
 from storage.interviews import VideoSegmentRecord
 
@@ -152,5 +152,10 @@ async def test_segments_queue_on_disk_while_s3_is_away_and_upload_when_it_return
         samples, _ = read_segment(path)
         assert abs(samples * 1000 / opus.RATE - (record.duration_ms or 0)) <= 1
     assert not list(spool.iterdir())  # the spooled copies are gone once uploaded
+    # what recovery asks of a segment its spool no longer holds: is it in the bucket?
+    storage = S3Storage(s3.settings())
+    key = f"{ids[0]}/{ids[1]}/candidate-audio-00000.opus"
+    assert await storage.find(key) == f"s3://{BUCKET}/rec/{key}"
+    assert await storage.find(key.replace("00000", "99999")) is None
     assert "not uploaded" in caplog.text  # the refusals were logged...
     assert SECRET not in caplog.text  # ...and the credentials never
