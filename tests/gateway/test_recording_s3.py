@@ -124,12 +124,11 @@ async def test_segments_queue_on_disk_while_s3_is_away_and_upload_when_it_return
     await candidate.client.bye()
     await candidate.close()
     await gateway.ended_record(invitation)
+    api_key = await tenants.create_api_key(gateway.db, ids[0], "owner")
+    authorized = {"Authorization": f"Bearer {api_key}"}
+    recordings = f"{gateway.base_url}/v1/interviews/{ids[1]}/recordings"
     async with aiohttp.ClientSession() as http:
-        key = await tenants.create_api_key(gateway.db, ids[0], "owner")
-        async with http.delete(
-            f"{gateway.base_url}/v1/interviews/{ids[1]}/recordings",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as response:
+        async with http.delete(recordings, headers=authorized) as response:
             assert response.status == 409
             assert (await response.json())["error"]["code"] == "upload_pending"
     s3.start()
@@ -157,5 +156,19 @@ async def test_segments_queue_on_disk_while_s3_is_away_and_upload_when_it_return
     key = f"{ids[0]}/{ids[1]}/candidate-audio-00000.opus"
     assert await storage.find(key) == f"s3://{BUCKET}/rec/{key}"
     assert await storage.find(key.replace("00000", "99999")) is None
+    # the admin API reads the voices back out of the bucket, and deletes them from it
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{recordings}/candidate-audio", headers=authorized) as response:
+            assert response.status == 200
+            track = tmp_path / "track.ogg"
+            track.write_bytes(await response.read())
+        candidate_rows = by_track(rows)["candidate"]
+        samples, _ = read_segment(track)
+        assert (
+            abs(samples * 1000 / opus.RATE - sum(r.duration_ms or 0 for r in candidate_rows)) <= 1
+        )
+        async with http.delete(recordings, headers=authorized) as response:
+            assert response.status == 204
+    assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix=f"rec/{ids[0]}/")
     assert "not uploaded" in caplog.text  # the refusals were logged...
     assert SECRET not in caplog.text  # ...and the credentials never
