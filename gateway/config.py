@@ -30,6 +30,7 @@ from gateway.env import (
     env_object,
     raw,
 )
+from gateway.recording.storage import S3Settings
 from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
 from signaling.candidates import DEFAULT_MAX_REMOTE_CANDIDATES, parse_networks
 
@@ -40,7 +41,7 @@ Upstream = Literal["openai", "openai-live", "sim", "sim-live"]
 #: calls API or GPT-Live, or the in-process simulator speaking the one or the other.
 UPSTREAMS: tuple[Upstream, ...] = ("openai", "openai-live", "sim", "sim-live")
 #: What relayed interviews record: nothing, or both voices (each its own Ogg Opus track).
-RECORDINGS = ("off", "audio")
+RECORDINGS = ("off", "audio", "requested")
 #: ``serve --role``: ``standalone`` serves interviews itself (the default, as before the fleet);
 #: a ``front`` hands each interview to a worker of its own; a ``worker`` serves one and exits.
 ProcessRole = Literal["standalone", "front", "worker"]
@@ -125,6 +126,12 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
         "seconds, from 1 to 3600",
         lambda v: 1 <= v <= 3600,
     ),
+    "recording_retry_seconds": ("GATEWAY_RECORDING_RETRY_SECONDS", "seconds, above 0", _positive),
+    "recording_retention_days": (
+        "GATEWAY_RECORDING_RETENTION_DAYS",
+        "days, 0 (keep forever) or more",
+        _not_negative,
+    ),
     "worker_start_timeout": ("GATEWAY_WORKER_START_TIMEOUT", "seconds, above 0", _positive),
     "worker_idle_timeout": ("GATEWAY_WORKER_IDLE_TIMEOUT", "seconds, above 0", _positive),
     "max_workers": ("GATEWAY_MAX_WORKERS", "1 or more", _positive),
@@ -135,6 +142,32 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "http_body_timeout": ("GATEWAY_HTTP_BODY_TIMEOUT", "seconds, above 0", _positive),
     "http_pending_per_ip": ("GATEWAY_HTTP_PENDING_PER_IP", "0 (no cap) or more", _not_negative),
 }
+
+
+def _recording_storage(env: dict[str, str]) -> dict[str, Any]:
+    """``GATEWAY_RECORDING_STORAGE`` and, for ``s3``, the bucket it needs (the rest optional)."""
+    kind = env_choice(env, "GATEWAY_RECORDING_STORAGE", "local", ("local", "s3"))
+    if kind == "local":
+        return {"recording_storage": kind}
+    bucket = raw(env, "GATEWAY_RECORDING_S3_BUCKET")
+    if bucket is None:
+        raise ConfigError(
+            "GATEWAY_RECORDING_STORAGE is 's3' but GATEWAY_RECORDING_S3_BUCKET is not set."
+        )
+    s3 = S3Settings(
+        bucket=bucket,
+        endpoint=raw(env, "GATEWAY_RECORDING_S3_ENDPOINT"),
+        region=raw(env, "GATEWAY_RECORDING_S3_REGION") or "us-east-1",
+        prefix=raw(env, "GATEWAY_RECORDING_S3_PREFIX") or "",
+        access_key_id=raw(env, "GATEWAY_RECORDING_S3_ACCESS_KEY_ID"),
+        secret_access_key=raw(env, "GATEWAY_RECORDING_S3_SECRET_ACCESS_KEY"),
+    )
+    if (s3.access_key_id is None) != (s3.secret_access_key is None):
+        raise ConfigError(
+            "GATEWAY_RECORDING_S3_ACCESS_KEY_ID and GATEWAY_RECORDING_S3_SECRET_ACCESS_KEY go"
+            " together: set both, or neither (obstore's own credential chain)."
+        )
+    return {"recording_storage": kind, "recording_s3": s3}
 
 
 def _turn_settings(env: dict[str, str]) -> dict[str, Any]:
@@ -329,13 +362,21 @@ class Settings:
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
     ping_interval: float = 10.0
-    #: What relay mode records (``off``, ``audio``): see ``gateway/recording``.
-    recording: Literal["off", "audio"] = "off"
+    #: What relay mode records (``off``; ``audio``: every interview that does not say
+    #: ``off``; ``requested``: those created with ``recording: audio``): see gateway/recording.
+    recording: Literal["off", "audio", "requested"] = "off"
     #: Seconds of the interview in one segment file: what a crash can lose, per track.
     recording_segment_seconds: float = 10.0
     #: Where recordings are kept (None: ``recordings`` in ``data_dir``); segments are written
     #: to ``recording-spool`` in ``data_dir`` first.
     recording_dir: Path | None = None
+    #: Where finished segments go: ``local`` (``recording_dir``) or ``s3`` (``recording_s3``).
+    recording_storage: Literal["local", "s3"] = "local"
+    recording_s3: S3Settings | None = None
+    #: Seconds before a refused upload is retried; doubled after each refusal, up to 60.
+    recording_retry_seconds: float = 1.0
+    #: Days a recording's segments are kept before they are deleted (0: forever).
+    recording_retention_days: float = 0.0
     #: What this process is (``ProcessRole``) and, for a front, where its workers run.
     role: ProcessRole = "standalone"
     backend: Backend = "local"
@@ -453,6 +494,13 @@ class Settings:
             recording_dir=Path(e["GATEWAY_RECORDING_DIR"])
             if raw(e, "GATEWAY_RECORDING_DIR")
             else None,
+            **_recording_storage(e),
+            recording_retry_seconds=env_float(
+                e, "GATEWAY_RECORDING_RETRY_SECONDS", cls.recording_retry_seconds
+            ),
+            recording_retention_days=env_float(
+                e, "GATEWAY_RECORDING_RETENTION_DAYS", cls.recording_retention_days
+            ),
             role=env_choice(e, "GATEWAY_ROLE", cls.role, PROCESS_ROLES),  # type: ignore[arg-type]
             backend=env_choice(  # type: ignore[arg-type]
                 e, "GATEWAY_BACKEND", cls.backend, BACKENDS

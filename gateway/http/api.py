@@ -120,6 +120,7 @@ class AdminApi:
                 metadata=new.metadata,
                 single_use=new.single_use,
                 upstream_session=new.session,
+                recording=new.recording,  # type: ignore[arg-type]
             )
         except psycopg.errors.ForeignKeyViolation:
             raise api_error(403, "unknown_tenant", "the token's tenant does not exist") from None
@@ -265,4 +266,5 @@ def _interview_json(
         "expires_at": _iso(options.expires_at) if options else None,
         "max_duration": options.max_duration_s if options else None,
         "session": options.upstream_session if options else {},
+        "recording": options.recording if options else None,
     }

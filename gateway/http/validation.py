@@ -113,24 +113,29 @@ class Text:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of a few words."""
+    """One of a few words (or, when ``nullable``, null: the same as leaving it out)."""
 
     choices: tuple[str, ...]
-    default: str
+    default: str | None
+    nullable: bool = False
 
-    def check(self, name: str, value: Any) -> str:
+    def check(self, name: str, value: Any) -> str | None:
+        if value is None and self.nullable:
+            return self.default
         if value not in self.choices:
             raise InvalidRequest(f"{name} must be one of {', '.join(self.choices)}")
         return str(value)
 
-    def parse(self, name: str, raw: str | None) -> str:
+    def parse(self, name: str, raw: str | None) -> str | None:
         """The query-string form: absent means the default."""
         return self.check(name, self.default if raw is None else raw)
 
     def schema(self) -> dict[str, Any]:
-        return {"enum": list(self.choices), "default": self.default}
+        """The enum (with null when nullable), and the default unless it is null."""
+        schema: dict[str, Any] = {"enum": [*self.choices, *([None] if self.nullable else [])]}
+        return schema | ({"default": self.default} if self.default is not None else {})
 
-    def absent(self) -> str:
+    def absent(self) -> str | None:
         return self.default
 
 
@@ -198,6 +203,8 @@ NEW_INTERVIEW: dict[str, Field] = {
     "candidate_ref": Text(200, min_length=1, nullable=True),
     "metadata": Object(),
     "single_use": Flag(True),
+    #: null: the deployment's GATEWAY_RECORDING decides (see gateway.recording)
+    "recording": Choice(("off", "audio"), None, nullable=True),
     "session": Object(
         {
             "instructions": Text(20_000, nullable=True),
@@ -228,6 +235,7 @@ class NewInterview:
     candidate_ref: str | None
     metadata: dict[str, Any]
     single_use: bool
+    recording: str | None
     session: dict[str, Any]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from gateway.http.urls import websocket_url
@@ -46,6 +46,7 @@ async def invite(
     single_use: bool = True,
     max_duration: int | None = None,
     upstream_session: dict[str, Any] | None = None,
+    recording: Literal["off", "audio"] | None = None,
 ) -> Invitation:
     """Create an interview for ``tenant_id`` and a candidate token for it, valid ``ttl`` s."""
     interview_id = await interviews.create_session(
@@ -59,6 +60,7 @@ async def invite(
         expires_at=expires_at,
         max_duration_s=max_duration,
         upstream_session=upstream_session,
+        recording=recording,
     )
     token = issue_token(
         secret,

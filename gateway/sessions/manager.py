@@ -265,6 +265,7 @@ class SessionManager:
             record.requested_mode,
             time_limit=min(limit, (options and options.max_duration_s) or limit),
             upstream_session=options.upstream_session if options else None,
+            recording=options.recording if options else None,
         )
         self._sessions[interview_id] = session
         self.stats.started += 1

@@ -93,6 +93,7 @@ class InterviewSession:
         *,
         time_limit: float,
         upstream_session: dict[str, Any] | None = None,
+        recording: str | None = None,
     ) -> None:
         self.manager = manager
         self.settings = manager.settings
@@ -101,6 +102,8 @@ class InterviewSession:
         self.requested_mode = requested_mode if requested_mode in ("relay", "proxy") else "auto"
         #: the interview's own upstream session settings (instructions, voice), over the defaults
         self.upstream_session = upstream_session
+        #: what the interview asked of recording ('audio', 'off'; None: the deployment's choice)
+        self.recording = recording
         #: minted once: the browser's (in every welcome) and the relay's browser leg's
         self.ice_servers = manager.ice_servers.for_session(str(interview_id))
         #: the connection to the AI interviewer, once the first offer is answered
@@ -273,6 +276,7 @@ class InterviewSession:
             tenant_id=self.tenant_id,
             interview_id=self.interview_id,
             browser_ice_servers=self.ice_servers.gateway,
+            recording=self.recording,
         )
 
     async def _answering(self, answer: Awaitable[str]) -> str:
