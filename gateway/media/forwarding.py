@@ -85,18 +85,49 @@ class LegAudio:
         return cls(track, transceiver.receiver, transceiver.sender, codecs[0] if codecs else None)
 
 
-class EncodedAudioTrack(MediaStreamTrack):
+class PacketQueueTrack(MediaStreamTrack):
+    """A sender's audio track of pre-encoded packets that a callback hands in: a queue of
+    ``CAPACITY`` that the sender drains. A sender that fell behind loses the oldest packets,
+    counted in ``dropped``: latency is worse than a gap."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: deque[Packet] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.dropped = 0
+
+    def _put(self, packet: Packet) -> None:
+        if len(self._queue) == CAPACITY:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(packet)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def recv(self) -> Packet:  # type: ignore[override]
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class EncodedAudioTrack(PacketQueueTrack):
     """A sender's track of Opus packets taken straight from another leg's receiver.
 
     ``subscribers`` see every forwarded packet (where a recorder takes the encoded audio).
     """
 
-    kind = "audio"
-
     def __init__(self, source: LegAudio) -> None:
         super().__init__()
-        self._queue: deque[Packet] = deque()
-        self._waiter: asyncio.Future[None] | None = None
         self._detach: Callable[[], None] = _nothing
         self._payload_type: int | None = None
         self._source_timestamp: int | None = None
@@ -105,7 +136,6 @@ class EncodedAudioTrack(MediaStreamTrack):
         #: monotonic time of the last packet forwarded (None before the first)
         self.last_frame_at: float | None = None
         self.frames = 0
-        self.dropped = 0
         self.replace_source(source)
 
     def replace_source(self, source: LegAudio) -> None:
@@ -144,20 +174,7 @@ class EncodedAudioTrack(MediaStreamTrack):
         out.time_base = TIME_BASE
         for subscriber in self.subscribers:
             subscriber(out)
-        if len(self._queue) == CAPACITY:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(out)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def recv(self) -> Packet:  # type: ignore[override]
-        while not self._queue:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        return self._queue.popleft()
+        self._put(out)
 
     def stop(self) -> None:
         """Stop; the receiver's packets go nowhere from now on (a fallback route that must
@@ -165,8 +182,6 @@ class EncodedAudioTrack(MediaStreamTrack):
         self._detach()
         self._detach = _nothing
         super().stop()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
 
 def _nothing() -> None:

@@ -12,17 +12,20 @@ feed to the new one and keeps its timestamps running on.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.packet import Packet
 
 from gateway.media import aiortc_internals, ice
-from gateway.media.forwarding import CAPACITY, MIN_STEP, TIME_BASE, EncodedAudioTrack, forwardable
+from gateway.media.forwarding import (
+    MIN_STEP,
+    TIME_BASE,
+    EncodedAudioTrack,
+    PacketQueueTrack,
+    forwardable,
+)
 from gateway.recording.recorder import Participant
 from gateway.upstream.call import BadOffer
 from signaling.sdp import IceCandidate, with_explicit_directions
@@ -33,15 +36,11 @@ log = logging.getLogger(__name__)
 VOICES: tuple[Participant, ...] = ("candidate", "interviewer")
 
 
-class VoiceFeed(MediaStreamTrack):
+class VoiceFeed(PacketQueueTrack):
     """One voice for one listener: the packets its forwarder sends, a few held at most."""
-
-    kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
-        self._queue: deque[Packet] = deque(maxlen=CAPACITY)
-        self._waiter: asyncio.Future[None] | None = None
         self._source: EncodedAudioTrack | None = None
         #: added to a source's pts, so that a new source goes on where the last one stopped
         self._offset = 0
@@ -68,18 +67,8 @@ class VoiceFeed(MediaStreamTrack):
         out.pts = packet.pts + self._offset
         out.time_base = TIME_BASE
         self._last_pts = out.pts
-        self._queue.append(out)  # a full deque drops its oldest: latency is worse than a gap
+        self._put(out)
         self.packets += 1
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def recv(self) -> Packet:  # type: ignore[override]
-        while not self._queue:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        return self._queue.popleft()
 
     def _leave(self) -> None:
         if self._source is not None:
@@ -92,8 +81,6 @@ class VoiceFeed(MediaStreamTrack):
     def stop(self) -> None:
         self._leave()
         super().stop()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
 
 class ListenLeg:
