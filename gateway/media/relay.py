@@ -40,6 +40,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from gateway.media import ice
 from gateway.media.datachannel import ChannelBridge
 from gateway.media.forwarding import AudioRoute, EncodedAudioTrack, LegAudio, MediaStats
+from gateway.media.host_sockets import HostSockets
 from gateway.media.watchdog import SilenceWatchdog
 from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
@@ -68,6 +69,8 @@ class RelayOptions:
     upstream_ice_servers: Sequence[dict[str, Any]] = ()
     #: local addresses both legs gather on (empty: the process default)
     ice_addresses: Sequence[str] = ()
+    #: where both legs' host candidates get their sockets (None: a random port each)
+    ice_sockets: HostSockets | None = None
     #: seconds the upstream leg has to connect before the relay counts as unavailable
     connect_timeout: float = 5.0
     #: seconds without the candidate's audio, once connected, before the peer counts as lost
@@ -140,7 +143,11 @@ class Relay:
             await self.close()
             raise
         self._started = True
-        return await self._answer_browser(browser_pc, browser_audio)
+        try:  # the browser leg's gathering can fail too (IcePortsExhausted)
+            return await self._answer_browser(browser_pc, browser_audio)
+        except BaseException:
+            await self.close()
+            raise
 
     async def reconnect(self, offer_sdp: str) -> str:
         """A new browser leg for the same upstream conversation (the candidate reconnected)."""
@@ -221,7 +228,7 @@ class Relay:
             elif state in ("failed", "closed") and self._started and not self._closing:
                 self._listener.upstream_failed(f"upstream_{state}")
 
-        with ice.host_addresses(self._options.ice_addresses):
+        with ice.host_addresses(self._options.ice_addresses, self._options.ice_sockets):
             await pc.setLocalDescription(await pc.createOffer())
         call = await self._upstream.create_call(pc.localDescription.sdp, self._session)
         self.call_id = call.call_id
@@ -250,7 +257,7 @@ class Relay:
         )
         pc.addTrack(self._to_browser_audio.track)
         self._record("interviewer", self._to_browser_audio)
-        with ice.host_addresses(self._options.ice_addresses):
+        with ice.host_addresses(self._options.ice_addresses, self._options.ice_sockets):
             await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 

@@ -1,0 +1,374 @@
+"""One UDP socket per bound address for every ICE agent of the process (``GATEWAY_ICE_UDP_PORT``).
+
+On Fly, UDP reaches a Machine only on a socket bound to ``fly-global-services``, on the same
+port inside and out; behind a firewall or a Kubernetes Service, one known port is what can be
+opened. aioice binds a random port per ICE agent, so ``UdpMux`` binds one socket per address
+and hands each agent a ``MuxTransport`` on it instead (``gateway.media.host_sockets``).
+
+Which agent a datagram belongs to (``Demux``, sans-I/O):
+
+- a STUN binding request names it: ``USERNAME`` is ``local ufrag:remote ufrag`` (RFC 8445
+  7.2.2), and only the agent with that local ufrag and whose password verifies the request's
+  ``MESSAGE-INTEGRITY`` gets it. That request also teaches the demux the sender's address.
+  Unknown ufrags and unverifiable requests are dropped and counted, never allocated;
+- a STUN response goes to the agent that sent the request with its transaction id;
+- everything else (DTLS, SRTP/SRTCP, SCTP inside DTLS, indications) goes by remote address to
+  the agent most recently verified from it (RFC 7983's first byte tells STUN from the rest).
+
+Every map is bounded: agents per remote address (``max_per_address``), addresses per agent
+(``max_addresses``) and pending transactions per agent (``max_transactions``), the oldest
+entry giving way; an agent's entries all go when its transport closes (the ICE connection
+closed). A flood of STUN with random ufrags or of datagrams from one address costs a dict
+lookup each and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import struct
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
+
+from aioice import stun
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+E = TypeVar("E")
+
+#: RFC 5389: the magic cookie at bytes 4-8 of every STUN message.
+_COOKIE = struct.pack("!I", stun.COOKIE)
+_BINDING_REQUEST = 0x0001
+_RESPONSE_BITS = 0x0100  # success (0x0100) and error (0x0110) responses both carry it
+_INDICATION_BIT = 0x0010
+#: as aioice sets on its own sockets: room for bursts while the event loop is busy
+RECEIVE_BUFFER = 1024 * 1024
+
+
+@dataclass
+class MuxStats:
+    """What the demux did with the datagrams it was given (counters only ever grow)."""
+
+    delivered: int = 0
+    #: binding requests naming a ufrag no agent of this process has
+    unknown_ufrag: int = 0
+    #: binding requests naming a known ufrag whose integrity the agent's password refutes
+    unauthenticated: int = 0
+    #: non-STUN datagrams (or responses) from an address (transaction) no agent knows
+    unroutable: int = 0
+    #: STUN-looking datagrams that do not parse, and STUN requests other than binding
+    malformed: int = 0
+    #: mapping entries pushed out by a bound (a flood, or a peer with very many addresses)
+    evicted: int = 0
+
+    def add(self, other: MuxStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class Demux(Generic[E]):
+    """Which registered endpoint (one ICE agent's host candidate) a datagram is for."""
+
+    def __init__(
+        self, *, max_per_address: int = 4, max_addresses: int = 16, max_transactions: int = 64
+    ) -> None:
+        self.max_per_address = max_per_address
+        self.max_addresses = max_addresses
+        self.max_transactions = max_transactions
+        self.stats = MuxStats()
+        self._by_ufrag: dict[str, list[tuple[E, bytes]]] = {}
+        #: remote address -> endpoints verified from it, most recent first
+        self._by_address: dict[Address, list[E]] = {}
+        self._addresses: dict[E, OrderedDict[Address, None]] = {}
+        self._transactions: dict[bytes, E] = {}
+        self._sent: dict[E, OrderedDict[bytes, None]] = {}
+        self._ufrags: dict[E, str] = {}
+
+    def register(self, endpoint: E, ufrag: str, password: str) -> None:
+        """Requests for ``ufrag`` that ``password`` verifies are ``endpoint``'s from now on."""
+        self._by_ufrag.setdefault(ufrag, []).append((endpoint, password.encode()))
+        self._ufrags[endpoint] = ufrag
+        self._addresses[endpoint] = OrderedDict()
+        self._sent[endpoint] = OrderedDict()
+
+    def unregister(self, endpoint: E) -> None:
+        """Forget ``endpoint`` and every address and transaction it had (idempotent)."""
+        ufrag = self._ufrags.pop(endpoint, None)
+        if ufrag is None:
+            return
+        entries = [e for e in self._by_ufrag[ufrag] if e[0] is not endpoint]
+        if entries:
+            self._by_ufrag[ufrag] = entries
+        else:
+            del self._by_ufrag[ufrag]
+        for address in self._addresses.pop(endpoint):
+            self._forget_address(address, endpoint)
+        for transaction in self._sent.pop(endpoint):
+            self._transactions.pop(transaction, None)
+
+    def sent(self, endpoint: E, data: bytes) -> None:
+        """``endpoint`` sends ``data``: if it is a STUN request, its response is routed back."""
+        if len(data) < 20 or data[0] > 3 or data[4:8] != _COOKIE:
+            return
+        if struct.unpack_from("!H", data)[0] & (_RESPONSE_BITS | _INDICATION_BIT):
+            return  # a response or an indication has no answer to route
+        sent = self._sent.get(endpoint)
+        if sent is None:
+            return
+        transaction = bytes(data[8:20])
+        if transaction in sent:
+            return  # a retransmission
+        sent[transaction] = None
+        self._transactions[transaction] = endpoint
+        if len(sent) > self.max_transactions:
+            oldest, _ = sent.popitem(last=False)
+            self._transactions.pop(oldest, None)
+
+    def route(self, data: bytes, addr: Address) -> E | None:
+        """The endpoint ``data`` from ``addr`` is for, or None (dropped, and counted)."""
+        if data and data[0] > 3:  # RFC 7983: not STUN (DTLS 20-63, RTP/RTCP 128-191, ...)
+            targets = self._by_address.get(addr)
+            if targets:
+                self.stats.delivered += 1
+                return targets[0]
+            self.stats.unroutable += 1
+            return None
+        endpoint = self._route_stun(data, addr)
+        if endpoint is not None:
+            self.stats.delivered += 1
+        return endpoint
+
+    def _route_stun(self, data: bytes, addr: Address) -> E | None:
+        if len(data) < 20 or data[4:8] != _COOKIE:
+            self.stats.malformed += 1
+            return None
+        message_type = struct.unpack_from("!H", data)[0]
+        if message_type & _RESPONSE_BITS:
+            endpoint = self._transactions.get(bytes(data[8:20]))
+            if endpoint is None:
+                self.stats.unroutable += 1
+            return endpoint
+        if message_type & _INDICATION_BIT:  # an indication (keepalive): by address, as data is
+            targets = self._by_address.get(addr)
+            if not targets:
+                self.stats.unroutable += 1
+                return None
+            return targets[0]
+        if message_type != _BINDING_REQUEST:
+            self.stats.malformed += 1
+            return None
+        try:
+            message = stun.parse_message(bytes(data))
+        except (ValueError, struct.error):
+            self.stats.malformed += 1
+            return None
+        username = message.attributes.get("USERNAME")
+        entries = self._by_ufrag.get(username.partition(":")[0]) if username else None
+        if not entries:
+            self.stats.unknown_ufrag += 1
+            return None
+        for endpoint, password in entries:
+            if message.check_message_integrity(password):
+                self._learn(addr, endpoint)
+                return endpoint
+        self.stats.unauthenticated += 1
+        return None
+
+    def _learn(self, addr: Address, endpoint: E) -> None:
+        targets = self._by_address.setdefault(addr, [])
+        if targets and targets[0] is endpoint:
+            return
+        if endpoint in targets:
+            targets.remove(endpoint)
+        targets.insert(0, endpoint)
+        if len(targets) > self.max_per_address:
+            pushed = targets.pop()
+            self._addresses[pushed].pop(addr, None)
+            self.stats.evicted += 1
+        addresses = self._addresses[endpoint]
+        addresses[addr] = None
+        addresses.move_to_end(addr)
+        if len(addresses) > self.max_addresses:
+            oldest, _ = addresses.popitem(last=False)
+            self._forget_address(oldest, endpoint)
+            self.stats.evicted += 1
+
+    def _forget_address(self, address: Address, endpoint: E) -> None:
+        targets = self._by_address.get(address)
+        if targets is None or endpoint not in targets:
+            return
+        targets.remove(endpoint)
+        if not targets:
+            del self._by_address[address]
+
+    def sizes(self) -> dict[str, int]:
+        """How many entries each map holds: what must return to zero once agents close."""
+        return {
+            "ufrags": len(self._by_ufrag),
+            "endpoints": len(self._ufrags),
+            "addresses": len(self._by_address),
+            "transactions": len(self._transactions),
+        }
+
+
+class MuxTransport(asyncio.DatagramTransport):
+    """One ICE agent's view of a shared socket: what it sends goes out of the socket, what the
+    demux routes to it arrives at its protocol; closing it unregisters it from the demux."""
+
+    def __init__(
+        self, socket_: MuxSocket, protocol: asyncio.DatagramProtocol, sockname: Address
+    ) -> None:
+        super().__init__()
+        self._socket = socket_
+        self._protocol = protocol
+        self._sockname = sockname
+        self._closing = False
+
+    @property
+    def protocol(self) -> asyncio.DatagramProtocol:
+        return self._protocol
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if self._closing:
+            return
+        self._socket.demux.sent(self, data)
+        self._socket.sendto(data, addr)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._socket.demux.unregister(self)
+        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        # no "socket": the agent must not set options on the shared one
+        return self._sockname if name == "sockname" else default
+
+
+class MuxSocket(asyncio.DatagramProtocol):
+    """The datagram protocol of one shared socket: every datagram goes through its demux."""
+
+    def __init__(self) -> None:
+        self.demux: Demux[MuxTransport] = Demux()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(addr) > 2:
+            addr = (addr[0], addr[1])  # an IPv6 four-tuple, as aioice does
+        endpoint = self.demux.route(data, addr)  # type: ignore[arg-type]
+        if endpoint is not None:
+            endpoint.protocol.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors of one peer (port unreachable) are no reason to disturb the others
+        log.debug("UDP mux socket error: %s", exc)
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, addr)
+
+    @property
+    def sockname(self) -> Address:
+        assert self.transport is not None
+        name = self.transport.get_extra_info("sockname")
+        return (name[0], name[1])
+
+
+class UdpMux:
+    """The process's shared ICE sockets: one per bound address, all on ``port``.
+
+    ``port`` 0 lets the first bind choose a port that the others then share (tests).
+    """
+
+    def __init__(self, port: int, bind_addresses: Sequence[str]) -> None:
+        if not bind_addresses:
+            raise ValueError("a UDP mux needs at least one address to bind")
+        self.port = port
+        self.bind_addresses = tuple(bind_addresses)
+        self.sockets: dict[str, MuxSocket] = {}
+
+    async def start(self) -> None:
+        """Bind every address (``OSError`` names the one that cannot be bound)."""
+        loop = asyncio.get_running_loop()
+        try:
+            for address in self.bind_addresses:
+                _, protocol = await loop.create_datagram_endpoint(
+                    MuxSocket, local_addr=(address, self.port)
+                )
+                self.sockets[address] = protocol
+                self.port = protocol.sockname[1]
+        except OSError as exc:
+            await self.close()
+            raise OSError(
+                exc.errno, f"cannot bind the ICE UDP port {address}:{self.port}: {exc.strerror}"
+            ) from None
+
+    async def close(self) -> None:
+        for sock in self.sockets.values():
+            if sock.transport is not None:
+                sock.transport.close()
+        self.sockets.clear()
+
+    def socket_for(self, address: str) -> MuxSocket | None:
+        """The socket that receives on ``address``: bound to it, or to its family's wildcard."""
+        if address in self.sockets:
+            return self.sockets[address]
+        wildcard = "0.0.0.0" if ipaddress.ip_address(address).version == 4 else "::"
+        return self.sockets.get(wildcard)
+
+    def receiving(self, gathered: Sequence[str]) -> list[str]:
+        """The addresses agents take host candidates on: each bound address, and for a
+        wildcard socket the ``gathered`` addresses of its family."""
+        chosen: list[str] = []
+        for bound in self.sockets:
+            ip = ipaddress.ip_address(bound)
+            if ip.is_unspecified:
+                chosen += [a for a in gathered if ipaddress.ip_address(a).version == ip.version]
+            else:
+                chosen.append(bound)
+        return list(dict.fromkeys(chosen))
+
+    def attach(
+        self, protocol: asyncio.DatagramProtocol, address: str, ufrag: str, password: str
+    ) -> MuxTransport | None:
+        """``protocol`` (one agent's host candidate on ``address``) joins the shared socket;
+        None when no socket of this mux receives on ``address``."""
+        sock = self.socket_for(address)
+        if sock is None:
+            return None
+        transport = MuxTransport(sock, protocol, (address, self.port))
+        sock.demux.register(transport, ufrag, password)
+        protocol.connection_made(transport)
+        return transport
+
+    @property
+    def stats(self) -> MuxStats:
+        total = MuxStats()
+        for sock in self.sockets.values():
+            total.add(sock.demux.stats)
+        return total
+
+    def sizes(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for sock in self.sockets.values():
+            for name, size in sock.demux.sizes().items():
+                total[name] = total.get(name, 0) + size
+        return total
