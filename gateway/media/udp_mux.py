@@ -32,7 +32,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from aioice import stun
 
@@ -46,8 +46,11 @@ _COOKIE = struct.pack("!I", stun.COOKIE)
 _BINDING_REQUEST = 0x0001
 _RESPONSE_BITS = 0x0100  # success (0x0100) and error (0x0110) responses both carry it
 _INDICATION_BIT = 0x0010
-#: as aioice sets on its own sockets: room for bursts while the event loop is busy
-RECEIVE_BUFFER = 1024 * 1024
+#: the shared socket's kernel buffer: room for every agent's bursts while the loop is busy
+RECEIVE_BUFFER = 8 * 1024 * 1024
+#: datagrams read per readiness callback (then other callbacks get their turn)
+READ_BATCH = 256
+MAX_DATAGRAM = 65536
 
 
 @dataclass
@@ -65,6 +68,8 @@ class MuxStats:
     malformed: int = 0
     #: mapping entries pushed out by a bound (a flood, or a peer with very many addresses)
     evicted: int = 0
+    #: datagrams not sent because the socket's send buffer was full
+    send_dropped: int = 0
 
     def add(self, other: MuxStats) -> None:
         for name in self.__dataclass_fields__:
@@ -257,39 +262,67 @@ class MuxTransport(asyncio.DatagramTransport):
         return self._sockname if name == "sockname" else default
 
 
-class MuxSocket(asyncio.DatagramProtocol):
-    """The datagram protocol of one shared socket: every datagram goes through its demux."""
+class MuxSocket:
+    """One shared socket, read directly: every datagram waiting goes through the demux.
 
-    def __init__(self) -> None:
+    asyncio's datagram transport reads one datagram per readiness callback, which is one per
+    event-loop iteration: enough for a socket per agent, far too few for the one socket of
+    every agent, whose kernel buffer then overflows as soon as the loop is busy. Here each
+    callback drains up to ``READ_BATCH`` datagrams.
+    """
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         self.demux: Demux[MuxTransport] = Demux()
-        self.transport: asyncio.DatagramTransport | None = None
+        self._sock = sock
+        self._loop = loop
+        sock.setblocking(False)
+        _enlarge_receive_buffer(sock)
+        name = sock.getsockname()
+        self.sockname: Address = (name[0], name[1])
+        loop.add_reader(sock.fileno(), self._read_ready)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        if len(addr) > 2:
-            addr = (addr[0], addr[1])  # an IPv6 four-tuple, as aioice does
-        endpoint = self.demux.route(data, addr)  # type: ignore[arg-type]
-        if endpoint is not None:
-            endpoint.protocol.datagram_received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors of one peer (port unreachable) are no reason to disturb the others
-        log.debug("UDP mux socket error: %s", exc)
+    def _read_ready(self) -> None:
+        recvfrom, route = self._sock.recvfrom, self.demux.route
+        for _ in range(READ_BATCH):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error of one peer must not disturb the others
+                log.debug("UDP mux socket error: %s", exc)
+                continue
+            if len(addr) > 2:
+                addr = (addr[0], addr[1])  # an IPv6 four-tuple, as aioice does
+            endpoint = route(data, addr)
+            if endpoint is not None:
+                endpoint.protocol.datagram_received(data, addr)
 
     def sendto(self, data: bytes, addr: Address) -> None:
-        if self.transport is not None:
-            self.transport.sendto(data, addr)
+        """Send now, or drop (as UDP may) if the kernel's send buffer is full."""
+        try:
+            self._sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.demux.stats.send_dropped += 1
+        except OSError as exc:
+            log.debug("UDP mux cannot send to %s: %s", addr, exc)
 
-    @property
-    def sockname(self) -> Address:
-        assert self.transport is not None
-        name = self.transport.get_extra_info("sockname")
-        return (name[0], name[1])
+    def close(self) -> None:
+        if self._sock.fileno() != -1:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
+def _enlarge_receive_buffer(sock: socket.socket) -> None:
+    """``RECEIVE_BUFFER`` bytes, beyond ``net.core.rmem_max`` where the process may
+    (``SO_RCVBUFFORCE`` needs CAP_NET_ADMIN), else as much as the kernel grants."""
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    if force is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, RECEIVE_BUFFER)
+            return
+        except OSError:
+            pass
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 class UdpMux:
@@ -310,11 +343,19 @@ class UdpMux:
         loop = asyncio.get_running_loop()
         try:
             for address in self.bind_addresses:
-                _, protocol = await loop.create_datagram_endpoint(
-                    MuxSocket, local_addr=(address, self.port)
+                family = (
+                    socket.AF_INET
+                    if ipaddress.ip_address(address).version == 4
+                    else (socket.AF_INET6)
                 )
-                self.sockets[address] = protocol
-                self.port = protocol.sockname[1]
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    sock.bind((address, self.port))
+                except OSError:
+                    sock.close()
+                    raise
+                self.sockets[address] = MuxSocket(sock, loop)
+                self.port = self.sockets[address].sockname[1]
         except OSError as exc:
             await self.close()
             raise OSError(
@@ -323,8 +364,7 @@ class UdpMux:
 
     async def close(self) -> None:
         for sock in self.sockets.values():
-            if sock.transport is not None:
-                sock.transport.close()
+            sock.close()
         self.sockets.clear()
 
     def socket_for(self, address: str) -> MuxSocket | None:

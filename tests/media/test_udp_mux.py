@@ -157,3 +157,12 @@ async def test_many_agents_answering_and_offering_share_the_one_socket(mux: UdpM
         assert mux.sizes()["endpoints"] == 6
     assert mux.sizes() == {"ufrags": 0, "endpoints": 0, "addresses": 0, "transactions": 0}
     assert mux.stats.delivered > 0 and mux.stats.unknown_ufrag == 0
+
+
+async def test_two_hundred_sessions_one_after_another_leave_the_maps_empty(mux: UdpMux) -> None:
+    sockets = HostSockets(mux=mux)
+    for n in range(200):
+        async with ice_session(sockets, None) if n % 2 else ice_session(None, sockets):
+            assert mux.sizes()["endpoints"] >= 1
+    assert mux.sizes() == {"ufrags": 0, "endpoints": 0, "addresses": 0, "transactions": 0}
+    assert mux.stats.unknown_ufrag == mux.stats.unauthenticated == 0
