@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -18,7 +19,7 @@ from storage import transcripts
 from tests.udp import free_udp_port, udp_sockets
 
 from .conftest import GatewayFactory, RunningGateway
-from .test_interviews import TRANSCRIPT_LINES
+from .test_interviews import TRANSCRIPT_LINES, take_interview
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +130,33 @@ async def test_interviews_complete_while_the_port_is_flooded_and_the_maps_stay_b
     assert max(s["ufrags"] for s in sizes) <= 3 * 5
     assert max(s["addresses"] for s in sizes) <= 3 * 5
     assert mux.sizes() == {"ufrags": 0, "endpoints": 0, "addresses": 0, "transactions": 0}
+
+
+@contextlib.contextmanager
+def every_port_taken(port: int) -> Iterator[None]:
+    """Another process's socket on ``port``: a range of that one port is exhausted."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", port))
+        yield
+
+
+#: below Linux's ephemeral range: no random bind of another test can hold it
+RANGE_PORT = 20100
+
+
+async def test_an_exhausted_port_range_makes_auto_mode_proxy_and_relay_mode_refuse(
+    start_gateway: GatewayFactory,
+) -> None:
+    with every_port_taken(RANGE_PORT):
+        gateway = await start_gateway(mode="auto", ice_udp_ports=(RANGE_PORT, RANGE_PORT))
+        report, rows, record = await take_interview(gateway, "auto")
+        assert report.mode == "proxy" and record.actual_mode == "proxy"
+        assert len(rows) == TRANSCRIPT_LINES
+        assert gateway.sessions.stats.fallbacks == 1
+        assert gateway.sessions.relay_slots_used == 0
+
+        invitation = await gateway.invite("relay")
+        refused = await gateway.candidate(invitation).run(time_limit=20)
+        assert refused.error is not None and "relay_unavailable" in refused.error
+        record = await gateway.ended_record(invitation)
+        assert (record.status, record.end_reason) == ("failed", "relay_unavailable")
