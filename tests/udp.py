@@ -1,48 +1,8 @@
-"""The UDP sockets this process holds, as the kernel lists them (``/proc``), for tests that
-count the gateway's sockets rather than trust its own bookkeeping."""
+"""A free UDP port for tests that bind a known one."""
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import socket
-
-
-def _inodes() -> set[str]:
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue  # closed meanwhile
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    return inodes
-
-
-def _address(hex_address: str) -> tuple[str, int]:
-    host, port = hex_address.split(":")
-    raw = bytes.fromhex(host)
-    # /proc prints each 32-bit word in host (little-endian) order
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    return str(ipaddress.ip_address(words)), int(port, 16)
-
-
-def udp_sockets() -> list[tuple[str, int]]:
-    """Local (address, port) of every UDP socket of this process, IPv4 and IPv6."""
-    mine = _inodes()
-    found = []
-    for table in ("/proc/self/net/udp", "/proc/self/net/udp6"):
-        try:
-            with open(table) as lines:
-                next(lines)
-                for line in lines:
-                    fields = line.split()
-                    if fields[9] in mine:
-                        found.append(_address(fields[1]))
-        except FileNotFoundError:
-            continue
-    return found
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:

@@ -13,10 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.bench.udp_sockets import udp_sockets
 from gateway.media.udp_mux import UdpMux
 from gateway.sessions import manager
 from storage import transcripts
-from tests.udp import free_udp_port, udp_sockets
+from tests.udp import free_udp_port
 
 from .conftest import GatewayFactory, RunningGateway
 from .test_interviews import TRANSCRIPT_LINES, take_interview

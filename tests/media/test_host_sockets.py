@@ -9,6 +9,7 @@ import socket
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from gateway.bench.udp_sockets import udp_sockets
 from gateway.config import Settings
 from gateway.env import ConfigError
 from gateway.media import ice
@@ -16,7 +17,6 @@ from gateway.media.host_sockets import HostSockets, IcePortsExhausted, PortRange
 from gateway.media.udp_mux import UdpMux
 from gateway.sim.opus_peers import LOCAL
 from gateway.upstream.call import CallUnavailable
-from tests.udp import udp_sockets
 
 from .test_udp_mux import ice_session, local_ports
 

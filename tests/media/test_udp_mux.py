@@ -12,11 +12,11 @@ import pytest
 from aioice import stun
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
+from gateway.bench.udp_sockets import udp_sockets
 from gateway.media import ice
 from gateway.media.host_sockets import HostSockets
 from gateway.media.udp_mux import Demux, UdpMux
 from gateway.sim.opus_peers import LOCAL
-from tests.udp import udp_sockets
 
 WAIT = 15.0
 
