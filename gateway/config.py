@@ -92,11 +92,6 @@ def _at_least(low: float) -> Callable[[float], bool]:
 #: setting -> (its variable, what it may be, the check): every bound written once.
 BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "port": ("GATEWAY_PORT", "a port from 0 (any free one) to 65535", lambda v: 0 <= v <= 65535),
-    "ice_udp_port": (
-        "GATEWAY_ICE_UDP_PORT",
-        "0 (off: a random port per connection) or a port up to 65535",
-        lambda v: 0 <= v <= 65535,
-    ),
     "sim_words_per_second": ("GATEWAY_SIM_WORDS_PER_SECOND", "above 0", _positive),
     "max_relay_sessions": ("GATEWAY_MAX_RELAY_SESSIONS", "0 or more", _not_negative),
     "upstream_connect_timeout": ("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", "seconds, above 0", _positive),
@@ -400,6 +395,12 @@ class Settings:
         host_sockets``): each mistake is one sentence."""
         from gateway.media.host_sockets import PublicAddresses
 
+        # not in BOUNDS: a front does not hand its own port to its workers (gateway.fleet)
+        if not 0 <= self.ice_udp_port <= 65535:
+            raise ConfigError(
+                f"GATEWAY_ICE_UDP_PORT is {self.ice_udp_port!r}; it must be 0 (off: a random port"
+                " per connection) or a port up to 65535."
+            )
         if self.ice_udp_ports is not None:
             low, high = self.ice_udp_ports
             if not (1 <= low <= 65535 and 1 <= high <= 65535):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import resource
 import sys
 import time
@@ -129,8 +130,14 @@ async def run_relay(mode: str, upstream_url: str) -> None:
             )
 
         async def report_usage(_: web.Request) -> web.Response:
+            demux = dataclasses.asdict(mux.stats) if mux is not None else None
             return web.json_response(
-                {**usage(), "udp_sockets": len(udp_sockets()), "udp_sockets_peak": sockets.peak}
+                {
+                    **usage(),
+                    "udp_sockets": len(udp_sockets()),
+                    "udp_sockets_peak": sockets.peak,
+                    "demux": demux,
+                }
             )
 
         async def exit_(_: web.Request) -> web.Response:

@@ -46,8 +46,8 @@ _COOKIE = struct.pack("!I", stun.COOKIE)
 _BINDING_REQUEST = 0x0001
 _RESPONSE_BITS = 0x0100  # success (0x0100) and error (0x0110) responses both carry it
 _INDICATION_BIT = 0x0010
-#: the shared socket's kernel buffer: room for every agent's bursts while the loop is busy
-RECEIVE_BUFFER = 8 * 1024 * 1024
+#: the shared socket's kernel buffers: room for every agent's bursts while the loop is busy
+SOCKET_BUFFER = 8 * 1024 * 1024
 #: datagrams read per readiness callback (then other callbacks get their turn)
 READ_BATCH = 256
 MAX_DATAGRAM = 65536
@@ -276,7 +276,7 @@ class MuxSocket:
         self._sock = sock
         self._loop = loop
         sock.setblocking(False)
-        _enlarge_receive_buffer(sock)
+        _enlarge_buffers(sock)
         name = sock.getsockname()
         self.sockname: Address = (name[0], name[1])
         loop.add_reader(sock.fileno(), self._read_ready)
@@ -312,17 +312,20 @@ class MuxSocket:
             self._sock.close()
 
 
-def _enlarge_receive_buffer(sock: socket.socket) -> None:
-    """``RECEIVE_BUFFER`` bytes, beyond ``net.core.rmem_max`` where the process may
-    (``SO_RCVBUFFORCE`` needs CAP_NET_ADMIN), else as much as the kernel grants."""
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
-    if force is not None:
+def _enlarge_buffers(sock: socket.socket) -> None:
+    """``SOCKET_BUFFER`` bytes each way, beyond ``net.core.rmem_max``/``wmem_max`` where the
+    process may (the ``FORCE`` options need CAP_NET_ADMIN), else as much as the kernel grants:
+    one socket carries what a socket per agent would have buffered."""
+    for option, force in (
+        (socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None)),
+        (socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None)),
+    ):
         try:
-            sock.setsockopt(socket.SOL_SOCKET, force, RECEIVE_BUFFER)
-            return
+            if force is None:
+                raise OSError
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
         except OSError:
-            pass
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
 
 
 class UdpMux:

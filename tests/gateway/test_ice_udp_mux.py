@@ -67,7 +67,8 @@ async def interviews(gateway: RunningGateway, count: int, port: int) -> None:
         assert len(rows) == TRANSCRIPT_LINES
         record = await gateway.ended_record(invitation)
         assert (record.end_reason, record.actual_mode) == ("bye", "relay")
-        assert record.selected_pair.startswith(f"host udp 127.0.0.1:{port} -> "), record
+        pair = record.selected_pair
+        assert pair.startswith(f"host udp 127.0.0.1:{port} -> "), pair
 
 
 async def test_twenty_relayed_interviews_at_once_share_one_udp_socket(
