@@ -149,6 +149,11 @@ async def open_host_sockets(
     """The gateway's host sockets for its settings (``GATEWAY_ICE_UDP_PORT`` and friends), the
     mux bound already; None when nothing is configured (aioice's own sockets then)."""
     mapping = PublicAddresses.parse(public)
+    if (udp_port or ports is not None or mapping) and not _hook_installed():
+        raise RuntimeError(
+            "GATEWAY_ICE_UDP_PORT, GATEWAY_ICE_UDP_PORTS and GATEWAY_ICE_PUBLIC_ADDRESSES need"
+            " gateway.media.install() with a supported aioice (gateway.media.ice.AIOICE_SUPPORTED)"
+        )
     if udp_port:
         mux = UdpMux(udp_port, bind_addresses or gather_addresses or ("0.0.0.0",))
         await mux.start()
@@ -156,3 +161,9 @@ async def open_host_sockets(
     if ports is not None:
         return HostSockets(ports=PortRange(range(ports[0], ports[1] + 1)), public=mapping)
     return HostSockets(public=mapping) if mapping else None
+
+
+def _hook_installed() -> bool:
+    from gateway.media import ice  # ice builds on this module
+
+    return ice.sockets_installed()
