@@ -97,6 +97,8 @@ async def run_phase(
         result["cpu_percent_per_session"] = round(100 * cpu / sessions, 2)
         result["rss_mb_per_session"] = round((last["rss_mb"] - idle["rss_mb"]) / sessions, 2)
         result["udp_sockets"] = last["udp_sockets_peak"]
+        #: dropped by the kernel in the window, on the relay's sockets (a full receive buffer)
+        result["udp_drops"] = last["udp_drops"] - first["udp_drops"]
         if last["demux"] is not None:
             result["demux"] = last["demux"]  # what the mux did with every datagram
     return result

@@ -27,7 +27,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from gateway.bench.processes import serve
-from gateway.bench.udp_sockets import udp_sockets
+from gateway.bench.udp_sockets import udp_drops, udp_sockets
 from gateway.media import aiortc_internals, ice
 from gateway.media.host_sockets import HostSockets
 from gateway.media.relay import Relay, RelayOptions, rtc_configuration
@@ -136,6 +136,7 @@ async def run_relay(mode: str, upstream_url: str) -> None:
                     **usage(),
                     "udp_sockets": len(udp_sockets()),
                     "udp_sockets_peak": sockets.peak,
+                    "udp_drops": udp_drops(),
                     "demux": demux,
                 }
             )

@@ -28,18 +28,25 @@ def _address(hex_address: str) -> tuple[str, int]:
     return str(ipaddress.ip_address(words)), int(port, 16)
 
 
-def udp_sockets() -> list[tuple[str, int]]:
-    """Local (address, port) of every UDP socket of this process, IPv4 and IPv6."""
+def _rows() -> list[list[str]]:
+    """The ``/proc/self/net/udp{,6}`` rows of this process's sockets."""
     mine = _inodes()
-    found = []
+    rows = []
     for table in ("/proc/self/net/udp", "/proc/self/net/udp6"):
         try:
             with open(table) as lines:
                 next(lines)
-                for line in lines:
-                    fields = line.split()
-                    if fields[9] in mine:
-                        found.append(_address(fields[1]))
+                rows += [f for f in map(str.split, lines) if f[9] in mine]
         except FileNotFoundError:
             continue
-    return found
+    return rows
+
+
+def udp_sockets() -> list[tuple[str, int]]:
+    """Local (address, port) of every UDP socket of this process, IPv4 and IPv6."""
+    return [_address(fields[1]) for fields in _rows()]
+
+
+def udp_drops() -> int:
+    """Datagrams the kernel dropped on this process's open UDP sockets (receive buffer full)."""
+    return sum(int(fields[12]) for fields in _rows())
