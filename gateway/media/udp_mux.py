@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import platform
 import socket
 import struct
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,8 +48,16 @@ _COOKIE = struct.pack("!I", stun.COOKIE)
 _BINDING_REQUEST = 0x0001
 _RESPONSE_BITS = 0x0100  # success (0x0100) and error (0x0110) responses both carry it
 _INDICATION_BIT = 0x0010
-#: the shared socket's kernel buffers: room for every agent's bursts while the loop is busy
-SOCKET_BUFFER = 8 * 1024 * 1024
+#: The shared socket's kernel buffers (the kernel doubles it): room for every agent's packets
+#: while the process is not scheduled. aioice gives each of its sockets 256 KiB; fifty sessions'
+#: hundred agents had 25 MiB between them, which one socket must match, or it drops what they
+#: would have queued (``bench relay --udp-mux`` on a loaded machine: 20 000 drops at 8 MiB).
+SOCKET_BUFFER = 32 * 1024 * 1024
+#: Linux's option numbers where they are asm-generic's, which Python's socket module does not
+#: export (elsewhere: none, and the buffers are what ``net.core.rmem_max``/``wmem_max`` allow).
+_GENERIC = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if _GENERIC else None)
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32 if _GENERIC else None)
 #: datagrams read per readiness callback (then other callbacks get their turn)
 READ_BATCH = 256
 MAX_DATAGRAM = 65536
@@ -316,10 +326,7 @@ def _enlarge_buffers(sock: socket.socket) -> None:
     """``SOCKET_BUFFER`` bytes each way, beyond ``net.core.rmem_max``/``wmem_max`` where the
     process may (the ``FORCE`` options need CAP_NET_ADMIN), else as much as the kernel grants:
     one socket carries what a socket per agent would have buffered."""
-    for option, force in (
-        (socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None)),
-        (socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None)),
-    ):
+    for option, force in ((socket.SO_RCVBUF, _SO_RCVBUFFORCE), (socket.SO_SNDBUF, _SO_SNDBUFFORCE)):
         try:
             if force is None:
                 raise OSError

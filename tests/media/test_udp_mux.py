@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,7 +14,7 @@ from aioice import stun
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
 from gateway.bench.udp_sockets import udp_sockets
-from gateway.media import ice
+from gateway.media import ice, udp_mux
 from gateway.media.host_sockets import HostSockets
 from gateway.media.udp_mux import Demux, UdpMux
 from gateway.sim.opus_peers import LOCAL
@@ -166,3 +167,10 @@ async def test_two_hundred_sessions_one_after_another_leave_the_maps_empty(mux: 
             assert mux.sizes()["endpoints"] >= 1
     assert mux.sizes() == {"ufrags": 0, "endpoints": 0, "addresses": 0, "transactions": 0}
     assert mux.stats.unknown_ufrag == mux.stats.unauthenticated == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="beyond net.core.rmem_max needs CAP_NET_ADMIN")
+async def test_the_shared_socket_buffers_what_a_socket_per_agent_would_have(mux: UdpMux) -> None:
+    sock = mux.sockets["127.0.0.1"]._sock
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= udp_mux.SOCKET_BUFFER
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= udp_mux.SOCKET_BUFFER
