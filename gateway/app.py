@@ -101,7 +101,12 @@ class Calls:
                 session=upstream_session,
                 recording=recordings.start(tenant_id, interview_id) if recordings else None,
             )
-        return ProxyCall(self.upstream, listener, session=upstream_session)
+        return ProxyCall(
+            self.upstream,
+            listener,
+            session=upstream_session,
+            client_events=self.relay_options.client_events,  # the one policy, in either mode
+        )
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -109,7 +114,12 @@ def create_app(settings: Settings) -> web.Application:
 
     The process must have called ``gateway.media.install()`` (``serve`` does, at start).
     """
-    app = web.Application(client_max_size=1024 * 1024)
+    # A connection's request must arrive within the header timeout (aiohttp's keep-alive
+    # timeout runs from the connection's start too): gateway.http.connections.
+    app = web.Application(
+        client_max_size=1024 * 1024,
+        handler_args={"keepalive_timeout": settings.http_header_timeout},
+    )
     app[SETTINGS] = settings
     app[JWT_SECRET] = jwt_secret(settings)
     app.cleanup_ctx.extend([_database, _writer, _upstream, _sessions])
@@ -326,6 +336,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    security.require_bearer(request, request.app[SETTINGS].metrics_token)
     return web.Response(
         body=generate_latest(request.app[METRICS]), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -94,6 +94,7 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "port": ("GATEWAY_PORT", "a port from 0 (any free one) to 65535", lambda v: 0 <= v <= 65535),
     "sim_words_per_second": ("GATEWAY_SIM_WORDS_PER_SECOND", "above 0", _positive),
     "max_relay_sessions": ("GATEWAY_MAX_RELAY_SESSIONS", "0 or more", _not_negative),
+    "max_relay_per_tenant": ("GATEWAY_MAX_RELAY_PER_TENANT", "0 (no share) or more", _not_negative),
     "upstream_connect_timeout": ("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", "seconds, above 0", _positive),
     "session_time_limit": ("GATEWAY_SESSION_TIME_LIMIT", "seconds, above 0", _positive),
     "hello_timeout": ("GATEWAY_HELLO_TIMEOUT", "seconds, above 0", _positive),
@@ -125,6 +126,11 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "worker_idle_timeout": ("GATEWAY_WORKER_IDLE_TIMEOUT", "seconds, above 0", _positive),
     "max_workers": ("GATEWAY_MAX_WORKERS", "1 or more", _positive),
     "worker_pool": ("GATEWAY_WORKER_POOL", "0 or more", _not_negative),
+    "client_event_limit": ("GATEWAY_CLIENT_EVENT_LIMIT", "0 or more", _not_negative),
+    "client_event_bytes": ("GATEWAY_CLIENT_EVENT_BYTES", "bytes, 0 or more", _not_negative),
+    "http_header_timeout": ("GATEWAY_HTTP_HEADER_TIMEOUT", "seconds, above 0", _positive),
+    "http_body_timeout": ("GATEWAY_HTTP_BODY_TIMEOUT", "seconds, above 0", _positive),
+    "http_pending_per_ip": ("GATEWAY_HTTP_PENDING_PER_IP", "0 (no cap) or more", _not_negative),
 }
 
 
@@ -171,6 +177,8 @@ class Settings:
     #: ...and how fast its interviewer speaks.
     sim_words_per_second: float = 3.0
     max_relay_sessions: int = 10
+    #: Relay slots one tenant may hold at once (0: any of them), so no tenant takes them all.
+    max_relay_per_tenant: int = 0
     upstream_connect_timeout: float = 5.0
     session_time_limit: float = 3600.0
     hello_timeout: float = 5.0
@@ -230,7 +238,20 @@ class Settings:
     #: What a session.update the gateway did not make leads to: ``restore`` the gateway's
     #: configuration (and record it), or ``end`` the interview as ``integrity_violation``.
     on_session_tamper: Literal["restore", "end"] = "restore"
+    #: What one interview stores of the events its browser forwards (``event`` messages): how
+    #: many it takes, and how many bytes of JSON among those stored; beyond, each is refused.
+    client_event_limit: int = 2000
+    client_event_bytes: int = 1024 * 1024
     api_max_body: int = 64 * 1024
+    #: HTTP hardening (``gateway.http.connections``): seconds a connection has to send its
+    #: request's headers (and an idle keep-alive connection is kept), seconds a request has to
+    #: send its body, and how many connections one address may hold that have not sent their
+    #: headers yet (trusted proxies exempt; 0: no cap).
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 10.0
+    http_pending_per_ip: int = 16
+    #: When set, ``/metrics`` answers only ``Authorization: Bearer <this>``.
+    metrics_token: str | None = None
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
     ping_interval: float = 10.0
@@ -291,6 +312,9 @@ class Settings:
                 e, "GATEWAY_SIM_WORDS_PER_SECOND", cls.sim_words_per_second
             ),
             max_relay_sessions=env_int(e, "GATEWAY_MAX_RELAY_SESSIONS", cls.max_relay_sessions),
+            max_relay_per_tenant=env_int(
+                e, "GATEWAY_MAX_RELAY_PER_TENANT", cls.max_relay_per_tenant
+            ),
             upstream_connect_timeout=env_float(
                 e, "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", cls.upstream_connect_timeout
             ),
@@ -333,7 +357,15 @@ class Settings:
             on_session_tamper=env_choice(  # type: ignore[arg-type]
                 e, "GATEWAY_ON_SESSION_TAMPER", "restore", ("restore", "end")
             ),
+            client_event_limit=env_int(e, "GATEWAY_CLIENT_EVENT_LIMIT", cls.client_event_limit),
+            client_event_bytes=env_int(e, "GATEWAY_CLIENT_EVENT_BYTES", cls.client_event_bytes),
             api_max_body=env_int(e, "GATEWAY_API_MAX_BODY", cls.api_max_body),
+            http_header_timeout=env_float(
+                e, "GATEWAY_HTTP_HEADER_TIMEOUT", cls.http_header_timeout
+            ),
+            http_body_timeout=env_float(e, "GATEWAY_HTTP_BODY_TIMEOUT", cls.http_body_timeout),
+            http_pending_per_ip=env_int(e, "GATEWAY_HTTP_PENDING_PER_IP", cls.http_pending_per_ip),
+            metrics_token=raw(e, "GATEWAY_METRICS_TOKEN"),
             signal_max_message=env_int(e, "GATEWAY_SIGNAL_MAX_MESSAGE", cls.signal_max_message),
             ping_interval=env_float(e, "GATEWAY_PING_INTERVAL", cls.ping_interval),
             recording=env_choice(  # type: ignore[arg-type]

@@ -2,7 +2,9 @@
 
 Session code passes ``extra={"interview_id": ..., "tenant_id": ...}``; those fields become keys
 of the JSON object, so one interview's lines can be found in a log store. Credential headers
-that libraries log are blanked (:func:`redact_credential_logs`), whatever the level.
+that libraries log, sent or received, are blanked (:func:`redact_credential_logs`), and so is
+the upstream key's value itself, whole or in part, in every line of every logger, tracebacks
+included (:func:`scrub_secret_logs`), whatever the level.
 """
 
 from __future__ import annotations
@@ -11,20 +13,29 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
+
+from gateway.redact import Scrubber
 
 #: LogRecord attributes that are not ``extra`` fields
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
-#: Loggers of libraries that print request headers at DEBUG (the upstream key among them).
+#: Loggers of libraries that print request and response headers at DEBUG (the upstream key
+#: among them).
 HEADER_LOGGERS = ("websockets.client",)
-_CREDENTIAL_HEADER = re.compile(r"(?i)^([<>] )?(authorization|api-key|openai-api-key)\s*:")
+_CREDENTIAL_HEADER = re.compile(
+    r"(?i)^([<>] )?(authorization|proxy-authorization|api-key|openai-api-key|x-api-key|cookie"
+    r"|set-cookie)\s*:"
+)
 
 
 class RedactCredentials(logging.Filter):
-    """Blanks the value of credential headers in a record: ``websockets`` logs every request
-    header of its handshake at DEBUG, the upstream's ``Authorization: Bearer sk-...`` too."""
+    """Blanks the value of credential headers in a record: ``websockets`` logs every header
+    of its handshake at DEBUG, sent (``>``: the upstream's ``Authorization: Bearer sk-...``)
+    and received (``<``: a cookie, or a header that echoes the key back)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -44,6 +55,45 @@ def redact_credential_logs() -> None:
             logger.addFilter(RedactCredentials())
 
 
+class ScrubbingRecordFactory:
+    """Makes log records with every piece of a secret blanked (``gateway.redact``): in the
+    message with its arguments, the traceback and the stack. A record factory, not a filter
+    or a handler's formatter: it runs for every record of every logger before any handler
+    (a log capture's too) sees it."""
+
+    def __init__(self, make: Any, scrubber: Scrubber) -> None:
+        self._make = make
+        self.scrubber = scrubber
+        self._formatter = logging.Formatter()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record: logging.LogRecord = self._make(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format is the handler's to report
+            return record
+        scrubbed = self.scrubber.scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.scrubber.scrub(self._formatter.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = self.scrubber.scrub(record.stack_info)
+        return record
+
+
+def scrub_secret_logs(secrets: Iterable[str | None]) -> None:
+    """Blank these secrets' values (whole or in part, in any shape) in every log record from
+    now on, at every level (the factory is installed once; later calls add secrets)."""
+    factory = logging.getLogRecordFactory()
+    if not isinstance(factory, ScrubbingRecordFactory):
+        factory = ScrubbingRecordFactory(factory, Scrubber())
+        logging.setLogRecordFactory(factory)
+    for secret in secrets:
+        if secret:
+            factory.scrubber.add(secret)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -54,14 +104,18 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
-def configure(level: str = "INFO", *, json_lines: bool | None = None) -> None:
-    """Log to stderr; JSON lines unless stderr is a terminal (or as told); credentials blanked.
-    Called once at process start (``serve`` does, before it builds the app)."""
+def configure(
+    level: str = "INFO", *, json_lines: bool | None = None, secrets: Iterable[str | None] = ()
+) -> None:
+    """Log to stderr; JSON lines unless stderr is a terminal (or as told); credential headers
+    and ``secrets`` (the upstream key) blanked. Called once at process start (``serve`` does,
+    before it builds the app)."""
     redact_credential_logs()
+    scrub_secret_logs(secrets)
     handler = logging.StreamHandler(sys.stderr)
     as_json = not sys.stderr.isatty() if json_lines is None else json_lines
     handler.setFormatter(

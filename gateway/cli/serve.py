@@ -103,10 +103,11 @@ def main(argv: list[str]) -> int:
     # Everything else is imported only now, with the signals caught: see StopSignals.
     from gateway import logs, media
     from gateway.config import ConfigError, Settings
+    from gateway.upstream.openai import api_key_from_env
     from storage.database import DatabaseUnavailable
 
     args = parse_args(argv)
-    logs.configure()
+    logs.configure(secrets=[api_key_from_env()])
     try:
         settings = Settings.from_env(
             host=args.host, port=args.port, mode=args.mode, role=args.role, backend=args.backend
@@ -142,10 +143,17 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
 
     from gateway.app import DATABASE, JWT_SECRET, SESSIONS, create_app
     from gateway.fleet.worker import until_done
+    from gateway.http.connections import GatewayRunner
+    from gateway.http.urls import PublicUrls
     from gateway.sessions.invitations import default_tenant, invite
 
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = GatewayRunner(
+        app,
+        per_ip=settings.http_pending_per_ip,
+        urls=PublicUrls.from_settings(settings),
+        handle_signals=False,
+    )
 
     async def start() -> None:
         """Opens everything (database, writer, upstream, sessions), listens, invites."""

@@ -98,7 +98,9 @@ class AdminApi:
 
     async def create_interview(self, request: web.Request) -> web.Response:
         tenant_id = await self.tenant(request)
-        body = await validation.json_object(request, self.settings.api_max_body)
+        body = await validation.json_object(
+            request, self.settings.api_max_body, self.settings.http_body_timeout
+        )
         new = validation.new_interview(body)
         try:
             invitation = await invitations.invite(

@@ -15,6 +15,7 @@ _STATUS: dict[int, type[web.HTTPException]] = {
     401: web.HTTPUnauthorized,
     403: web.HTTPForbidden,
     404: web.HTTPNotFound,
+    408: web.HTTPRequestTimeout,
     415: web.HTTPUnsupportedMediaType,
 }
 

@@ -9,10 +9,15 @@
   A WebSocket upgrade from a foreign origin is refused the same way.
 * **Headers**: ``nosniff`` and a referrer policy on everything; on HTML pages a CSP with no
   inline script, ``frame-ancestors 'none'`` and ``X-Frame-Options`` for older browsers.
+  ``Cache-Control: no-store`` on the admin API (its answers carry invitation tokens and
+  transcripts) and ``/metrics``; HSTS when the browser came over TLS (as the request says, or a
+  trusted proxy for it: ``PublicUrls.scheme``); a ``Server`` header without versions.
+* **/metrics** answers only its bearer token when ``GATEWAY_METRICS_TOKEN`` is set.
 """
 
 from __future__ import annotations
 
+import hmac
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +41,10 @@ PAGE_CSP = (
 #: Everything else (JSON, plain text) is never meant to render or be framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 API_PREFIX = "/v1/"
+#: Sent over TLS only, so a browser that once reached the gateway securely never goes back.
+HSTS = "max-age=31536000"
+#: What the ``Server`` header says instead of aiohttp's "Python/3.x aiohttp/3.x" banner.
+SERVER = "interview-gateway"
 CORS_MAX_AGE = 600
 #: Buckets idle this long are full again and are dropped to bound memory.
 _PRUNE_AFTER_KEYS = 10_000
@@ -174,10 +183,29 @@ class Security:
     async def headers(self, request: web.Request, response: web.StreamResponse) -> None:
         """``on_response_prepare``: also reaches static files and error pages."""
         headers = response.headers
+        headers[hdrs.SERVER] = SERVER
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.path.startswith(API_PREFIX) or request.path == "/metrics":
+            headers[hdrs.CACHE_CONTROL] = "no-store"
+        if self.urls.scheme(request) == "https":
+            headers["Strict-Transport-Security"] = HSTS
         if response.content_type == "text/html":
             headers["Content-Security-Policy"] = PAGE_CSP
             headers["X-Frame-Options"] = "DENY"
         else:
             headers.setdefault("Content-Security-Policy", API_CSP)
+
+
+def require_bearer(request: web.Request, token: str | None) -> None:
+    """Nothing when ``token`` is None; otherwise ``401`` unless the request presents it as
+    ``Authorization: Bearer <token>`` (compared in constant time)."""
+    if token is None:
+        return
+    scheme, _, presented = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    ):
+        raise api_error(
+            401, "unauthorized", "this needs its bearer token", {"WWW-Authenticate": "Bearer"}
+        )

@@ -2,10 +2,17 @@
 
 Every format is made of turns (``gateway.sessions.turns.read_turns``): a Realtime row is a turn,
 GPT-Live's fragments are joined into theirs, so an interview reads the same on either contract.
+
+A turn's text is what an upstream (or, for ``source = client``, a browser) said it was, so no
+format lets it add structure: JSON escapes it, and the text and WebVTT formats put it on one
+line without control characters (``one_line``), so a newline in it cannot start a line that
+reads as another speaker's. Lines the browser forwarded carry their mark in every format:
+``source`` in JSON, ``CLIENT_MARK`` after the speaker in the text and the WebVTT voice.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
@@ -14,6 +21,24 @@ from gateway.sessions.turns import Turn
 FORMATS = ("json", "text", "vtt")
 #: The speaker names of the text format, for the WebVTT voices.
 SPEAKERS = {"interviewer": "Interviewer", "candidate": "Candidate"}
+#: After the speaker's name, on a line the browser forwarded (the least trusted source).
+CLIENT_MARK = " [client]"
+
+#: What could change a line's structure or how it reads: C0 and C1 controls (newlines, tabs,
+#: escape sequences), DEL, the Unicode line and paragraph separators, and the bidirectional
+#: embeddings, overrides and isolates (which can make text display in another order).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: each control character (``_CONTROL``) a space, every run of
+    whitespace one space, none at either end."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def speaker(turn: Turn) -> str:
+    """Who said it, as the text and WebVTT formats name them (a client's line marked)."""
+    return SPEAKERS[turn.role] + (CLIENT_MARK if turn.source == "client" else "")
 
 
 def as_json(interview_id: UUID, rows: list[Turn]) -> dict[str, Any]:
@@ -39,9 +64,9 @@ def as_json(interview_id: UUID, rows: list[Turn]) -> dict[str, Any]:
 
 
 def as_text(rows: list[Turn]) -> str:
-    """One ``Speaker: text`` line per turn; every line, the last one included, ends in a
-    newline (an empty transcript is empty)."""
-    return "".join(f"{SPEAKERS[r.role]}: {r.text}\n" for r in rows)
+    """One ``Speaker: text`` line per turn (``speaker``, ``one_line``); every line, the last
+    one included, ends in a newline (an empty transcript is empty)."""
+    return "".join(f"{speaker(r)}: {one_line(r.text)}\n" for r in rows)
 
 
 def _spans(rows: list[Turn]) -> list[tuple[float, float]]:
@@ -77,7 +102,7 @@ def as_vtt(rows: list[Turn]) -> str:
         out += [
             str(row.seq),
             f"{_timestamp(begin)} --> {_timestamp(end)}",
-            f"<v {SPEAKERS[row.role]}>{_cue_text(row.text)}",
+            f"<v {speaker(row)}>{_cue_text(row.text)}",
             "",
         ]
     return "\n".join(out)
@@ -94,4 +119,4 @@ def _timestamp(seconds: float) -> str:
 def _cue_text(text: str) -> str:
     """Cue text is markup: escape it, and keep it on one line so it cannot end the cue."""
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return " ".join(escaped.replace("-->", "--&gt;").split())
+    return one_line(escaped)

@@ -9,6 +9,7 @@ nested no deeper than :data:`MAX_DEPTH`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -263,19 +264,27 @@ def check_storable(value: Any, depth: int = 0) -> None:
         check_storable(item, depth + 1)
 
 
-async def json_object(request: web.Request, limit: int) -> dict[str, Any]:
-    """The request's body as a storable JSON object of at most ``limit`` bytes; a body that
-    lies about its length is cut off at ``limit + 1`` bytes, never read whole."""
+async def json_object(request: web.Request, limit: int, seconds: float) -> dict[str, Any]:
+    """The request's body as a storable JSON object of at most ``limit`` bytes, sent within
+    ``seconds`` (else ``408 body_timeout``: a client trickling its body holds nothing
+    for long); a body that lies about its length is cut off at ``limit + 1`` bytes, never read
+    whole."""
     if request.content_type != "application/json":
         raise api_error(415, "unsupported_media_type", "send Content-Type: application/json")
     too_large = api_error(413, "body_too_large", f"bodies are limited to {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     raw = b""
-    while chunk := await request.content.read(limit + 1 - len(raw)):
-        raw += chunk
-        if len(raw) > limit:
-            raise too_large
+    try:
+        async with asyncio.timeout(seconds):
+            while chunk := await request.content.read(limit + 1 - len(raw)):
+                raw += chunk
+                if len(raw) > limit:
+                    raise too_large
+    except TimeoutError:
+        raise api_error(
+            408, "body_timeout", f"the body did not arrive within {seconds:g} s"
+        ) from None
     try:
         body = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, RecursionError):

@@ -64,7 +64,7 @@ class PacketTap:
 
     ``RTCRtpReceiver._handle_rtp_packet`` calls ``add(packet)`` and decodes the frame it returns;
     returning none keeps the decoder thread idle. ``original`` is the real buffer, put back by
-    ``release``.
+    ``restore_decoder``.
     """
 
     def __init__(self, on_packet: Callable[[RtpPacket], None], original: object) -> None:
@@ -81,19 +81,32 @@ def tap_receiver(
 ) -> Callable[[], None]:
     """Route ``receiver``'s RTP packets to ``on_packet`` instead of its decoder.
 
-    Returns the release function: it gives the receiver back its jitter buffer (and decoder), and
-    does nothing if another tap has since taken the receiver's packets.
+    Returns the detach function: from then on the receiver's packets go nowhere, not back to
+    its decoder (a stopped route, or one moved to a reconnected peer's new receiver: decoding
+    what no one reads would cost CPU and fill the track's queue); it does nothing if another
+    tap has since taken the receiver's packets. ``restore_decoder`` gives the decoder back.
     """
     current = getattr(receiver, JITTER_BUFFER_ATTRIBUTE)
     original = current.original if isinstance(current, PacketTap) else current
     tap = PacketTap(on_packet, original)
     setattr(receiver, JITTER_BUFFER_ATTRIBUTE, tap)
 
-    def release() -> None:
-        if getattr(receiver, JITTER_BUFFER_ATTRIBUTE) is tap:
-            setattr(receiver, JITTER_BUFFER_ATTRIBUTE, original)
+    def detach() -> None:
+        tap.on_packet = _discard
 
-    return release
+    return detach
+
+
+def restore_decoder(receiver: RTCRtpReceiver) -> None:
+    """Give ``receiver`` back its real jitter buffer (and decoder), whatever tap is in place:
+    for a route that must decode what an earlier, forwarding route tapped."""
+    current = getattr(receiver, JITTER_BUFFER_ATTRIBUTE)
+    if isinstance(current, PacketTap):
+        setattr(receiver, JITTER_BUFFER_ATTRIBUTE, current.original)
+
+
+def _discard(packet: RtpPacket) -> None:
+    pass
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:

@@ -97,7 +97,7 @@ class EncodedAudioTrack(MediaStreamTrack):
         super().__init__()
         self._queue: deque[Packet] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._release: Callable[[], None] = _nothing
+        self._detach: Callable[[], None] = _nothing
         self._payload_type: int | None = None
         self._source_timestamp: int | None = None
         self._next_pts = 0
@@ -109,12 +109,14 @@ class EncodedAudioTrack(MediaStreamTrack):
         self.replace_source(source)
 
     def replace_source(self, source: LegAudio) -> None:
-        """Forward ``source``'s packets from now on (a reconnected peer's new receiver)."""
-        self._release()
+        """Forward ``source``'s packets from now on (a reconnected peer's new receiver); the
+        replaced receiver's last packets, until its peer connection closes, go nowhere (not
+        to its decoder)."""
+        self._detach()
         assert source.codec is not None
         self._payload_type = source.codec.payloadType
         self._source_timestamp = None
-        self._release = aiortc_internals.tap_receiver(source.receiver, self._on_packet)
+        self._detach = aiortc_internals.tap_receiver(source.receiver, self._on_packet)
 
     def _on_packet(self, packet: RtpPacket) -> None:
         if packet.payload_type != self._payload_type or not packet.payload:
@@ -158,9 +160,10 @@ class EncodedAudioTrack(MediaStreamTrack):
         return self._queue.popleft()
 
     def stop(self) -> None:
-        """Stop, and give the receiver back its decoder (a fallback route may need it)."""
-        self._release()
-        self._release = _nothing
+        """Stop; the receiver's packets go nowhere from now on (a fallback route that must
+        decode them gives it back its decoder)."""
+        self._detach()
+        self._detach = _nothing
         super().stop()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -197,7 +200,7 @@ class AudioRoute:
         if isinstance(track, EncodedAudioTrack) and self._can_forward(source):
             track.replace_source(source)
         elif isinstance(track, ForwardedTrack) and not self._can_forward(source):
-            track.replace_source(source.track)
+            track.replace_source(self._decoded(source))
         else:
             self.track = self._track_for(source)
             self._target.sender.replaceTrack(self.track)
@@ -217,4 +220,10 @@ class AudioRoute:
             name,
             aiortc.__version__,
         )
-        return ForwardedTrack(source.track)
+        return ForwardedTrack(self._decoded(source))
+
+    @staticmethod
+    def _decoded(source: LegAudio) -> MediaStreamTrack:
+        """``source``'s track, decoding: an earlier, forwarding route may have tapped it."""
+        aiortc_internals.restore_decoder(source.receiver)
+        return source.track

@@ -127,6 +127,12 @@ _CLOSE_REASONS: dict[str, tuple[EndStatus, str, str | None]] = {
 }
 
 
+#: Every end reason a ``session.closed`` can lead to.
+SESSION_CLOSED_REASONS = frozenset(
+    {"upstream_closed", *(reason for _, reason, _ in _CLOSE_REASONS.values())}
+)
+
+
 def parse_event(data: str | bytes) -> dict[str, Any]:
     """Decode one message into an event object, or raise :class:`EventError` saying why not."""
     try:

@@ -3,7 +3,8 @@
 Nobody else touches the registry: connections join through ``join`` (after admission), the
 admin API ends an interview through ``end``, health and metrics read counts. Relay capacity is
 handed out as leases: a session holds one while it relays and gives it back, once, however it
-ends, so the count of used slots cannot drift.
+ends, so the count of used slots cannot drift. A lease is its tenant's too: with
+``max_relay_per_tenant`` set, one tenant holds at most that many, so it cannot take every slot.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ class SessionStats:
 
 
 class RelayLease:
-    """One relay slot, held by one session; ``release`` gives it back once."""
+    """One relay slot, held by one session of ``tenant_id``; ``release`` gives it back once."""
 
-    def __init__(self, manager: SessionManager) -> None:
+    def __init__(self, manager: SessionManager, tenant_id: UUID) -> None:
         self._manager: SessionManager | None = manager
+        self.tenant_id = tenant_id
 
     def release(self) -> None:
         manager, self._manager = self._manager, None
@@ -147,13 +149,21 @@ class SessionManager:
     def relay_capacity_left(self) -> int:
         return max(0, self.settings.max_relay_sessions - len(self._leases))
 
+    def tenant_relay_share_left(self, tenant_id: UUID) -> int | None:
+        """How many more relay slots the tenant may hold (None: no share is set)."""
+        share = self.settings.max_relay_per_tenant
+        if not share:
+            return None
+        return max(0, share - sum(1 for lease in self._leases if lease.tenant_id == tenant_id))
+
     # -- changing -----------------------------------------------------------------------
 
-    def lease_relay(self) -> RelayLease | None:
-        """A relay slot, or None when every slot is taken."""
-        if self.relay_capacity_left() <= 0:
+    def lease_relay(self, tenant_id: UUID) -> RelayLease | None:
+        """A relay slot for one of the tenant's sessions, or None when every slot is taken or
+        the tenant holds its share (``tenant_relay_share_left`` tells which)."""
+        if self.relay_capacity_left() <= 0 or self.tenant_relay_share_left(tenant_id) == 0:
             return None
-        lease = RelayLease(self)
+        lease = RelayLease(self, tenant_id)
         self._leases.add(lease)
         return lease
 

@@ -33,9 +33,12 @@ from gateway.sessions.events import (
     session_closed,
     transcript_event,
 )
+from gateway.sessions.quota import ClientEventQuota
+from gateway.sessions.reasons import end_reason
 from gateway.sessions.recorder import EndStatus, SessionRecorder
 from gateway.sessions.transcript import SessionTranscript
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
+from signaling.errors import ERRORS
 from signaling.server import Answer, IceCandidate, SignalingChannel, SignalingError
 from storage.transcripts import Role, Source
 
@@ -72,7 +75,7 @@ class ConnectionHandler:
         await self.session.candidate(candidate)
 
     async def on_client_event(self, event: dict[str, Any]) -> None:
-        self.session.server_event(json.dumps(event), "client")
+        self.session.client_event(event)
 
     async def on_close(self, reason: str) -> None:
         await self.session.detach(self, reason)
@@ -112,6 +115,10 @@ class InterviewSession:
         self._integrity_logged: set[str] = set()
         #: what was said: stored, shown live, and kept for a call that carries it over
         self.transcript = SessionTranscript(manager.writer.submit, tenant_id, interview_id)
+        #: what the browser's forwarded events may still take, for the interview's whole life
+        self._client_quota = ClientEventQuota(
+            self.settings.client_event_limit, self.settings.client_event_bytes
+        )
         self._grace: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(
             manager.db, tenant_id, interview_id, self.log_extra, gateway_id=manager.gateway_id
@@ -214,8 +221,12 @@ class InterviewSession:
         """Relay when wanted and possible, else proxy; the lease goes with a relay only."""
         wanted = self.requested_mode if self.requested_mode != "auto" else self.settings.mode
         if wanted != "proxy":
-            lease = self.manager.lease_relay()
+            lease = self.manager.lease_relay(self.tenant_id)
             if lease is None and wanted == "relay":
+                if self.manager.tenant_relay_share_left(self.tenant_id) == 0:
+                    await self._refuse(
+                        "relay_unavailable", "relay_unavailable", "the tenant's relay share is used"
+                    )
                 await self._refuse("at_capacity", "at_capacity", "no relay capacity left")
             if lease is not None:
                 relay = self._call("relay")
@@ -260,10 +271,13 @@ class InterviewSession:
         except CallUnavailable as exc:
             await self._refuse(exc.reason, "upstream_unavailable", str(exc))
 
-    async def _refuse(self, reason: str, code: str, message: str) -> NoReturn:
-        """End the session with ``reason`` and send the browser the fatal error ``code``."""
+    async def _refuse(self, reason: str, code: str, detail: str) -> NoReturn:
+        """End the session with ``reason`` and send the browser the fatal error ``code``. The
+        browser hears the code's fixed meaning only: ``detail`` may quote the upstream, whose
+        text is no browser's business (it has been seen to quote the API key), so it is logged."""
+        log.warning("refused: %s (%s)", reason, detail, extra=self.log_extra)
         await self.end("failed", reason, notify=False)
-        raise SignalingError(code, message, fatal=True)
+        raise SignalingError(code, ERRORS[code].meaning, fatal=True)
 
     async def candidate(self, candidate: IceCandidate | None) -> None:
         if self.call is None:
@@ -311,14 +325,36 @@ class InterviewSession:
         return self.transcript.conversation()
 
     def server_event(self, message: str | bytes, source: Source) -> None:
-        """Every upstream event (either contract) from any source passes here: live lines,
-        durable entries, and GPT-Live's close. Events the browser forwards are only stored."""
+        """Every upstream event (either contract) from the relay or the sideband passes here:
+        live lines, durable entries, and GPT-Live's close."""
         try:
             event = parse_event(message)
         except EventError as exc:
             self.manager.stats.bad_events += 1
             log.debug("unreadable %s event: %s", source, exc, extra=self.log_extra)
             return
+        raw = message.decode() if isinstance(message, bytes) else message
+        self._event(event, raw, source)
+
+    def client_event(self, event: dict[str, Any]) -> None:
+        """An event the browser forwarded (an object with a string ``type``, as signaling
+        checked): within the interview's quota it is only stored, as the least trusted line;
+        beyond, it is refused whole with ``client_event_quota``, counted and recorded."""
+        raw = json.dumps(event)
+        line = transcript_event(event)
+        exceeded = self._client_quota.charge(len(raw) if line is not None and line.final else 0)
+        if exceeded is not None:
+            self.integrity_event("client_event_quota", exceeded)
+            quota = self._client_quota
+            limit = (
+                f"{quota.max_events} events" if exceeded == "events" else f"{quota.max_bytes} bytes"
+            )
+            raise SignalingError(
+                "client_event_quota", f"this interview's forwarded events reached {limit}"
+            )
+        self._event(event, raw, "client")
+
+    def _event(self, event: dict[str, Any], raw: str, source: Source) -> None:
         closed = session_closed(event)
         if closed is not None:
             if source != "client":
@@ -326,7 +362,6 @@ class InterviewSession:
             return
         line = transcript_event(event)
         if line is not None:
-            raw = message.decode() if isinstance(message, bytes) else message
             self.transcript.take(line, source, raw)
 
     def _upstream_closed(self, closed: SessionClosed) -> None:
@@ -376,6 +411,9 @@ class InterviewSession:
         await asyncio.shield(self._end_task)
 
     async def _finish(self, status: EndStatus, reason: str, notify: bool) -> None:
+        if end_reason(reason) != reason:
+            log.error("an unlisted end reason, recorded as unknown", extra=self.log_extra)
+            reason = "unknown"
         self.end_reason = reason
         self._deadline.cancel()
         self.transcript.close()

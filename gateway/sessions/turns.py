@@ -11,7 +11,9 @@ see *turns*, by one rule:
   stored): a delta that came late, or twice over two paths (one row), lands where it was said;
 - a fragment continues the turn before it when that turn is of fragments, of the same speaker,
   and the pause between them (its ``start_ms`` minus the turn's ``end_ms``) is under
-  ``TURN_PAUSE_MS``; a change of speaker or a longer pause starts a new turn;
+  ``TURN_PAUSE_MS``; a change of speaker or a longer pause starts a new turn. A fragment the
+  browser forwarded (``source = client``) never joins a trusted turn, nor a trusted one a
+  client's: a turn's ``source`` is that of every fragment in it;
 - a turn's text is its fragments' deltas joined as they are (deltas carry their own spaces),
   trimmed; it starts at its first fragment and ends at its last.
 
@@ -105,6 +107,7 @@ def read_turns(rows: Sequence[TranscriptRow]) -> list[Turn]:
             current is not None
             and _is_fragment(row)
             and _is_fragment(current[-1])
+            and (row.source == "client") == (current[-1].source == "client")
             and continues(
                 current[-1].role,
                 current[-1].audio_end_ms or 0,

@@ -130,7 +130,7 @@ class SimulatedCall:
         if channel.label != EVENTS_LABEL or self._channel is not None:
             return
         self._channel = channel
-        channel.on("message", self.handle_client_message)
+        channel.on("message", self.handle_frontend_message)
         self._start()
 
     def _on_connection_state(self) -> None:
@@ -169,6 +169,11 @@ class SimulatedCall:
         self.emit("error", error=error)
 
     # ---- client events in (data channel and sideband)
+
+    def handle_frontend_message(self, data: str | bytes) -> None:
+        """A client event on the offerer's data channel: the Realtime contract takes it as it
+        takes one on the sideband."""
+        self.handle_client_message(data)
 
     def handle_client_message(self, data: str | bytes) -> None:
         try:

@@ -14,8 +14,13 @@ it) differs from the Realtime call in what it says, not in how it sounds, so thi
   when the turn is over); GPT-Live always transcribes, no setting needed;
 - no turn boundaries and no done events, as the real service;
 - ``session.update`` of ``delegation``/``triggers`` -> ``session.updated``; any other field is
-  immutable and refused with an ``error`` event; ``session.close`` -> ``session.closed``
-  (``close_requested``); other client events -> ``error``;
+  immutable and refused with an ``error`` event;
+- ``client.data_channel.allowed_client_events`` (a list: only those; ``"all"`` or absent:
+  every one) restricts what the data channel may send, never the sideband; a refused event
+  is not applied and gets an ``error`` (code ``client_event_not_allowed``: the SDK documents
+  the setting but not the error's code, so that one is this simulator's);
+- ``session.close`` -> ``session.closed`` (``close_requested``); other client events ->
+  ``error``;
 - ``session.closed`` with the reason and final ``usage`` whenever the session ends: hangup
   (``close_requested``), the peer gone (``connection_lost`` / ``remote_hangup``), or ``end``
   called with another reason (tests use it for ``expired``).
@@ -71,6 +76,18 @@ def checked_live_session(session: Any) -> dict[str, Any]:
             code="missing_required_parameter",
             param="session.model",
         )
+    allowed = dig(session, "client", "data_channel", "allowed_client_events")
+    if "client" in session and not (
+        allowed is None
+        or allowed == "all"
+        or (isinstance(allowed, list) and all(isinstance(a, str) for a in allowed))
+    ):
+        raise ApiError(
+            400,
+            "'allowed_client_events' must be 'all' or a list of client event types",
+            code="invalid_type",
+            param="session.client.data_channel.allowed_client_events",
+        )
     return session
 
 
@@ -96,6 +113,8 @@ class SimulatedLiveSession(SimulatedCall):
         self._expires_at = int(time.time()) + SESSION_SECONDS
         self._input_start_ms = 0
         self.closed_reason: str | None = None
+        #: client event types the data channel sent that the session's creator did not allow
+        self.refused_frontend_events: list[str] = []
 
     @property
     def transcription_enabled(self) -> bool:
@@ -162,6 +181,24 @@ class SimulatedLiveSession(SimulatedCall):
             )
 
     # ---- client events
+
+    def handle_frontend_message(self, data: str | bytes) -> None:
+        """The data channel passes only the events the session's creator allowed it."""
+        allowed = dig(self.session, "client", "data_channel", "allowed_client_events")
+        try:
+            kind = parse_event(data)["type"] if isinstance(allowed, list) else None
+        except EventError:
+            kind = None  # unreadable: refused as such below
+        if kind is not None and kind not in allowed:
+            self.refused_frontend_events.append(kind)
+            self._live_error(
+                f"client event {kind!r} is not allowed on this session's data channel",
+                "client_event_not_allowed",
+                param="type",
+                client_event_id=None,
+            )
+            return
+        self.handle_client_message(data)
 
     def handle_client_message(self, data: str | bytes) -> None:
         try:

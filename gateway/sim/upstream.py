@@ -77,6 +77,9 @@ class SimulatedUpstream:
         )
         self.calls: dict[str, SimulatedCall] = {}
         self._api_key = api_key
+        #: When set, every request that presents the standard key is refused with it (after
+        #: the key check): tests make it quote the key back, as the real service's 401 does.
+        self.refusal: ApiError | None = None
         self._keep_ended_calls = keep_ended_calls
         self._ephemeral: dict[str, _EphemeralKey] = {}
         self._runner: web.AppRunner | None = None
@@ -136,6 +139,8 @@ class SimulatedUpstream:
             )
         if self._api_key is not None and not hmac.compare_digest(key, self._api_key):
             raise ApiError(401, "incorrect API key provided", code="invalid_api_key")
+        if self.refusal is not None:
+            raise self.refusal
 
     def _ephemeral_session(self, key: str) -> dict[str, Any]:
         entry = self._ephemeral.get(key)

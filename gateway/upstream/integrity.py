@@ -8,8 +8,13 @@ Two defences, one per way the candidate's events can reach the upstream:
   legitimately sends over WebRTC (committing or clearing its own input audio, cancelling or
   cutting short the interviewer's reply) and nothing that configures the session or speaks
   for it (``session.update``, ``conversation.item.create``, ``response.create``, ...).
-- ``SessionGuard``: in proxy mode the browser's data channel reaches the upstream directly,
-  so the gateway cannot filter; it watches the server's ``session.updated`` events instead
+- In proxy mode the browser's data channel reaches the upstream directly, so the gateway
+  cannot filter. Where the contract lets the server that creates a call restrict what the
+  browser's data channel may send (GPT-Live's ``client.data_channel.allowed_client_events``,
+  ``UpstreamClient.restricting_frontend``), the gateway hands it the same allowlist, and the
+  upstream enforces it.
+- ``SessionGuard``: the second line (the only one on the Realtime contract, which has no such
+  setting): the gateway watches the server's ``session.updated`` events instead
   (sideband, and the relay's leg as a second line) and, when a field the gateway configured
   has changed, sends the gateway's values again and reports it. Which fields are guarded is
   the upstream contract's (``UpstreamClient.guarded_fields``): Realtime's instructions,
@@ -49,9 +54,15 @@ class ClientEventPolicy:
         kind = event.get("type") if isinstance(event, dict) else None
         if not isinstance(kind, str):
             return "unreadable"
-        if kind in self._exact or kind.startswith(self._prefixes):
-            return None
-        return kind[:100]
+        return None if self.admits(kind) else kind[:100]
+
+    def admits(self, kind: str) -> bool:
+        return kind in self._exact or kind.startswith(self._prefixes)
+
+    def admitted(self, known: Iterable[str]) -> list[str]:
+        """Which of a contract's client event types pass, for an upstream that enforces the
+        list itself (it takes names, not ``prefix.*`` families)."""
+        return [kind for kind in known if self.admits(kind)]
 
 
 def _covers(configured: Any, reported: Any) -> bool:

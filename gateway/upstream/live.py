@@ -11,7 +11,10 @@ contract this follows):
   ``/live/sessions/{id}/attach`` (no ``session.start`` on it);
 - the session's instructions, model and voice are fixed at start, so an earlier conversation
   goes into a new call as its startup ``input`` items, not as client events; and only
-  ``delegation`` and ``triggers`` can change later, so those are what the gateway guards.
+  ``delegation`` and ``triggers`` can change later, so those are what the gateway guards;
+- the session can be told which client events the browser's data channel may send
+  (``client.data_channel.allowed_client_events``), so in proxy mode the upstream enforces the
+  gateway's allowlist.
 
 The key is handed in by the composition root, which reads it through
 ``openai.api_key_from_env``; like the Realtime client, this one sends it only in the headers of
@@ -26,6 +29,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from gateway.upstream.integrity import ClientEventPolicy
 from gateway.upstream.openai import CarryOver, HttpUpstream, UpstreamCall, UpstreamError
 from storage.transcripts import Role
 
@@ -38,6 +42,26 @@ DEFAULT_LIVE_SESSION: dict[str, Any] = {
 
 #: The only session fields a running GPT-Live session lets ``session.update`` change.
 LIVE_GUARDED_FIELDS: tuple[tuple[str, ...], ...] = (("delegation",), ("triggers",))
+
+#: Every client event type of the contract (``openai.types.live.ClientEvent``; a test keeps
+#: this in step with the installed SDK), for ``client.data_channel.allowed_client_events``.
+LIVE_CLIENT_EVENTS: tuple[str, ...] = (
+    "session.start",
+    "session.update",
+    "session.close",
+    "session.input_audio.append",
+    "session.input_audio.mute",
+    "session.input_audio.unmute",
+    "session.output_audio.fixture.play",
+    "session.instructions.append",
+    "session.thinking.append",
+    "session.commentary.append",
+    "decision.create",
+    "decision.item.create",
+    "decision.item.delete",
+    "response.item.create",
+    "response.create",
+)
 
 #: GPT-Live's startup history takes at most this many messages.
 MAX_INPUT_ITEMS = 128
@@ -73,10 +97,10 @@ class LiveUpstream(HttpUpstream):
             session_id, answer = created["session"]["id"], created["transport"]["sdp"]
         except (ValueError, KeyError, TypeError):
             raise UpstreamError(
-                "upstream answered without a session id and SDP answer", code="upstream_protocol"
+                "upstream answered without a session id and SDP answer", code="protocol"
             ) from None
         if not isinstance(session_id, str) or not session_id or not isinstance(answer, str):
-            raise UpstreamError("upstream answered a malformed session", code="upstream_protocol")
+            raise UpstreamError("upstream answered a malformed session", code="protocol")
         return UpstreamCall(call_id=session_id, answer_sdp=answer)
 
     async def hangup(self, call_id: str) -> bool:
@@ -86,6 +110,13 @@ class LiveUpstream(HttpUpstream):
         """Attach to the session as a trusted observer: the same server events as the data
         channel, and client events accepted."""
         return await self._websocket(f"/live/sessions/{call_id}/attach")
+
+    def restricting_frontend(self, policy: ClientEventPolicy) -> dict[str, Any]:
+        """GPT-Live lets the server that creates a session say which client events the
+        untrusted WebRTC frontend may send on its data channel (``ClientConfig``; the sideband
+        is not restricted): the deployment's allowlist, enforced by the upstream itself."""
+        allowed = policy.admitted(LIVE_CLIENT_EVENTS)
+        return {"client": {"data_channel": {"allowed_client_events": allowed}}}
 
     def carry_over(self, conversation: Sequence[tuple[Role, str]]) -> CarryOver:
         """The most recent lines as the new session's startup ``input`` (the API's limit)."""

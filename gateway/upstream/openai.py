@@ -31,6 +31,8 @@ import aiohttp
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from gateway.redact import REDACTED, Scrubber
+from gateway.upstream.integrity import ClientEventPolicy
 from storage.transcripts import Role
 
 log = logging.getLogger(__name__)
@@ -68,10 +70,45 @@ def merge_session(*layers: dict[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-class UpstreamError(Exception):
-    """The upstream refused or was unreachable; ``code`` is stable, the text safe to show."""
+#: What an ``UpstreamError``'s ``code`` may be: the gateway's own word for what went wrong,
+#: never the upstream's (its error code is text it chose, and has been seen to quote the key).
+#: A session refused this way ends as ``upstream_<code>``.
+UPSTREAM_ERROR_CODES = frozenset(
+    {
+        "bad_request",  # 400
+        "unauthorized",  # 401
+        "forbidden",  # 403
+        "not_found",  # 404
+        "rate_limited",  # 429
+        "refused",  # any other 4xx
+        "server_error",  # 5xx
+        "unreachable",  # no answer at all
+        "protocol",  # an answer the contract does not allow
+        "sideband_failed",  # the sideband WebSocket did not open
+        "failed",  # the upstream leg of a relay failed
+    }
+)
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    429: "rate_limited",
+}
 
-    def __init__(self, message: str, *, status: int | None = None, code: str = "upstream_error"):
+
+def status_code(status: int) -> str:
+    """The ``UPSTREAM_ERROR_CODES`` entry for an HTTP error status."""
+    return _STATUS_CODES.get(status, "server_error" if status >= 500 else "refused")
+
+
+class UpstreamError(Exception):
+    """The upstream refused or was unreachable. ``code`` is one of ``UPSTREAM_ERROR_CODES``;
+    the text is for the log (scrubbed of the key), never for a browser."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str = "failed"):
+        if code not in UPSTREAM_ERROR_CODES:
+            raise ValueError(f"not an upstream error code: {code!r}")
         super().__init__(message)
         self.status = status
         self.code = code
@@ -124,6 +161,11 @@ class UpstreamClient(Protocol):
     def carry_over(self, conversation: Sequence[tuple[Role, str]]) -> CarryOver:
         """How ``conversation`` (final lines, in order) enters a new call of this contract."""
 
+    def restricting_frontend(self, policy: ClientEventPolicy) -> dict[str, Any]:
+        """The session layer that makes the upstream itself refuse, on the browser's data
+        channel, every client event ``policy`` refuses (proxy mode); ``{}`` where the contract
+        has no such setting."""
+
 
 class HttpUpstream:
     """What both contracts' clients share: where the upstream is, how to authenticate, the
@@ -146,7 +188,8 @@ class HttpUpstream:
         self.kind = kind
         self.base_url = base_url.rstrip("/")
         self._http = http
-        self._api_key = api_key
+        #: finds the key in what the upstream says back, whole or in part, whatever its shape
+        self._scrubber = Scrubber([api_key])
         self._headers = (
             {"Authorization": f"Bearer {api_key}"}
             if auth_header == "bearer"
@@ -162,6 +205,11 @@ class HttpUpstream:
         """The session a call is created with: the defaults, the deployment's, the interview's."""
         return merge_session(self.session, session)
 
+    def restricting_frontend(self, policy: ClientEventPolicy) -> dict[str, Any]:
+        """The Realtime calls API takes no client-event restriction (the ``SessionGuard`` is
+        proxy mode's only defence there)."""
+        return {}
+
     async def _post(self, path: str, **kwargs: Any) -> tuple[int, str, str]:
         """POST to the upstream: (status, body, ``Location``); ``UpstreamError`` if unreachable."""
         try:
@@ -172,7 +220,7 @@ class HttpUpstream:
                 return response.status, body, response.headers.get("Location", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(
-                f"upstream unreachable: {type(exc).__name__}", code="upstream_unreachable"
+                f"upstream unreachable: {type(exc).__name__}", code="unreachable"
             ) from None
 
     async def _hangup(self, call_id: str, path: str) -> bool:
@@ -204,19 +252,22 @@ class HttpUpstream:
             ) from None
 
     def _error_from(self, status: int, body: str) -> UpstreamError:
-        """Turn the upstream's ``{"error": {...}}`` body into an UpstreamError with its code.
-
-        The real service quotes part of a rejected key in its message: scrub anything key-like.
-        """
+        """Turn the upstream's ``{"error": {...}}`` body into an UpstreamError whose code says
+        what its status means (``status_code``). The upstream's own code and message go into
+        the text, for the log: the real service quotes part of a rejected key in its message,
+        and any upstream may put anything in either, so both are scrubbed of the key (in any
+        form) and of anything key-like."""
         try:
             error = json.loads(body)["error"]
-            code = str(error.get("code") or error.get("type") or "upstream_error")
-            message = str(error.get("message") or code)
+            said = str(error.get("code") or error.get("type") or "")
+            message = str(error.get("message") or "")
         except (ValueError, KeyError, TypeError, AttributeError):
-            code, message = "upstream_error", f"upstream answered HTTP {status}"
-        message = _KEY_LIKE.sub("[redacted]", message.replace(self._api_key, "[redacted]"))
+            said, message = "", ""
+        said, message = (_KEY_LIKE.sub(REDACTED, self._scrubber.scrub(t)) for t in (said, message))
         return UpstreamError(
-            f"upstream refused the call ({status} {code}): {message}", status=status, code=code
+            f"upstream refused the call (HTTP {status} {said!r}): {message}"[:500],
+            status=status,
+            code=status_code(status),
         )
 
 
@@ -261,7 +312,7 @@ class RealtimeUpstream(HttpUpstream):
             raise self._error_from(status, body)
         call_id = location.rstrip("/").rsplit("/", 1)[-1]
         if not call_id.startswith("rtc_"):
-            raise UpstreamError("upstream answered without a call id", code="upstream_protocol")
+            raise UpstreamError("upstream answered without a call id", code="protocol")
         return UpstreamCall(call_id=call_id, answer_sdp=body)
 
     async def hangup(self, call_id: str) -> bool:

@@ -27,7 +27,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
-from gateway.upstream.integrity import SessionGuard
+from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
 from gateway.upstream.openai import UpstreamClient, UpstreamError, merge_session
 from signaling.sdp import IceCandidate
 from storage.transcripts import Role
@@ -46,10 +46,13 @@ class ProxyCall:
         listener: CallListener,
         *,
         session: dict[str, Any] | None = None,
+        client_events: ClientEventPolicy | None = None,
     ) -> None:
         self._upstream = upstream
         self._listener = listener
         self._session = session
+        #: what the upstream is asked to refuse on the browser's data channel, where it can
+        self._restriction = upstream.restricting_frontend(client_events or ClientEventPolicy())
         self.call_id: str | None = None
         self._sideband: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
@@ -64,11 +67,12 @@ class ProxyCall:
         carried = self._upstream.carry_over(carry_over)
         try:
             call = await self._upstream.create_call(
-                offer_sdp, merge_session(self._session, carried.session)
+                offer_sdp, merge_session(self._session, carried.session, self._restriction)
             )
         except UpstreamError as exc:
-            if exc.status == 400:
-                raise BadOffer(f"the upstream refused the offer: {exc}") from None
+            if exc.status == 400:  # the browser hears only that; the upstream's text is logged
+                log.info("the upstream refused the offer: %s", exc)
+                raise BadOffer("the AI interviewer's service refused the offer") from None
             raise CallUnavailable(str(exc), reason=f"upstream_{exc.code}") from None
         self.call_id = call.call_id
         try:

@@ -46,6 +46,11 @@ class TranscriptEntry:
         if not self.event_id:
             raise ValueError("event_id must not be empty")
 
+    @property
+    def trusted(self) -> bool:
+        """Whether the line came from the gateway's own paths (relay, sideband), not a client."""
+        return self.source != "client"
+
 
 @dataclass(frozen=True, slots=True)
 class TranscriptRow:

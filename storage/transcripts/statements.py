@@ -39,7 +39,9 @@ _STAGING_TYPES = (
     "int4", "int4", "text",
 )  # fmt: skip
 
-#: One tenant's staged rows into ``transcript_entries``. Per session, the batch's fresh events
+#: One tenant's staged rows into ``transcript_entries``. An event is fresh unless its
+#: ``event_id`` is stored already *in its trust class* (a client's copy and the relay's or
+#: sideband's line are kept apart: migration 0008). Per session, the batch's fresh events
 #: are numbered in the order received after the session's counter, which is bumped once (not
 #: max(seq) per event: see migration 0004). There is no ON CONFLICT: a row that appeared since
 #: the duplicate check (another process writing the same event) fails the batch, which is
@@ -53,7 +55,8 @@ WITH fresh AS MATERIALIZED (
     FROM transcript_staging i
     WHERE i.tenant_id = %(tenant_id)s
       AND (SELECT true FROM transcript_entries e
-           WHERE e.session_id = i.session_id AND e.event_id = i.event_id LIMIT 1) IS NULL
+           WHERE e.session_id = i.session_id AND e.event_id = i.event_id
+             AND e.trusted = (i.source <> 'client') LIMIT 1) IS NULL
 ), bumped AS (
     INSERT INTO transcript_counters AS c (tenant_id, session_id, last_seq)
     SELECT f.tenant_id, f.session_id, f.added FROM fresh f WHERE f.rn = 1

@@ -3,9 +3,11 @@
 :class:`TranscriptWriter` takes events from the gateway without ever blocking it, and commits
 them to ``transcript_entries`` in batches, in the order it received them:
 
-* **Idempotent.** A row is keyed by ``(session_id, event_id)``; the insert skips keys that
-  exist, so the same event stored twice (a retry, a replayed journal, a second source) is one
-  row, and it never consumes a number of the session's reading order (``seq``).
+* **Idempotent.** A row is keyed by ``(session_id, event_id)`` and its trust class; the
+  insert skips keys that exist, so the same event stored twice (a retry, a replayed journal,
+  the relay and the sideband) is one row, and it never consumes a number of the session's
+  reading order (``seq``). A copy the browser forwards (``source = client``) is kept apart,
+  so it can never take a trusted line's place; readers hide it behind the trusted line.
 * **Batched.** A batch is flushed when ``batch_size`` events are waiting or the oldest has
   waited ``flush_interval`` seconds, split by session over ``connections`` connections (one
   transaction each, written at once: the server works on them on all its cores), binary-COPYed
@@ -380,11 +382,12 @@ class TranscriptWriter:
 
 
 def _unique(batch: list[Pending]) -> list[TranscriptEntry]:
-    """The batch's entries without repeats of a (session_id, event_id), first one kept."""
-    seen: set[tuple[UUID, str]] = set()
+    """The batch's entries without repeats of a (session_id, event_id) in one trust class
+    (a client's copy is no repeat of a trusted line: both are kept), first one kept."""
+    seen: set[tuple[UUID, str, bool]] = set()
     out: list[TranscriptEntry] = []
     for item in batch:
-        key = (item.entry.session_id, item.entry.event_id)
+        key = (item.entry.session_id, item.entry.event_id, item.entry.trusted)
         if key not in seen:
             seen.add(key)
             out.append(item.entry)

@@ -127,6 +127,7 @@ class Gateway:
     app: web.Application
     base_url: str
     tenant_id: UUID
+    upstream: str
 
     async def invite(self, mode: str, *, ttl: float = 3600) -> Invitation:
         return await invite(
@@ -138,9 +139,14 @@ class Gateway:
 
 
 @pytest.fixture
-async def gateway(fresh_database_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
-    """The whole gateway in this process (simulated upstream included), ICE on 127.0.0.1."""
+async def gateway(
+    fresh_database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Gateway]:
+    """The whole gateway in this process (simulated upstream included), ICE on 127.0.0.1.
+    The simulated upstream speaks the Realtime contract unless the test asks for ``sim-live``
+    (``@pytest.mark.parametrize("gateway", ["sim-live"], indirect=True)``)."""
     settings = Settings(
+        upstream=getattr(request, "param", "sim"),
         data_dir=tmp_path / "gateway",
         database_url=fresh_database_url,
         jwt_secret="browser-tests-secret-" + "x" * 32,
@@ -154,7 +160,7 @@ async def gateway(fresh_database_url: str, tmp_path: Path) -> AsyncIterator[Gate
         await site.start()
         port = runner.addresses[0][1]
         tenant_id = await tenants.create_tenant(app[DATABASE], "browser-tests")
-        yield Gateway(app, f"http://127.0.0.1:{port}", tenant_id)
+        yield Gateway(app, f"http://127.0.0.1:{port}", tenant_id, settings.upstream)
     finally:
         await runner.cleanup()
 

@@ -10,6 +10,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from gateway.app import DATABASE, SESSIONS
+from gateway.sessions.turns import read_turns
 from gateway.sim.script import Script
 from storage import interviews
 from storage.transcripts import read_transcript
@@ -31,10 +32,16 @@ async def open_room(page: Page, url: str) -> list[str]:
     return violations
 
 
-@pytest.mark.parametrize("mode", ["relay", "proxy"])
+@pytest.mark.parametrize(
+    ("mode", "gateway"),
+    [("relay", "sim"), ("proxy", "sim"), ("relay", "sim-live")],
+    indirect=["gateway"],
+)
 async def test_a_whole_interview_in_the_room(
     mode: str, gateway: Gateway, launch_browser: LaunchBrowser
 ) -> None:
+    """The page and the client are the same on either upstream contract: on GPT-Live the
+    page shows turns the gateway joined from timed fragments, and those are what it stores."""
     invitation = await gateway.invite(mode)
     page = await phone_page(await launch_browser())
     violations = await open_room(page, invitation.room_url(gateway.base_url))
@@ -65,7 +72,7 @@ async def test_a_whole_interview_in_the_room(
     assert stats["totalAudioEnergy"] > 0, f"the AI's audio arrived silent: {stats}"
 
     ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=ARTIFACTS / f"room-{mode}.png", full_page=True)
+    await page.screenshot(path=ARTIFACTS / f"room-{mode}-{gateway.upstream}.png", full_page=True)
 
     mute = page.get_by_role("button", name="Mute")
     await page.keyboard.press("Space")
@@ -81,7 +88,7 @@ async def test_a_whole_interview_in_the_room(
     assert record is not None
     assert (record.status, record.end_reason, record.actual_mode) == ("ended", "bye", mode)
     rows = await read_transcript(db, gateway.tenant_id, invitation.interview_id)
-    stored = {(row.role, row.text) for row in rows}
+    stored = {(turn.role, turn.text) for turn in read_turns(rows)}
     shown = await transcript.locator("li").evaluate_all(
         "items => items.map(li => [li.dataset.role, li.querySelector('.text').textContent])"
     )

@@ -11,6 +11,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RtpPacket
 from av import AudioFrame
 
 from gateway.media import aiortc_internals, ice
@@ -63,7 +64,7 @@ async def connect(
     return tracks
 
 
-async def test_a_tapped_receiver_hands_over_packets_and_a_released_one_decodes_again() -> None:
+async def test_a_tap_hands_over_packets_detached_decodes_nothing_restored_decodes() -> None:
     payloads = encode_opus(np.random.default_rng(1).normal(0, 2000, 48000).astype(np.int16))
     offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -77,7 +78,7 @@ async def test_a_tapped_receiver_hands_over_packets_and_a_released_one_decodes_a
         assert aiortc_internals.negotiated_codecs(answerer.getTransceivers()[0])[0] == audio.codec
 
         probe = PacketProbe()
-        release = aiortc_internals.tap_receiver(audio.receiver, probe.on_packet)
+        detach = aiortc_internals.tap_receiver(audio.receiver, probe.on_packet)
         async with asyncio.timeout(WAIT):
             await probe.wait_for(25)
         # The sender packetized the pre-encoded payloads (av.Packet) unchanged.
@@ -86,7 +87,14 @@ async def test_a_tapped_receiver_hands_over_packets_and_a_released_one_decodes_a
         assert received == [payloads[(start + i) % len(payloads)] for i in range(len(received))]
         assert track._queue.empty()  # type: ignore[attr-defined]  # nothing was decoded
 
-        release()
+        detach()  # packets now go nowhere: no more to the probe, none to the decoder
+        seen = len(probe.packets)
+        tap = getattr(audio.receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE)
+        assert isinstance(tap, aiortc_internals.PacketTap)
+        assert tap.add(RtpPacket(payload_type=111, payload=b"x")) == (False, None)
+        assert len(probe.packets) == seen and track._queue.empty()  # type: ignore[attr-defined]
+
+        aiortc_internals.restore_decoder(audio.receiver)
         assert isinstance(
             getattr(audio.receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE), JitterBuffer
         )
@@ -98,18 +106,22 @@ async def test_a_tapped_receiver_hands_over_packets_and_a_released_one_decodes_a
         await answerer.close()
 
 
-async def test_a_second_tap_replaces_the_first_and_release_restores_the_real_buffer() -> None:
+async def test_a_second_tap_replaces_the_first_and_restoring_puts_the_real_buffer_back() -> None:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
         receiver = pc.addTransceiver(SpeechTrack()).receiver
         buffer = getattr(receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE)
-        release_first = aiortc_internals.tap_receiver(receiver, lambda _: None)
-        release_second = aiortc_internals.tap_receiver(receiver, lambda _: None)
-        release_first()  # no longer the tap in place: nothing happens
-        assert isinstance(
-            getattr(receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE), aiortc_internals.PacketTap
-        )
-        release_second()
+        first: list[RtpPacket] = []
+        second: list[RtpPacket] = []
+        detach_first = aiortc_internals.tap_receiver(receiver, first.append)
+        aiortc_internals.tap_receiver(receiver, second.append)
+        detach_first()  # no longer the tap in place: the second goes on
+        tap = getattr(receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE)
+        assert isinstance(tap, aiortc_internals.PacketTap) and tap.original is buffer
+        packet = RtpPacket(payload_type=111, payload=b"x")
+        tap.add(packet)
+        assert (first, second) == ([], [packet])
+        aiortc_internals.restore_decoder(receiver)
         assert getattr(receiver, aiortc_internals.JITTER_BUFFER_ATTRIBUTE) is buffer
     finally:
         await pc.close()

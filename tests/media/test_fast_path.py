@@ -16,7 +16,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from gateway.media import ice
-from gateway.media.forwarding import LegAudio, MediaStats
+from gateway.media.forwarding import EncodedAudioTrack, LegAudio, MediaStats
 from gateway.media.relay import Relay
 from gateway.sim.opus_peers import LOCAL, PacketProbe, PeerHost
 from gateway.sim.speech import SpeechTrack
@@ -56,6 +56,17 @@ def cyclic_run(received: Sequence[bytes], sent: Sequence[bytes]) -> bool:
         all(payload == sent[(start + k) % len(sent)] for k, payload in enumerate(received))
         for start in starts
     )
+
+
+def unbroken_runs(packets: Sequence[RtpPacket], step: int = 960) -> list[list[RtpPacket]]:
+    """``packets`` cut wherever the timestamp does not advance by one frame: where the route
+    took a new source (a reconnect), or dropped a packet for a sender that fell behind."""
+    runs = [[packets[0]]]
+    for before, after in itertools.pairwise(packets):
+        if (after.timestamp - before.timestamp) % 2**32 != step:
+            runs.append([])
+        runs[-1].append(after)
+    return runs
 
 
 def assert_one_continuous_stream(packets: Sequence[RtpPacket], step: int = 960) -> None:
@@ -121,8 +132,19 @@ async def test_a_reconnected_browser_keeps_the_upstream_stream_going(
     assert relay.last_browser_media_at > media_before
     # The upstream saw one stream throughout: same SSRC, no sequence gap, time moving on.
     assert_one_continuous_stream(upstream.probe.packets, step=0)
-    assert cyclic_run([p.payload for p in upstream.probe.packets[-FLOWING:]], near.payloads)
-    assert cyclic_run([p.payload for p in second.probe.packets], far[0].payloads)
+    # Byte for byte between the seams: the upstream's stream has one where the new browser's
+    # packets took over, and one more for each packet a route dropped because its sender fell
+    # behind (a starved machine); nothing else may break a run.
+    routes = relay._to_upstream_audio, relay._to_browser_audio
+    assert routes[0] is not None and routes[1] is not None
+    for route, packets, sent, seams in (
+        (routes[0], upstream.probe.packets, near.payloads, 1),
+        (routes[1], second.probe.packets, far[0].payloads, 0),
+    ):
+        assert isinstance(route.track, EncodedAudioTrack)
+        runs = unbroken_runs(packets)
+        assert len(runs) <= 1 + seams + route.track.dropped, [len(run) for run in runs]
+        assert all(cyclic_run([p.payload for p in run], sent) for run in runs)
 
 
 async def test_a_codec_it_cannot_forward_falls_back_to_transcoding(

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,7 +39,7 @@ from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport
 from signaling.candidates import CandidatePolicy
 from signaling.errors import SignalingError
-from signaling.sdp import parse_offer
+from signaling.sdp import parse_offer, with_explicit_directions
 from storage import tenants
 from tests.conftest import create_database, drop_database
 from tests.gateway.conftest import FAST_SPEECH, RunningGateway
@@ -318,17 +318,28 @@ SANS_IO_LOOP = asyncio.new_event_loop()
 
 
 async def aiortc_reads(sdp: str) -> tuple[str, set[str]]:
-    """Give the offer to aiortc's parser; what it made of it, and its remote candidates."""
+    """Give the offer to aiortc as the relay's browser leg does (gateway/media/relay.py):
+    directions written out, the offer read (what it refuses there is ``bad_sdp``), an audio
+    track added and an answer made (anything raised there would be ``internal``). What it made
+    of the offer, and its remote candidates. The answer is made but not set: no socket opens."""
     pc = RTCPeerConnection()
+    track = AudioStreamTrack()
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        try:
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=with_explicit_directions(sdp), type="offer")
+            )
+        except AIORTC_REFUSALS:
+            return "refused by aiortc", set()
         transports = {t.receiver.transport.transport for t in pc.getTransceivers()}
         if pc.sctp is not None:
             transports.add(pc.sctp.transport.transport)
+        if any(t.kind == "audio" for t in pc.getTransceivers()):
+            pc.addTrack(track)
+            await pc.createAnswer()
         return "read", {c.ip for t in transports for c in t.getRemoteCandidates()}
-    except AIORTC_REFUSALS:
-        return "refused by aiortc", set()
     finally:
+        track.stop()
         await pc.close()
 
 

@@ -136,3 +136,24 @@ async def test_a_deployment_can_end_a_tampered_interview(start_gateway: GatewayF
     record = await gateway.ended_record(invitation, within=15)
     assert (record.status, record.end_reason) == ("failed", "integrity_violation")
     await candidate.close()
+
+
+async def test_on_gpt_live_the_upstream_itself_refuses_what_the_candidate_may_not_send(
+    start_gateway: GatewayFactory,
+) -> None:
+    """GPT-Live lets the session's creator restrict the browser's data channel: in proxy mode
+    the gateway hands it its allowlist, so a candidate's session.update is refused upstream
+    (nothing to undo) and the interview runs on, transcribed."""
+    gateway = await start_gateway(mode="proxy", upstream="sim-live")
+    invitation = await invited(gateway, "proxy")
+    candidate = await connected_with_channel(gateway, invitation)
+    assert candidate.channel is not None
+    call = the_upstream_call(gateway)
+    assert call.session["client"] == {"data_channel": {"allowed_client_events": []}}
+    candidate.channel.send(json.dumps({"type": "session.update", "session": {"triggers": []}}))
+    rows = await interview_to_its_end(gateway, invitation, candidate)
+
+    assert call.refused_frontend_events == ["session.update"]
+    assert "triggers" not in call.session
+    assert {"candidate", "interviewer"} <= {row.role for row in rows}
+    assert await integrity_events(gateway.db, invitation.tenant_id, invitation.interview_id) == []

@@ -11,6 +11,9 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from gateway.app import JWT_SECRET
+from signaling.client import SignalingClient, SignalingClientError
+from signaling.tokens import issue_token
 from storage import interviews, tenants
 from storage.database import Database
 from storage.transcripts import TranscriptEntry
@@ -129,3 +132,26 @@ async def test_a_tenant_cannot_plant_keys_or_invitation_uses_for_another(
         await tenants.use_invitation(db, a, "jti-steal", b_session)
     # nor read B's interview options
     assert await interviews.get_interview_options(db, a, b_session) is None
+
+
+async def test_another_tenants_token_for_a_live_interview_finds_no_interview(
+    start_gateway: GatewayFactory,
+) -> None:
+    """A validly signed token naming tenant B and A's interview, sent while A's interview is
+    live, is not welcomed into it: live sessions are found by tenant *and* interview."""
+    gateway = await start_gateway(mode="proxy")
+    invitation = await gateway.invite("proxy")
+    candidate = SignalingClient()
+    await candidate.connect(invitation.signal_url(gateway.base_url), invitation.token)
+    assert gateway.sessions.live(invitation.tenant_id, invitation.interview_id) is not None
+    stranger = await tenants.create_tenant(gateway.db, "stranger")
+    forged = issue_token(
+        gateway.app[JWT_SECRET], tenant_id=str(stranger), interview_id=str(invitation.interview_id)
+    )
+    async with SignalingClient() as intruder:
+        with pytest.raises(SignalingClientError) as refused:
+            await intruder.connect(invitation.signal_url(gateway.base_url), forged)
+    assert refused.value.code == "interview_not_found"
+    await candidate.ping("still-mine")  # the candidate was not replaced
+    assert (await candidate.receive())["type"] == "pong"
+    await candidate.close()

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.sessions.invitations import Invitation
+from gateway.sim.contract import ApiError
 from gateway.sim.upstream import SimulatedUpstream
 from signaling.client import SignalingClient, SignalingClientError
 from signaling.client_protocol import ClientProtocol
@@ -49,8 +50,8 @@ class Seen:
         )
         self.add(where, head + "\n" + await response.text(errors="replace"))
 
-    def leaks(self) -> list[str]:
-        return [where for where, text in self.texts for needle in NEEDLES if needle in text]
+    def leaks(self, needles: tuple[str, ...] = NEEDLES) -> list[str]:
+        return [where for where, text in self.texts for needle in needles if needle in text]
 
 
 @pytest.fixture
@@ -72,11 +73,12 @@ def logging_restored() -> Iterator[None]:
     """Logging set up at process start is process-wide: put the root handlers and every
     logger's level and filters back afterwards, so no other test inherits it."""
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    handlers, level, factory = root.handlers[:], root.level, logging.getLogRecordFactory()
     loggers = {name: logging.getLogger(name) for name in logging.root.manager.loggerDict}
     saved = {name: (logger.level, logger.filters[:]) for name, logger in loggers.items()}
     yield
     root.handlers[:], root.level = handlers, level
+    logging.setLogRecordFactory(factory)
     for name in logging.root.manager.loggerDict:
         logger = logging.getLogger(name)
         saved_level, logger.filters[:] = saved.get(name, (logging.NOTSET, []))
@@ -218,12 +220,66 @@ async def test_the_upstream_key_appears_nowhere_but_upstream(
     assert seen.leaks() == []
 
 
-def test_the_logging_set_up_at_start_blanks_credential_headers(
+def test_the_logging_set_up_at_start_blanks_credential_headers_and_the_key_in_any_shape(
     logging_restored: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    logs.configure("DEBUG", json_lines=True)
+    azure = secrets.token_hex(16)  # Azure OpenAI's keys: 32 hex digits, no sk- prefix
+    logs.configure("DEBUG", json_lines=True, secrets=[azure])
     for header in ("Authorization: Bearer", "api-key:", "OpenAI-API-Key:"):
         logging.getLogger("websockets.client").debug("> %s %s", header, KEY)
+    logging.getLogger("websockets.client").debug("< Set-Cookie: %s", "session=cookie-secret")
+    logging.getLogger("any.library").warning("upstream said %r", {"code": azure[5:]})
+    try:
+        raise RuntimeError(f"quoted back: {azure.upper()} {azure}")
+    except RuntimeError:
+        logging.getLogger("gateway.anywhere").exception("failed")
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 3 and all("[redacted]" in line for line in lines)
-    assert not any(needle in line for line in lines for needle in NEEDLES)
+    assert len(lines) == 6 and all("[redacted]" in line for line in lines)
+    needles = (*NEEDLES, azure, azure[5:], azure[-12:], "cookie-secret")
+    assert not any(needle in line for line in lines for needle in needles)
+    assert "RuntimeError" in lines[-1]  # the traceback is kept, the key blanked in it
+
+
+async def test_an_upstream_error_quoting_a_key_of_any_shape_reaches_no_browser_row_log_or_label(
+    start_gateway: GatewayFactory,
+    seen: Seen,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    logging_restored: None,
+) -> None:
+    """A key without OpenAI's ``sk-`` shape, quoted back whole in the upstream's error code
+    and without its first characters in its message: the browser gets a code of the fixed
+    set, the row and the metric label a reason of the fixed set, and no log line has it."""
+    key = "AzureStyle" + secrets.token_hex(16)
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    logs.redact_credential_logs()  # what serve does at process start (logs.configure)...
+    logs.scrub_secret_logs([key])  # ...without taking the log capture's place
+    upstream = SimulatedUpstream(api_key=key, words_per_second=FAST_SPEECH)
+    base_url = await upstream.start("127.0.0.1", 0)
+    upstream.refusal = ApiError(
+        401, f"Incorrect API key provided: {key[3:]}", code=f"invalid_api_key:{key}"
+    )
+    try:
+        gateway = await start_gateway(mode="auto", upstream="openai", upstream_base_url=base_url)
+        codes, reasons = {}, {}
+        for mode in ("proxy", "relay"):
+            invitation = await gateway.invite(mode)
+            async with SignalingClient() as client:
+                await client.connect(invitation.signal_url(gateway.base_url), invitation.token)
+                with pytest.raises(SignalingClientError) as refused:
+                    await client.offer(offer_of(AUDIO))
+            codes[mode] = refused.value.code
+            reasons[mode] = (await gateway.ended_record(invitation)).end_reason
+        async with aiohttp.ClientSession() as http, http.get(f"{gateway.base_url}/metrics") as r:
+            seen.add("metrics", await r.text())
+    finally:
+        await upstream.close()
+    assert codes == {"proxy": "upstream_unavailable", "relay": "relay_unavailable"}
+    assert reasons == {"proxy": "upstream_unauthorized", "relay": "relay_unavailable"}
+    assert 'gateway_sessions_ended_total{reason="upstream_unauthorized"} 1.0' in seen.texts[-1][1]
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert refusals and all("[redacted]" in r.getMessage() for r in refusals)  # logged, blanked
+    for record in caplog.records:
+        seen.add(f"log:{record.name}", logging.Formatter("%(message)s").format(record))
+    assert seen.leaks((key, key[3:], key[-12:])) == []

@@ -13,12 +13,13 @@ from typing import Annotated, Any, Union, get_args
 import aiohttp
 import pytest
 import websockets
-from openai.types.live import LiveCreateResponse, ServerEvent
+from openai.types.live import ClientEvent, LiveCreateResponse, ServerEvent
 from pydantic import Field, TypeAdapter
 
 from gateway.sim.live import LIVE_SERVER_EVENT_TYPES, SimulatedLiveSession
 from gateway.sim.script import Script, ScriptTurn
 from gateway.sim.upstream import SimulatedUpstream
+from gateway.upstream.live import LIVE_CLIENT_EVENTS
 from tests.sim.sim_peer import API_KEY, Offerer, auth
 
 LiveEvent = TypeAdapter(
@@ -145,6 +146,13 @@ async def test_attach_carries_the_sessions_events_and_an_expiry_closes_it(
         ({"session": SESSION, "transport": {"type": "sip", "sdp": "v=0"}}, "transport.type"),
         ({"session": SESSION, "transport": {"type": "webrtc", "sdp": "hello"}}, "transport.sdp"),
         ({"session": SESSION}, "transport.type"),
+        (
+            {
+                "session": {**SESSION, "client": {"data_channel": {"allowed_client_events": "x"}}},
+                "transport": {"type": "webrtc", "sdp": "v=0"},
+            },
+            "session.client.data_channel.allowed_client_events",
+        ),
     ],
 )
 async def test_a_bad_create_is_400_naming_the_field(
@@ -165,3 +173,34 @@ async def test_live_endpoints_need_the_key_and_know_only_live_sessions(
     missing = await http.post(f"{sim.base_url}/live/sessions/live_nope/hangup", headers=auth())
     assert missing.status == 404
     assert (await missing.json())["error"]["code"] == "session_not_found"
+
+
+def test_the_gateways_list_of_live_client_events_is_the_sdks() -> None:
+    sdk = {
+        member.model_fields["type"].annotation.__args__[0]
+        for member in get_args(get_args(ClientEvent)[0])
+    }
+    assert set(LIVE_CLIENT_EVENTS) == sdk
+
+
+async def test_a_restricted_data_channel_refuses_the_rest_and_the_sideband_is_trusted(
+    sim: SimulatedUpstream, http: aiohttp.ClientSession, offerer: Offerer
+) -> None:
+    restricted = {
+        **SESSION,
+        "client": {"data_channel": {"allowed_client_events": ["session.close"]}},
+    }
+    call = await start(http, sim, offerer, restricted)
+    url = sim.base_url.replace("http://", "ws://") + f"/live/sessions/{call.id}/attach"
+    async with websockets.connect(url, additional_headers=auth()) as sideband:
+        await offerer.wait_count("session.started", 1)
+        offerer.send({"type": "session.update", "session": {"triggers": []}})
+        (refused,) = await offerer.wait_count("error", 1)
+        assert refused["error"]["code"] == "client_event_not_allowed"
+        assert call.refused_frontend_events == ["session.update"] and "triggers" not in call.session
+        await sideband.send(json.dumps({"type": "session.update", "session": {"triggers": []}}))
+        await offerer.wait_count("session.updated", 1)
+        assert call.session["triggers"] == []
+        offerer.send({"type": "session.close"})  # allowed
+        (closed,) = await offerer.wait_count("session.closed", 1)
+    assert closed["reason"] == "close_requested"
