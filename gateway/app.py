@@ -37,6 +37,7 @@ from gateway.upstream.proxy import ProxyCall
 from signaling.server import SIGNAL_PATH, SignalingChannel, SignalingHandler, signaling_handler
 from signaling.tokens import JwksKeySet, TokenClaims, TokenVerifier
 from storage.database import Database, open_database
+from storage.session_state import StateWriter
 from storage.transcripts import TranscriptWriter
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         ice_sockets=ice_sockets,
         connect_timeout=settings.upstream_connect_timeout,
         peer_timeout=settings.peer_timeout,
+        upstream_timeout=settings.upstream_timeout,
         client_events=ClientEventPolicy(settings.client_events),
         stats=media_stats,
     )
@@ -266,6 +268,10 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         if settings.recording != "off"
         else None
     )
+    # An earlier run's journaled state changes land first: the claims they give up are not
+    # the reconciler's to finalize.
+    state = StateWriter(app[DATABASE], settings.data_dir / "state-journal")
+    await state.start()
     reconciler = Reconciler(
         app[DATABASE],
         lost_after=settings.lost_after,
@@ -277,6 +283,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         settings,
         db=app[DATABASE],
         writer=app[WRITER],
+        state=state,
         calls=Calls(app[UPSTREAM], relay_options, recordings),
         gateway_id=reconciler.gateway_id,
     )
@@ -286,6 +293,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
     await app[SESSIONS].close()
     if recordings is not None:
         await recordings.close()
+    await state.close()  # first: the claims it gives up let the reconciler retire this process
     await reconciler.close()
     if mux is not None:
         await mux.close()

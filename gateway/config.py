@@ -99,6 +99,7 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "session_time_limit": ("GATEWAY_SESSION_TIME_LIMIT", "seconds, above 0", _positive),
     "hello_timeout": ("GATEWAY_HELLO_TIMEOUT", "seconds, above 0", _positive),
     "peer_timeout": ("GATEWAY_PEER_TIMEOUT", "seconds, above 0", _positive),
+    "upstream_timeout": ("GATEWAY_UPSTREAM_TIMEOUT", "seconds, above 0", _positive),
     "reconnect_grace": ("GATEWAY_RECONNECT_GRACE", "seconds, 0 or more", _not_negative),
     "jwks_min_refresh": ("GATEWAY_JWKS_MIN_REFRESH", "seconds, 0 or more", _not_negative),
     "rate_api_per_ip": ("GATEWAY_RATE_API_PER_IP", "per minute, 0 (off) or more", _not_negative),
@@ -184,6 +185,8 @@ class Settings:
     hello_timeout: float = 5.0
     #: A relayed browser whose audio stops for this long is taken for lost.
     peer_timeout: float = 5.0
+    #: A relay's upstream that sends nothing (no audio packet, no event) for this long is dead.
+    upstream_timeout: float = 5.0
     #: How long a lost candidate may take to reconnect before the session fails.
     reconnect_grace: float = 10.0
     #: Local addresses ICE gathers host candidates on (empty: every interface).
@@ -321,6 +324,7 @@ class Settings:
             session_time_limit=env_float(e, "GATEWAY_SESSION_TIME_LIMIT", cls.session_time_limit),
             hello_timeout=env_float(e, "GATEWAY_HELLO_TIMEOUT", cls.hello_timeout),
             peer_timeout=env_float(e, "GATEWAY_PEER_TIMEOUT", cls.peer_timeout),
+            upstream_timeout=env_float(e, "GATEWAY_UPSTREAM_TIMEOUT", cls.upstream_timeout),
             reconnect_grace=env_float(e, "GATEWAY_RECONNECT_GRACE", cls.reconnect_grace),
             ice_addresses=env_addresses(e, "GATEWAY_ICE_ADDRESSES"),
             ice_udp_port=env_int(e, "GATEWAY_ICE_UDP_PORT", cls.ice_udp_port),

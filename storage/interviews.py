@@ -147,15 +147,19 @@ async def end_session(
     *,
     status: Literal["ended", "failed"],
     reason: str,
+    at: datetime | None = None,
 ) -> bool:
-    """Records the session's end once; False when it had already ended (the first end stands)."""
+    """Records the session's end once; False when it had already ended (the first end stands).
+
+    ``at`` is when it ended (default: now), for an end recorded later than it happened."""
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"status must be 'ended' or 'failed', got {status!r}")
     async with db.tenant(tenant_id) as conn:
         cur = await conn.execute(
-            "UPDATE interview_sessions SET status = %s, ended_at = now(), end_reason = %s"
+            "UPDATE interview_sessions SET status = %s,"
+            " ended_at = coalesce(%s, now()), end_reason = %s"
             " WHERE id = %s AND status NOT IN ('ended', 'failed')",
-            [status, reason, session_id],
+            [status, at, reason, session_id],
         )
         return cur.rowcount == 1
 

@@ -15,8 +15,10 @@ it, and the session can fall back to proxy mode with the same offer.
 A candidate who reconnects gets a new browser leg (``reconnect``); the upstream leg and the AI
 conversation carry on. What happens to the legs reaches the session as ``CallListener`` events:
 the browser leg connected, lost (failed, closed by the candidate, or silent: see
-``watchdog.SilenceWatchdog``) or back, the upstream leg gone. Legs the relay closes itself (the
-old leg on a reconnect, a refused offer, the whole relay on close) report nothing.
+``watchdog.SilenceWatchdog``) or back, the upstream leg gone (failed, closed, or silent: no
+audio packet and no event for ``upstream_timeout`` seconds, by the same watchdog). Legs the
+relay closes itself (the old leg on a reconnect, a refused offer, the whole relay on close)
+report nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +78,9 @@ class RelayOptions:
     connect_timeout: float = 5.0
     #: seconds without the candidate's audio, once connected, before the peer counts as lost
     peer_timeout: float = 5.0
+    #: seconds without an audio packet or an event from the upstream, once its leg is
+    #: connected, before the upstream counts as gone (``upstream_silent``)
+    upstream_timeout: float = 5.0
     #: which of the browser's client events cross to the upstream
     client_events: ClientEventPolicy = field(default_factory=ClientEventPolicy)
     stats: MediaStats = field(default_factory=MediaStats)
@@ -109,6 +115,10 @@ class Relay:
         self._to_upstream = ChannelBridge()
         self._to_browser = ChannelBridge()
         self._sinks: set[asyncio.Task[None]] = set()
+        self._hangups: set[asyncio.Task[bool]] = set()
+        #: when the upstream last sent an event, and (a browser leg ago) audio
+        self._upstream_event_at: float | None = None
+        self._upstream_audio_before: float | None = None
         #: set once the upstream leg is up: only then is its loss the session's business
         self._started = False
         self._closing = False
@@ -123,6 +133,12 @@ class Relay:
             lambda: self.last_browser_media_at,
             on_silent=lambda: listener.peer_lost("peer_silent"),
             on_back=listener.peer_back,
+        )
+        self.upstream_watchdog = SilenceWatchdog(
+            options.upstream_timeout,
+            lambda: self.last_upstream_traffic_at,
+            on_silent=lambda: listener.upstream_failed("upstream_silent"),
+            on_back=lambda: None,  # too late: the session ends on the silence
         )
 
     # -- set-up -------------------------------------------------------------------------
@@ -143,6 +159,7 @@ class Relay:
             await self.close()
             raise
         self._started = True
+        self.upstream_watchdog.start()
         try:  # the browser leg's gathering can fail too (IcePortsExhausted)
             return await self._answer_browser(browser_pc, browser_audio)
         except BaseException:
@@ -251,6 +268,7 @@ class Relay:
         # Each browser leg gets its own route: closing a peer connection stops its senders'
         # tracks, and a reconnected browser may have negotiated another codec.
         if self._to_browser_audio is not None:
+            self._upstream_audio_before = self._to_browser_audio.last_media_at
             self._to_browser_audio.track.stop()
         self._to_browser_audio = AudioRoute(
             self._upstream_audio, browser_audio, self._options.stats
@@ -296,6 +314,7 @@ class Relay:
             self._listener.integrity_event("client_event_refused", refused)
 
     def _from_upstream(self, message: str | bytes) -> None:
+        self._upstream_event_at = time.monotonic()
         self._to_browser.send(message)
         self._guard.observe(message)
         self._listener.server_event(message, "relay")
@@ -315,10 +334,18 @@ class Relay:
         """When the browser's audio last reached the relay (monotonic), for dead-peer checks."""
         return self._to_upstream_audio.last_media_at if self._to_upstream_audio else None
 
+    @property
+    def last_upstream_traffic_at(self) -> float | None:
+        """When the upstream last sent anything, an audio packet or an event (monotonic)."""
+        route = self._to_browser_audio
+        heard = (route.last_media_at if route else None, self._upstream_audio_before)
+        return max((t for t in (*heard, self._upstream_event_at) if t is not None), default=None)
+
     async def close(self) -> None:
         """Hang up both legs and the upstream call; reports nothing to the listener."""
         self._closing = True
         self.watchdog.stop()
+        self.upstream_watchdog.stop()
         if self._recording is not None:
             self._recording.close()
         for task in list(self._sinks):
@@ -331,4 +358,10 @@ class Relay:
                 await pc.close()
         if self.call_id is not None:
             call_id, self.call_id = self.call_id, None
-            await self._upstream.hangup(call_id)
+            hangup = asyncio.ensure_future(self._upstream.hangup(call_id))
+            if self.upstream_watchdog.silent:
+                # A silent upstream may be frozen: the end does not wait for its HTTP timeout.
+                self._hangups.add(hangup)
+                hangup.add_done_callback(self._hangups.discard)
+            else:
+                await hangup

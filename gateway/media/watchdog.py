@@ -11,8 +11,18 @@ Silence is counted only while the watchdog runs, and it runs from the moment a l
 connected (ICE and DTLS done): a slow set-up is not silence. A new leg (a reconnect) restarts
 the count from its own connection.
 
-It needs no task and costs nothing per packet: one timer call every ``timeout / 2`` seconds at
-most, reading a timestamp that the forwarder keeps anyway.
+One class watches both legs of a relay: the browser's (its audio: a silent candidate is lost,
+and may come back) and the upstream's (its audio packets and data-channel events: an upstream
+that sends neither is dead or frozen, and the session ends). Both count packets *arriving*, not
+speech: a WebRTC peer sends Opus frames all along, silence included (OpenAI's leg does, and so
+does the simulated upstream's ``SpeechTrack``), so a quiet interviewer is never taken for a
+dead one.
+
+It needs no task and costs nothing per packet: while media flows, one timer call when the
+silence *would* begin if nothing more arrived (``timeout`` after the last packet), which then
+moves on to the next such moment; so silence is reported within ``timeout`` plus the event
+loop's latency, not a polling period later. While silent, it looks for returning media every
+``timeout / 2`` seconds (at most 1 s), reading a timestamp that the forwarder keeps anyway.
 """
 
 from __future__ import annotations
@@ -57,7 +67,7 @@ class SilenceWatchdog:
         self.stop()
         self._since = self._clock()
         self._silent_at = None
-        self._schedule()
+        self._schedule(self._timeout)
 
     def stop(self) -> None:
         """Stop counting (the leg is being replaced or closed); reports nothing."""
@@ -65,19 +75,27 @@ class SilenceWatchdog:
             self._timer.cancel()
             self._timer = None
 
-    def _schedule(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(
-            min(1.0, self._timeout / 2), self._check
-        )
+    def _schedule(self, delay: float) -> None:
+        self._timer = asyncio.get_running_loop().call_later(delay, self._check)
 
     def _check(self) -> None:
-        self._schedule()
         last = self._last_media_at()
         now = self._clock()
         if self._silent_at is None:
-            if now - max(last or 0.0, self._since) > self._timeout:
-                self._silent_at = now
-                self._on_silent()
+            silent_from = max(last or 0.0, self._since) + self._timeout
+            if now < silent_from:  # media came meanwhile: look again when it would be silent
+                self._schedule(silent_from - now)
+                return
+            self._silent_at = now
+            self._schedule(self._poll)
+            self._on_silent()
         elif last is not None and last > self._silent_at and last >= self._since:
             self._silent_at = None
+            self._schedule(max(last + self._timeout - now, 0.0))
             self._on_back()
+        else:
+            self._schedule(self._poll)
+
+    @property
+    def _poll(self) -> float:
+        return min(1.0, self._timeout / 2)

@@ -28,6 +28,7 @@ from signaling.server import SignalingChannel
 from signaling.turn import IceServerMinter
 from storage import gateways, interviews
 from storage.database import Database
+from storage.session_state import StateWriter
 from storage.transcripts import TranscriptWriter
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class SessionManager:
         *,
         db: Database,
         writer: TranscriptWriter,
+        state: StateWriter,
         calls: CallFactory,
         gateway_id: UUID,
     ) -> None:
@@ -96,6 +98,8 @@ class SessionManager:
         self.gateway_id = gateway_id
         self.db = db
         self.writer = writer
+        #: where every session's state changes go (in order, journaled while the database is away)
+        self.state = state
         self.calls = calls
         self.ice_servers = IceServerMinter(
             configured=settings.ice_servers,
@@ -242,7 +246,7 @@ class SessionManager:
         record = await promptly(interviews.get_session(self.db, tenant_id, interview_id))
         if record is None:
             raise SignalingError("interview_not_found", "no such interview")
-        if record.status in ("ended", "failed"):
+        if record.status in ("ended", "failed") or self.state.end_pending(interview_id):
             raise SignalingError("interview_ended", "this interview has already ended")
         options = await promptly(interviews.get_interview_options(self.db, tenant_id, interview_id))
         await promptly(gateways.claim(self.db, self.gateway_id, tenant_id, interview_id))

@@ -27,6 +27,7 @@ END_REASONS: frozenset[str] = frozenset(
         "peer_failed",
         "upstream_failed",
         "upstream_closed",
+        "upstream_silent",
         "upstream_sideband_closed",
         "relay_unavailable",
         "at_capacity",

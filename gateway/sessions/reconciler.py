@@ -12,6 +12,7 @@ heartbeat never lapses for longer than the bound unless it cannot reach the data
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from uuid import UUID, uuid4
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: the end reason of an interview whose process died, by the kind of process
 LOST_REASONS: dict[GatewayKind, str] = {"gateway": "gateway_lost", "worker": "worker_lost"}
+#: Seconds shutdown gives the database to drop this process's row.
+RETIRE_WAIT = 1.0
 
 
 class Reconciler:
@@ -83,6 +86,8 @@ class Reconciler:
     async def close(self) -> None:
         await self._periodic.close()
         try:
-            await gateways.retire_gateway(self.db, self.gateway_id)
+            # bounded: shutdown does not wait out the pool's timeout for a database that is away
+            async with asyncio.timeout(RETIRE_WAIT):
+                await gateways.retire_gateway(self.db, self.gateway_id)
         except Exception as exc:  # the database is away: the heartbeat lapses by itself
-            log.warning("could not retire this gateway's row (%s)", exc)
+            log.warning("could not retire this gateway's row (%s)", str(exc) or type(exc).__name__)

@@ -121,7 +121,7 @@ class InterviewSession:
         )
         self._grace: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(
-            manager.db, tenant_id, interview_id, self.log_extra, gateway_id=manager.gateway_id
+            manager.state, tenant_id, interview_id, gateway_id=manager.gateway_id
         )
         self._spawn(self._pump_live_lines())
         self._deadline = asyncio.get_running_loop().call_later(

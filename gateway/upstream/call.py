@@ -59,7 +59,7 @@ class CallListener(Protocol):
         """Media arrives again from the candidate after a loss, on the same or a new leg."""
 
     def upstream_failed(self, reason: str) -> None:
-        """The AI side is gone (``upstream_failed``, ``upstream_closed``,
+        """The AI side is gone (``upstream_failed``, ``upstream_closed``, ``upstream_silent``,
         ``upstream_sideband_closed``): the conversation cannot go on."""
 
     def integrity_event(self, kind: str, detail: str) -> None:

@@ -44,7 +44,7 @@ async def test_a_lapsed_gateways_interviews_are_finalized_and_a_live_ones_are_no
     assert await reconciler.reconcile() == 1
     record = await row(gateway, orphan.tenant_id, orphan.interview_id)
     assert (record.status, record.end_reason) == ("failed", "gateway_lost")
-    assert (await row(gateway, live.tenant_id, live.interview_id)).status == "active"
+    await until_status(gateway, live.tenant_id, live.interview_id, {"active"}, 10)
     assert await reconciler.reconcile() == 0  # its own live interview is not a dead one's
     await candidate.close()
 
