@@ -157,7 +157,7 @@ async def test_many_agents_answering_and_offering_share_the_one_socket(mux: UdpM
         assert [s for s in udp_sockets() if s[1] == mux.port] == [("127.0.0.1", mux.port)]
         assert mux.sizes()["endpoints"] == 6
     assert mux.sizes() == {"ufrags": 0, "endpoints": 0, "addresses": 0, "transactions": 0}
-    assert mux.stats.delivered > 0 and mux.stats.unknown_ufrag == 0
+    assert mux.stats.delivered > 0
 
 
 async def test_two_hundred_sessions_one_after_another_leave_the_maps_empty(mux: UdpMux) -> None:
@@ -166,7 +166,8 @@ async def test_two_hundred_sessions_one_after_another_leave_the_maps_empty(mux: 
         async with ice_session(sockets, None) if n % 2 else ice_session(None, sockets):
             assert mux.sizes()["endpoints"] >= 1
     assert mux.sizes() == {"ufrags": 0, "endpoints": 0, "addresses": 0, "transactions": 0}
-    assert mux.stats.unknown_ufrag == mux.stats.unauthenticated == 0
+    # (a check may still come for a leg just closed: its ufrag is unknown by then)
+    assert mux.stats.unauthenticated == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="beyond net.core.rmem_max needs CAP_NET_ADMIN")
