@@ -19,13 +19,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.config import Settings
+from gateway.fleet.metrics import FleetCollector
 from gateway.fleet.runtime import Fleet, running_front
 from gateway.http import api, metrics, pages, security
+from gateway.http.recordings import RecordingsApi
 from gateway.media.forwarding import MediaStats
 from gateway.media.host_sockets import open_host_sockets
 from gateway.media.relay import Relay, RelayOptions
 from gateway.recording.recorder import RecordingOptions, Recordings
-from gateway.recording.storage import LocalStorage
+from gateway.recording.storage import segment_storage
 from gateway.sessions.admission import Admission
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.reconciler import Reconciler
@@ -76,8 +78,11 @@ class Calls:
 
     upstream: UpstreamClient
     relay_options: RelayOptions
-    #: where relayed interviews are recorded (None: they are not)
+    #: where relayed interviews are recorded (None: they are not)...
     recordings: Recordings | None = None
+    #: ...and whether one that asks nothing is (``GATEWAY_RECORDING=audio``; ``requested``:
+    #: only interviews created with ``recording: audio``)
+    record_by_default: bool = False
 
     @property
     def upstream_kind(self) -> str:
@@ -92,9 +97,11 @@ class Calls:
         tenant_id: UUID,
         interview_id: UUID,
         browser_ice_servers: Sequence[dict[str, Any]] = (),
+        recording: str | None = None,
     ) -> Call:
         if mode == "relay":
-            recordings = self.recordings
+            asked = self.record_by_default if recording is None else recording == "audio"
+            recordings = self.recordings if asked else None
             return Relay(
                 self.upstream,
                 listener,
@@ -156,13 +163,21 @@ def create_app(settings: Settings) -> web.Application:
             allow_remote_candidates=settings.allowed_remote_candidates,
             max_remote_candidates=settings.ice_max_remote_candidates,
         ).mount(app)
-    api.AdminApi(
+    admin = api.AdminApi(
         settings,
         verifier=verifier,
         secret=app[JWT_SECRET],
         limiter=limits.api_tenant,
         database=lambda: app[DATABASE],
         sessions=lambda: app[SESSIONS],
+    )
+    admin.mount(app)
+    RecordingsApi(
+        admin.tenant,
+        database=lambda: app[DATABASE],
+        sessions=lambda: app[SESSIONS],
+        storage=segment_storage(settings),
+        scratch_dir=settings.data_dir / "recording-exports",
     ).mount(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
@@ -260,9 +275,11 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         Recordings(
             RecordingOptions(
                 db=app[DATABASE],
-                storage=LocalStorage(settings.recording_dir or settings.data_dir / "recordings"),
+                storage=segment_storage(settings),
                 spool_dir=settings.data_dir / "recording-spool",
                 segment_seconds=settings.recording_segment_seconds,
+                retry_seconds=settings.recording_retry_seconds,
+                retention_days=settings.recording_retention_days,
             )
         )
         if settings.recording != "off"
@@ -272,6 +289,8 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
     # the reconciler's to finalize.
     state = StateWriter(app[DATABASE], settings.data_dir / "state-journal")
     await state.start()
+    if recordings is not None:
+        recordings.recover()
     reconciler = Reconciler(
         app[DATABASE],
         lost_after=settings.lost_after,
@@ -284,7 +303,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         db=app[DATABASE],
         writer=app[WRITER],
         state=state,
-        calls=Calls(app[UPSTREAM], relay_options, recordings),
+        calls=Calls(app[UPSTREAM], relay_options, recordings, settings.recording == "audio"),
         gateway_id=reconciler.gateway_id,
     )
     mux = ice_sockets.mux if ice_sockets is not None else None
@@ -308,6 +327,7 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
         front_id=app[RECONCILER].gateway_id,
     ) as fleet:
         app[FLEET] = fleet
+        app[METRICS].register(FleetCollector(fleet))
         yield
 
 

@@ -31,6 +31,7 @@ from gateway.env import (
     env_port_range,
     raw,
 )
+from gateway.recording.storage import S3Settings
 from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
 from signaling.candidates import DEFAULT_MAX_REMOTE_CANDIDATES, parse_networks
 
@@ -41,7 +42,7 @@ Upstream = Literal["openai", "openai-live", "sim", "sim-live"]
 #: calls API or GPT-Live, or the in-process simulator speaking the one or the other.
 UPSTREAMS: tuple[Upstream, ...] = ("openai", "openai-live", "sim", "sim-live")
 #: What relayed interviews record: nothing, or both voices (each its own Ogg Opus track).
-RECORDINGS = ("off", "audio")
+RECORDINGS = ("off", "audio", "requested")
 #: ``serve --role``: ``standalone`` serves interviews itself (the default, as before the fleet);
 #: a ``front`` hands each interview to a worker of its own; a ``worker`` serves one and exits.
 ProcessRole = Literal["standalone", "front", "worker"]
@@ -108,6 +109,9 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "rate_signal_per_tenant": ("GATEWAY_RATE_SIGNAL_PER_TENANT", "0 (off) or more", _not_negative),
     "max_sessions_per_tenant": ("GATEWAY_MAX_SESSIONS_PER_TENANT", "1 or more", _positive),
     "max_sessions": ("GATEWAY_MAX_SESSIONS", "0 (no limit) or more", _not_negative),
+    "max_observers": ("GATEWAY_MAX_OBSERVERS", "0 (none) or more", _not_negative),
+    "observer_queue": ("GATEWAY_OBSERVER_QUEUE", "messages, at least 8", _at_least(8)),
+    "quality_interval": ("GATEWAY_QUALITY_INTERVAL", "seconds, 0 (off) or more", _not_negative),
     "lost_after": ("GATEWAY_LOST_AFTER", "seconds, at least 1", _at_least(1)),
     "drain_timeout": ("GATEWAY_DRAIN_TIMEOUT", "seconds, 0 (no drain) or more", _not_negative),
     "api_max_body": ("GATEWAY_API_MAX_BODY", "bytes, at least 1024", _at_least(1024)),
@@ -123,6 +127,12 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
         "seconds, from 1 to 3600",
         lambda v: 1 <= v <= 3600,
     ),
+    "recording_retry_seconds": ("GATEWAY_RECORDING_RETRY_SECONDS", "seconds, above 0", _positive),
+    "recording_retention_days": (
+        "GATEWAY_RECORDING_RETENTION_DAYS",
+        "days, 0 (keep forever) or more",
+        _not_negative,
+    ),
     "worker_start_timeout": ("GATEWAY_WORKER_START_TIMEOUT", "seconds, above 0", _positive),
     "worker_idle_timeout": ("GATEWAY_WORKER_IDLE_TIMEOUT", "seconds, above 0", _positive),
     "max_workers": ("GATEWAY_MAX_WORKERS", "1 or more", _positive),
@@ -133,6 +143,32 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "http_body_timeout": ("GATEWAY_HTTP_BODY_TIMEOUT", "seconds, above 0", _positive),
     "http_pending_per_ip": ("GATEWAY_HTTP_PENDING_PER_IP", "0 (no cap) or more", _not_negative),
 }
+
+
+def _recording_storage(env: dict[str, str]) -> dict[str, Any]:
+    """``GATEWAY_RECORDING_STORAGE`` and, for ``s3``, the bucket it needs (the rest optional)."""
+    kind = env_choice(env, "GATEWAY_RECORDING_STORAGE", "local", ("local", "s3"))
+    if kind == "local":
+        return {"recording_storage": kind}
+    bucket = raw(env, "GATEWAY_RECORDING_S3_BUCKET")
+    if bucket is None:
+        raise ConfigError(
+            "GATEWAY_RECORDING_STORAGE is 's3' but GATEWAY_RECORDING_S3_BUCKET is not set."
+        )
+    s3 = S3Settings(
+        bucket=bucket,
+        endpoint=raw(env, "GATEWAY_RECORDING_S3_ENDPOINT"),
+        region=raw(env, "GATEWAY_RECORDING_S3_REGION") or "us-east-1",
+        prefix=raw(env, "GATEWAY_RECORDING_S3_PREFIX") or "",
+        access_key_id=raw(env, "GATEWAY_RECORDING_S3_ACCESS_KEY_ID"),
+        secret_access_key=raw(env, "GATEWAY_RECORDING_S3_SECRET_ACCESS_KEY"),
+    )
+    if (s3.access_key_id is None) != (s3.secret_access_key is None):
+        raise ConfigError(
+            "GATEWAY_RECORDING_S3_ACCESS_KEY_ID and GATEWAY_RECORDING_S3_SECRET_ACCESS_KEY go"
+            " together: set both, or neither (obstore's own credential chain)."
+        )
+    return {"recording_storage": kind, "recording_s3": s3}
 
 
 def _turn_settings(env: dict[str, str]) -> dict[str, Any]:
@@ -147,6 +183,78 @@ def _turn_settings(env: dict[str, str]) -> dict[str, Any]:
         raise ConfigError("GATEWAY_TURN_URLS is set but GATEWAY_TURN_SECRET is not.")
     ttl = env_int(env, "GATEWAY_TURN_TTL", Settings.turn_ttl)
     return {"turn_urls": urls, "turn_secret": secret, "turn_ttl": ttl}
+
+
+#: ``GATEWAY_FLY_ROUTING``: how a front on the ``fly`` backend hands a candidate to its worker.
+FLY_ROUTINGS = ("replay", "forward")
+_FLY_CPU_KINDS = ("shared", "performance")
+
+
+@dataclass(frozen=True)
+class FlySettings:
+    """The ``fly`` backend's Machines API client (``gateway.fleet.fly``): which app its worker
+    Machines live in, what they run and how big they are, and how long it retries the API."""
+
+    api_url: str = "https://api.machines.dev"
+    #: ``FLY_API_TOKEN`` (a deploy token of the workers' app): never logged, never shared
+    token: str | None = field(default=None, repr=False)
+    app: str = ""
+    image: str = ""
+    #: regions to create Machines in, in order: one without capacity is skipped for the next
+    #: (empty: Fly picks one near the front)
+    regions: tuple[str, ...] = ()
+    cpu_kind: str = "shared"
+    cpus: int = 1
+    memory_mb: int = 512
+    #: seconds a call may spend retrying 429 and 5xx answers (with backoff) before it fails
+    api_deadline: float = 10.0
+    #: ``replay``: answer the signaling request with ``fly-replay`` (on Fly); ``forward``: the
+    #: front forwards the socket, as on ``local`` (the stand-in, tests and benchmarks)
+    routing: str = "replay"
+    #: the port a worker Machine's gateway listens on
+    worker_port: int = 8080
+    #: what the warm pool holds: ``stopped`` Machines (``skip_launch``: a claim boots one, no
+    #: CPU billed while it waits) or ``started`` ones (a claim only tags one: fastest, billed)
+    pool: str = "stopped"
+
+
+def _fly_settings(env: dict[str, str]) -> FlySettings:
+    """``FLY_API_TOKEN`` and ``GATEWAY_FLY_*``: each value checked here; which ones a front on
+    the ``fly`` backend cannot do without is :meth:`Settings.check`'s business."""
+    d = FlySettings()
+    regions = env_list(env, "GATEWAY_FLY_REGIONS")
+    for region in regions:
+        if not region.isalnum() or not region.islower():
+            raise ConfigError(
+                f"GATEWAY_FLY_REGIONS names {region!r}; it takes Fly region codes such as ams."
+            )
+    fly = FlySettings(
+        api_url=(raw(env, "GATEWAY_FLY_API_URL") or d.api_url).rstrip("/"),
+        token=raw(env, "FLY_API_TOKEN"),
+        app=raw(env, "GATEWAY_FLY_APP") or "",
+        image=raw(env, "GATEWAY_FLY_IMAGE") or "",
+        regions=regions,
+        cpu_kind=env_choice(env, "GATEWAY_FLY_CPU_KIND", d.cpu_kind, _FLY_CPU_KINDS),
+        cpus=env_int(env, "GATEWAY_FLY_CPUS", d.cpus),
+        memory_mb=env_int(env, "GATEWAY_FLY_MEMORY_MB", d.memory_mb),
+        api_deadline=env_float(env, "GATEWAY_FLY_API_DEADLINE", d.api_deadline),
+        routing=env_choice(env, "GATEWAY_FLY_ROUTING", d.routing, FLY_ROUTINGS),
+        worker_port=env_int(env, "GATEWAY_FLY_WORKER_PORT", d.worker_port),
+        pool=env_choice(env, "GATEWAY_FLY_POOL", d.pool, ("stopped", "started")),
+    )
+    if not fly.api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"GATEWAY_FLY_API_URL is {fly.api_url!r}; it must be an http(s) URL.")
+    if not 1 <= fly.cpus <= 16:
+        raise ConfigError(f"GATEWAY_FLY_CPUS is {fly.cpus}; it must be from 1 to 16.")
+    if fly.memory_mb < 256 or fly.memory_mb % 256:
+        raise ConfigError(
+            f"GATEWAY_FLY_MEMORY_MB is {fly.memory_mb}; it must be a multiple of 256 (256 or more)."
+        )
+    if fly.api_deadline <= 0:
+        raise ConfigError(f"GATEWAY_FLY_API_DEADLINE is {fly.api_deadline:g}; it must be above 0.")
+    if not 1 <= fly.worker_port <= 65535:
+        raise ConfigError(f"GATEWAY_FLY_WORKER_PORT is {fly.worker_port}; it must be a TCP port.")
+    return fly
 
 
 @dataclass(frozen=True)
@@ -230,6 +338,12 @@ class Settings:
     #: Live interviews this process serves at once, in any mode (0: no limit). One interview
     #: per VM on Fly is 1: /readyz then takes a busy VM out of rotation.
     max_sessions: int = 0
+    #: Observers (interviewer or observer tokens) one interview admits at once, and the
+    #: messages queued for one of them before it counts as not reading and is dropped.
+    max_observers: int = 10
+    observer_queue: int = 256
+    #: Seconds between two call-quality samples of a relayed interview (0: none).
+    quality_interval: float = 5.0
     #: Seconds after which a gateway whose heartbeat stopped counts as dead, and another
     #: finalizes its interviews as ``gateway_lost``.
     lost_after: float = 15.0
@@ -258,13 +372,21 @@ class Settings:
     signal_max_message: int = 64 * 1024
     #: Signaling keepalive: a client silent for two intervals is dropped (the idle timeout).
     ping_interval: float = 10.0
-    #: What relay mode records (``off``, ``audio``): see ``gateway/recording``.
-    recording: Literal["off", "audio"] = "off"
+    #: What relay mode records (``off``; ``audio``: every interview that does not say
+    #: ``off``; ``requested``: those created with ``recording: audio``): see gateway/recording.
+    recording: Literal["off", "audio", "requested"] = "off"
     #: Seconds of the interview in one segment file: what a crash can lose, per track.
     recording_segment_seconds: float = 10.0
     #: Where recordings are kept (None: ``recordings`` in ``data_dir``); segments are written
     #: to ``recording-spool`` in ``data_dir`` first.
     recording_dir: Path | None = None
+    #: Where finished segments go: ``local`` (``recording_dir``) or ``s3`` (``recording_s3``).
+    recording_storage: Literal["local", "s3"] = "local"
+    recording_s3: S3Settings | None = None
+    #: Seconds before a refused upload is retried; doubled after each refusal, up to 60.
+    recording_retry_seconds: float = 1.0
+    #: Days a recording's segments are kept before they are deleted (0: forever).
+    recording_retention_days: float = 0.0
     #: What this process is (``ProcessRole``) and, for a front, where its workers run.
     role: ProcessRole = "standalone"
     backend: Backend = "local"
@@ -277,6 +399,8 @@ class Settings:
     max_workers: int = 20
     #: Started workers a front keeps waiting for interviews, so a claim need not boot one.
     worker_pool: int = 2
+    #: The ``fly`` backend's settings (``FLY_API_TOKEN``, ``GATEWAY_FLY_*``).
+    fly: FlySettings = field(default_factory=FlySettings)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -355,6 +479,9 @@ class Settings:
                 e, "GATEWAY_MAX_SESSIONS_PER_TENANT", cls.max_sessions_per_tenant
             ),
             max_sessions=env_int(e, "GATEWAY_MAX_SESSIONS", cls.max_sessions),
+            max_observers=env_int(e, "GATEWAY_MAX_OBSERVERS", cls.max_observers),
+            observer_queue=env_int(e, "GATEWAY_OBSERVER_QUEUE", cls.observer_queue),
+            quality_interval=env_float(e, "GATEWAY_QUALITY_INTERVAL", cls.quality_interval),
             lost_after=env_float(e, "GATEWAY_LOST_AFTER", cls.lost_after),
             drain_timeout=env_float(e, "GATEWAY_DRAIN_TIMEOUT", cls.drain_timeout),
             client_events=env_list(e, "GATEWAY_CLIENT_EVENTS") or DEFAULT_CLIENT_EVENTS,
@@ -381,6 +508,13 @@ class Settings:
             recording_dir=Path(e["GATEWAY_RECORDING_DIR"])
             if raw(e, "GATEWAY_RECORDING_DIR")
             else None,
+            **_recording_storage(e),
+            recording_retry_seconds=env_float(
+                e, "GATEWAY_RECORDING_RETRY_SECONDS", cls.recording_retry_seconds
+            ),
+            recording_retention_days=env_float(
+                e, "GATEWAY_RECORDING_RETENTION_DAYS", cls.recording_retention_days
+            ),
             role=env_choice(e, "GATEWAY_ROLE", cls.role, PROCESS_ROLES),  # type: ignore[arg-type]
             backend=env_choice(  # type: ignore[arg-type]
                 e, "GATEWAY_BACKEND", cls.backend, BACKENDS
@@ -393,6 +527,7 @@ class Settings:
             ),
             max_workers=env_int(e, "GATEWAY_MAX_WORKERS", cls.max_workers),
             worker_pool=env_int(e, "GATEWAY_WORKER_POOL", cls.worker_pool),
+            fly=_fly_settings(e),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.check()
@@ -422,9 +557,20 @@ class Settings:
                 raise ConfigError(f"{variable} is {value!r}; it must be {allowed}.")
         self._check_ice_sockets()
         if self.role == "front" and self.backend == "fly":
-            raise ConfigError(
-                "GATEWAY_BACKEND is 'fly', which this version cannot run yet; it must be local."
-            )
+            missing = [
+                name
+                for name, value in (
+                    ("FLY_API_TOKEN", self.fly.token),
+                    ("GATEWAY_FLY_APP", self.fly.app),
+                    ("GATEWAY_FLY_IMAGE", self.fly.image),
+                )
+                if not value
+            ]
+            if missing:
+                verb = "is" if len(missing) == 1 else "are"
+                raise ConfigError(
+                    f"GATEWAY_BACKEND is 'fly' but {', '.join(missing)} {verb} not set."
+                )
 
     def _check_ice_sockets(self) -> None:
         """The UDP mux, the port range and the public addresses (``gateway.media.

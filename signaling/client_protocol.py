@@ -79,9 +79,10 @@ class ClientProtocol(Protocol[ClientAction, dict[str, Any]]):
 
     # --- what the application says -------------------------------------------------------------
 
-    def hello(self, token: str | None) -> None:
-        """Authenticate; the request is over with ``Replied(welcome)`` or ``Refused``."""
-        self._request(messages.hello(token), expect="welcome")
+    def hello(self, token: str | None, role: str | None = None) -> None:
+        """Authenticate (as ``role``, when given); the request is over with
+        ``Replied(welcome)`` or ``Refused``."""
+        self._request(messages.hello(token, role), expect="welcome")
 
     def offer(self, sdp: str, *, reconnect: bool = False) -> None:
         """Offer; the request is over with ``Replied(answer)`` or ``Refused``."""

@@ -24,10 +24,15 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
 #: Free-text fields the client sends (bye reason, ping ids) are cut to this length.
 _MAX_SHORT_TEXT = 200
 
+#: What a ``hello`` may ask to join as: the interview's candidate, or an observer of it.
+HELLO_ROLES = frozenset({"candidate", "observer"})
+
 
 @dataclass(frozen=True)
 class Hello:
     token: str | None
+    #: What the client asks to join as (``candidate`` or ``observer``); None: as its token says.
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,10 @@ def _type_name(types: type | tuple[type, ...]) -> str:
 
 
 def _parse_hello(data: dict[str, Any]) -> Hello:
-    return Hello(token=_field(data, "token", str, "hello"))
+    role = _field(data, "role", str, "hello")
+    if role is not None and role not in HELLO_ROLES:
+        raise SignalingError("bad_message", f"hello.role must be one of {sorted(HELLO_ROLES)}")
+    return Hello(token=_field(data, "token", str, "hello"), role=role)
 
 
 def _parse_offer(data: dict[str, Any]) -> Offer:
@@ -204,8 +212,8 @@ CLIENT_TYPES = frozenset(_PARSERS)
 # --- client -> server -------------------------------------------------------------------------
 
 
-def hello(token: str | None) -> dict[str, Any]:
-    return {"type": "hello", "token": token}
+def hello(token: str | None, role: str | None = None) -> dict[str, Any]:
+    return {"type": "hello", "token": token, **({"role": role} if role is not None else {})}
 
 
 def offer(sdp: str, *, reconnect: bool) -> dict[str, Any]:

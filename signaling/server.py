@@ -123,6 +123,12 @@ class SignalingChannel:
         self._connection.protocol.close(reason)
         await self._connection.flush()
 
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, without a goodbye: for a client that stopped reading,
+        whose sends would wait forever. The handler's ``on_close(reason)`` follows."""
+        self._connection.protocol.connection_lost(reason)
+        self._connection.abort()
+
 
 HandlerFactory = Callable[[TokenClaims, SignalingChannel], Awaitable[SignalingHandler]]
 
@@ -198,6 +204,7 @@ class SignalingEndpoint:
         connection = _Connection(
             ws, protocol, self._factory, self._hello_timeout, self._ping_interval
         )
+        connection.transport = request.transport
         self._connections.add(connection)
         try:
             await connection.run()
@@ -254,6 +261,14 @@ class _Connection:
         self.log = logging.LoggerAdapter(log, self._log_fields)
         #: Set once the connection is over and ``on_close`` has returned.
         self.finished = asyncio.Event()
+        #: The TCP transport under the socket, for ``abort``.
+        self.transport: asyncio.Transport | None = None
+
+    def abort(self) -> None:
+        """Close the TCP connection now: a send waiting on a full buffer fails, the reader sees
+        the socket gone, and the connection ends as usual."""
+        if self.transport is not None:
+            self.transport.abort()
 
     async def run(self) -> None:
         self._spawn(self._hello_deadline())

@@ -43,7 +43,7 @@ from signaling.messages import (
 )
 from signaling.protocol import CloseConnection, Protocol, SendMessage
 from signaling.sdp import IceCandidate, OfferSummary, parse_offer, resolve_candidate
-from signaling.tokens import TokenClaims, TokenVerifier
+from signaling.tokens import OBSERVER_ROLES, TokenClaims, TokenVerifier
 
 #: Non-fatal client errors tolerated on one socket before it is closed with too_many_errors.
 DEFAULT_MAX_ERRORS = 32
@@ -167,6 +167,7 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
             if not isinstance(message, Hello):
                 raise SignalingError("hello_required", "the first message must be hello")
             self.claims = self._verifier.verify(message.token, self.interview_id)
+            _check_role(message.role, self.claims.role)
             self._phase = Phase.AUTHENTICATING
             self._emit(Authenticate(self.claims))
         elif isinstance(message, Hello):
@@ -331,6 +332,16 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
     def connection_lost(self, reason: str = "disconnected") -> None:
         """The socket is gone; nothing can be sent any more."""
         self._lost(reason)
+
+
+def _check_role(asked: str | None, role: str) -> None:
+    """A ``hello`` that asks to join as something its token is not (a candidate's token used
+    to observe, an observer's to take the interview) is refused before anything is admitted."""
+    if asked is None:
+        return
+    allowed = {"candidate"} if asked == "candidate" else OBSERVER_ROLES
+    if role not in allowed:
+        raise SignalingError("role_not_allowed", f"a {role} token cannot join as {asked}")
 
 
 #: The server protocol's first name, kept for the code and tests that import it.

@@ -31,6 +31,8 @@ from signaling.errors import SignalingError
 
 #: The roles an interview token may carry.
 ROLES = frozenset({"candidate", "interviewer", "observer"})
+#: The roles that join an interview read-only, as observers (``gateway.sessions.observers``).
+OBSERVER_ROLES = frozenset({"interviewer", "observer"})
 #: Asymmetric algorithms accepted from a JWKS; the shared secret signs HS256 only.
 JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})
 HS256 = "HS256"
@@ -51,6 +53,8 @@ class TokenClaims:
     exp: int
     jti: str | None
     single_use: bool = False
+    #: Who holds the token (``sub``), e.g. the interviewer an observer token was minted for.
+    subject: str | None = None
     #: Set while the signature is unchecked (its key was not cached); see ``confirm``.
     unverified_token: str | None = field(default=None, repr=False, compare=False)
 
@@ -304,6 +308,9 @@ def _interview_claims(payload: dict[str, Any], interview_id: str) -> TokenClaims
         raise TokenError("token_invalid", f"role must be one of {', '.join(sorted(ROLES))}")
     if single_use is not None and not isinstance(single_use, bool):
         raise TokenError("token_invalid", "single_use must be true or false")
+    subject = payload.get("sub")
+    if subject is not None and not (isinstance(subject, str) and len(subject) <= MAX_JTI_CHARS):
+        raise TokenError("token_invalid", f"sub must be a string of at most {MAX_JTI_CHARS}")
     if values["interview_id"] != interview_id:
         raise TokenError("wrong_interview", "the token is for another interview")
     once = values["role"] == "candidate" and single_use is not False
@@ -316,6 +323,7 @@ def _interview_claims(payload: dict[str, Any], interview_id: str) -> TokenClaims
         exp=int(exp),
         jti=jti,
         single_use=once,
+        subject=subject,
     )
 
 
@@ -329,8 +337,10 @@ def issue_token(
     jti: str | None = None,
     audience: str | None = None,
     single_use: bool | None = None,
+    subject: str | None = None,
 ) -> str:
-    """Sign an interview token; ``jti`` defaults to a fresh UUID (the single-use record)."""
+    """Sign an interview token; ``jti`` defaults to a fresh UUID (the single-use record);
+    ``subject`` (``sub``) names its holder (an observer's audit rows say who watched)."""
     now = int(time.time())
     payload: dict[str, object] = {
         "tenant_id": tenant_id,
@@ -344,6 +354,8 @@ def issue_token(
         payload["aud"] = audience
     if single_use is not None:
         payload["single_use"] = single_use
+    if subject is not None:
+        payload["sub"] = subject
     return jwt.encode(payload, secret, algorithm=HS256)
 
 

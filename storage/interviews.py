@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
@@ -196,6 +197,8 @@ class InterviewOptions:
     expires_at: datetime | None
     max_duration_s: int | None
     upstream_session: dict[str, Any]
+    #: 'audio', 'off', or None: the deployment's choice (GATEWAY_RECORDING)
+    recording: str | None = None
 
 
 async def set_interview_options(
@@ -206,12 +209,13 @@ async def set_interview_options(
     expires_at: datetime | None = None,
     max_duration_s: int | None = None,
     upstream_session: dict[str, Any] | None = None,
+    recording: Literal["off", "audio"] | None = None,
 ) -> bool:
     async with db.tenant(tenant_id) as conn:
         cur = await conn.execute(
             "UPDATE interview_sessions SET expires_at = %s, max_duration_s = %s,"
-            " upstream_session = %s WHERE id = %s",
-            [expires_at, max_duration_s, Jsonb(upstream_session or {}), interview_id],
+            " upstream_session = %s, recording = %s WHERE id = %s",
+            [expires_at, max_duration_s, Jsonb(upstream_session or {}), recording, interview_id],
         )
         return cur.rowcount == 1
 
@@ -222,8 +226,8 @@ async def get_interview_options(
     async with db.tenant(tenant_id) as conn:
         cur = conn.cursor(row_factory=class_row(InterviewOptions))
         await cur.execute(
-            "SELECT expires_at, max_duration_s, upstream_session FROM interview_sessions"
-            " WHERE id = %s",
+            "SELECT expires_at, max_duration_s, upstream_session, recording"
+            " FROM interview_sessions WHERE id = %s",
             [interview_id],
         )
         return await cur.fetchone()
@@ -234,8 +238,8 @@ async def list_interview_options(
 ) -> dict[UUID, InterviewOptions]:
     async with db.tenant(tenant_id) as conn:
         cur = await conn.execute(
-            "SELECT id, expires_at, max_duration_s, upstream_session FROM interview_sessions"
-            " WHERE id = ANY(%s)",
+            "SELECT id, expires_at, max_duration_s, upstream_session, recording"
+            " FROM interview_sessions WHERE id = ANY(%s)",
             [interview_ids],
         )
         rows = await cur.fetchall()
@@ -304,3 +308,51 @@ async def list_video_segments(
             [session_id],
         )
         return await cur.fetchall()
+
+
+async def delete_video_segments(db: Database, tenant_id: UUID, session_id: UUID) -> int:
+    """Remove every segment row of one interview (its media is the caller's to delete)."""
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute("DELETE FROM video_segments WHERE session_id = %s", [session_id])
+        return cur.rowcount
+
+
+async def interview_tenant(db: Database, interview_id: UUID) -> UUID | None:
+    """Whose interview this is, for an operator's command that names only the interview: read
+    as the administrative role, which row-level security does not filter."""
+    async with await psycopg.AsyncConnection.connect(db.admin_conninfo) as conn:
+        cur = await conn.execute(
+            "SELECT tenant_id FROM interview_sessions WHERE id = %s", [interview_id]
+        )
+        row = await cur.fetchone()
+    return UUID(str(row[0])) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredSegment:
+    tenant_id: UUID
+    id: UUID
+    status: str
+    storage_uri: str | None
+
+
+async def expired_video_segments(db: Database, age_s: float, limit: int) -> list[ExpiredSegment]:
+    """Up to ``limit`` settled segments (``uploaded`` or ``failed``) of any tenant created more
+    than ``age_s`` seconds ago, oldest first: the retention job's work, read as the
+    administrative role because it spans tenants (each deletion is then the tenant's own)."""
+    async with await psycopg.AsyncConnection.connect(db.admin_conninfo) as conn:
+        cur = conn.cursor(row_factory=class_row(ExpiredSegment))
+        await cur.execute(
+            "SELECT tenant_id, id, status, storage_uri FROM video_segments"
+            " WHERE status IN ('uploaded', 'failed')"
+            " AND created_at < now() - make_interval(secs => %s)"
+            " ORDER BY created_at LIMIT %s",
+            [age_s, limit],
+        )
+        return await cur.fetchall()
+
+
+async def delete_video_segment(db: Database, tenant_id: UUID, segment_id: UUID) -> bool:
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute("DELETE FROM video_segments WHERE id = %s", [segment_id])
+        return cur.rowcount == 1

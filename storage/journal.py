@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 from collections import deque
+from collections.abc import Awaitable, Callable
 from io import BufferedReader
 from pathlib import Path
 
@@ -176,3 +177,41 @@ class Journal:
         """fsyncs and closes; unconsumed lines stay on disk for the next process."""
         self._close_writer()
         self._close_reader()
+
+
+class JournalSync:
+    """At most one ``fsync`` of a journal in flight, however often its writer asks for one.
+
+    Appending is cheap and an ``fsync`` is not, so a writer appends, calls :meth:`request`,
+    and goes on; one task syncs until nothing appended is unsynced, then calls ``synced`` (the
+    writer wakes whoever waits for durability). The transcript writer and the session state
+    writer both keep their journals this way.
+    """
+
+    def __init__(self, journal: Journal, synced: Callable[[], Awaitable[None]], name: str) -> None:
+        self._journal = journal
+        self._synced = synced
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether something appended may not be on disk yet."""
+        return self._journal.unsynced or self._task is not None
+
+    def request(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._sync(), name=self._name)
+
+    async def finished(self) -> None:
+        """Waits for the sync in flight, if any."""
+        if self._task is not None:
+            await self._task
+
+    async def _sync(self) -> None:
+        try:
+            while self._journal.unsynced:
+                await self._journal.sync()
+        finally:
+            self._task = None
+            await self._synced()

@@ -43,7 +43,7 @@ from psycopg import errors
 from storage import gateways, interviews
 from storage.database import Database
 from storage.integrity import record_integrity_event
-from storage.journal import Journal
+from storage.journal import Journal, JournalSync
 
 _log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class StateWriter:
         self._closing = False
         self._failing = False
         self._task: asyncio.Task[None] | None = None
-        self._sync_task: asyncio.Task[None] | None = None
+        self._sync = JournalSync(self._journal, self._notify, name="state-journal-fsync")
         #: interviews whose end this process accepted and has not applied yet
         self._ends: dict[UUID, int] = {}
         #: changes applied, journaled, and refused for good, for metrics and tests
@@ -188,7 +188,7 @@ class StateWriter:
             self._journal.append([change.encode()])
             self._journaled = self._submitted
             self.journaled += 1
-            self._schedule_sync()
+            self._sync.request()
         self._wake.set()
         return self._submitted
 
@@ -218,7 +218,7 @@ class StateWriter:
     def _is_durable(self, ordinal: int) -> bool:
         if ordinal <= self._applied:
             return True
-        return ordinal <= self._journaled and not self._journal.unsynced and not self._sync_task
+        return ordinal <= self._journaled and not self._sync.pending
 
     @property
     def backlog(self) -> int:
@@ -239,8 +239,7 @@ class StateWriter:
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=grace)
         self._park_memory()
-        if self._sync_task is not None:
-            await self._sync_task
+        await self._sync.finished()
         self._journal.close()
         if len(self._journal):
             _log.warning("%d session state changes wait in the journal", len(self._journal))
@@ -321,18 +320,6 @@ class StateWriter:
         self.journaled += len(self._queue)
         self._journaled = max(self._journaled, self._queue[-1][0])
         self._queue.clear()
-
-    def _schedule_sync(self) -> None:
-        if self._sync_task is None:
-            self._sync_task = asyncio.create_task(self._sync(), name="state-journal-fsync")
-
-    async def _sync(self) -> None:
-        try:
-            while self._journal.unsynced:
-                await self._journal.sync()
-        finally:
-            self._sync_task = None
-            await self._notify()
 
     async def _notify(self) -> None:
         async with self._changed:

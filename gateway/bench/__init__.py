@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "transcripts": "the transcript writer: events/s, commit latency, lost and duplicate events",
     "relay": "the relay's fast path against aiortc's MediaRelay: CPU, delivery, latency, memory",
     "recording": "recording both voices of relayed sessions: CPU and bytes per session",
+    "fleet": "N interviews through a front, a worker each: claim and connect latency, leaks",
 }
 
 

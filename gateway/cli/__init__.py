@@ -15,8 +15,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("gateway.cli.migrate", "apply the database migrations and exit"),
     "sim-upstream": ("gateway.cli.sim_upstream", "run the OpenAI-compatible simulated upstream"),
     "simulate": ("gateway.cli.simulate", "run headless interviews through a gateway and report"),
-    "bench": ("gateway.bench", "benchmarks: bench transcripts, bench relay"),
+    "bench": ("gateway.bench", "benchmarks: bench transcripts, bench relay, bench fleet"),
     "invite": ("gateway.cli.invite", "create an interview for a tenant and print its join URL"),
+    "recording": ("gateway.cli.recording", "recording export: an interview's voices in one file"),
 }
 
 

@@ -8,6 +8,7 @@ backend are interchangeable behind the front and the reaper, which only ever see
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -63,13 +64,18 @@ class WorkerBackend(Protocol):
 
     #: the name in ``--backend`` and in the claim record
     name: str
+    #: workers seen gone since start, by why (a metric: ``gateway_fleet_worker_exits``)
+    exits: Counter[str]
 
     async def create(self, spec: WorkerSpec, *, skip_launch: bool = False) -> Worker:
         """A new worker, started unless ``skip_launch`` (then it waits, stopped, for
         :meth:`start`)."""
         ...
 
-    async def start(self, worker_id: str) -> None: ...
+    async def start(self, worker_id: str, metadata: Mapping[str, str] | None = None) -> None:
+        """Start a created worker, tagged first with ``metadata`` (a pooled worker learns its
+        tenant and interview when it is claimed)."""
+        ...
 
     async def wait(self, worker_id: str, state: WorkerState, within: float) -> Worker:
         """The worker once it is in ``state``; :class:`WaitTimeout` after ``within`` s."""

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from gateway.config import BOUNDS, Settings
-from gateway.fleet import proxy
+from gateway.fleet import proxy, replay
 from gateway.fleet.backend import FLEET_KEY, BackendError, CapacityError, WorkerBackend, WorkerSpec
 from gateway.fleet.pool import WarmPool
 from signaling import messages
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 #: in the database), and retries a backend that had no room.
 CLAIM_POLL = 0.1
 CAPACITY_RETRY = 0.5
+#: The close code that sends a candidate back for a replayed attempt (1012: service restart).
+RECONNECT = 1012
 #: Settings a worker must share with its front that are not bounded numbers.
 _SHARED_ENV: dict[str, Callable[[Settings], str]] = {
     "GATEWAY_MODE": lambda s: s.mode,
@@ -71,15 +73,35 @@ def worker_env(settings: Settings, db: Database, secret: str) -> dict[str, str]:
 class FleetStats:
     """What the front counts (claims, their latency to a ready worker, failures)."""
 
+    #: upper bounds (seconds) of the claim latency histogram's buckets
+    BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"))
+
     def __init__(self) -> None:
         self.claims = 0
         self.claim_failures = 0
-        #: seconds from claim to ready worker, most recent last (bounded)
+        #: seconds from claim to ready worker, most recent last (bounded), and the same for
+        #: the claims that found a pooled worker (the rest created theirs: cold)
         self.claim_seconds: list[float] = []
+        self.pooled_claim_seconds: list[float] = []
+        self.cold_claim_seconds: list[float] = []
+        self.claim_sum = 0.0
+        self._bucket_counts = [0] * len(self.BUCKETS)
 
-    def claimed(self, seconds: float) -> None:
+    def claimed(self, seconds: float, *, pooled: bool) -> None:
         self.claims += 1
+        self.claim_sum += seconds
         self.claim_seconds = [*self.claim_seconds[-999:], seconds]
+        if pooled:
+            self.pooled_claim_seconds = [*self.pooled_claim_seconds[-999:], seconds]
+        else:
+            self.cold_claim_seconds = [*self.cold_claim_seconds[-999:], seconds]
+        for index, bound in enumerate(self.BUCKETS):
+            if seconds <= bound:
+                self._bucket_counts[index] += 1
+
+    def claim_buckets(self) -> list[tuple[float, int]]:
+        """Cumulative counts per upper bound, as a Prometheus histogram has them."""
+        return list(zip(self.BUCKETS, self._bucket_counts, strict=True))
 
 
 class Front:
@@ -112,8 +134,15 @@ class Front:
     def mount(self, app: web.Application) -> None:
         app.router.add_get(SIGNAL_PATH, self.handle)
 
+    @property
+    def replays(self) -> bool:
+        """Whether candidates reach their worker by ``fly-replay`` rather than through us."""
+        return self.backend.name == "fly" and self.settings.fly.routing == "replay"
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         interview = request.match_info["interview_id"]
+        if self.replays and (replayed := await self._replay(request, interview)) is not None:
+            return replayed
         limit = self.settings.signal_max_message
         browser = web.WebSocketResponse(max_msg_size=limit * 4)
         await browser.prepare(request)
@@ -122,6 +151,11 @@ class Front:
             claims = await self.verifier.confirm(self.verifier.verify(hello.token, interview))
             tenant_id, interview_id = UUID(claims.tenant_id), UUID(claims.interview_id)
             address = await self.worker_for(tenant_id, interview_id)
+            if self.replays:
+                # the worker is ready now, and the next attempt is replayed to it: Fly can
+                # replay a request, not a socket already open (1012: service restart)
+                await browser.close(code=RECONNECT, message=b"worker ready: connect again")
+                return browser
             url = address.replace("http", "ws", 1) + request.path
             await proxy.forward(browser, self.http, url, first, max_message_size=limit * 4)
         except SignalingError as exc:
@@ -130,6 +164,27 @@ class Front:
             log.warning("interview %s: its worker is unreachable (%s)", interview, exc)
             await proxy.send_error(browser, SignalingError("worker_lost", "its worker is gone"))
         return browser
+
+    async def _replay(self, request: web.Request, interview: str) -> web.Response | None:
+        """A response that makes Fly's proxy replay the request on the interview's worker, if
+        it has a ready one and the request was not replayed there already; else None (the
+        socket is opened here: the hello is checked and a worker claimed)."""
+        try:
+            interview_id = UUID(interview)
+        except ValueError:
+            return None
+        claim = await workers.get_claim(self.db, interview_id)
+        if claim is None or claim.state != "ready" or claim.worker_id is None:
+            return None
+        header = replay.replay_to(
+            claim.worker_id,
+            app=self.settings.fly.app,
+            replay_src=request.headers.get(replay.REPLAY_SRC),
+        )
+        if header is None:
+            log.warning("interview %s: a replay to %s came back", interview, claim.worker_id)
+            return None
+        return web.Response(status=204, headers={replay.REPLAY: header})
 
     async def _hello(self, browser: web.WebSocketResponse) -> tuple[str, messages.Hello]:
         """The first frame, which must be a hello, within the hello timeout."""
@@ -187,6 +242,11 @@ class Front:
         pooled = self.pool.take() if self.pool is not None else None
         worker_id: str | None = pooled.id if pooled is not None else None
         try:
+            if pooled is not None:  # tagged with its interview; started if only created
+                await workers.assign(self.db, interview_id, self.front_id, pooled.id)
+                tags = {**spec.metadata, "pooled": "0"}
+                new = {k: v for k, v in tags.items() if pooled.metadata.get(k) != v}
+                await self.backend.start(pooled.id, metadata=new)
             while worker_id is None:
                 try:
                     worker_id = (await self.backend.create(spec)).id
@@ -194,7 +254,8 @@ class Front:
                     if time.monotonic() + CAPACITY_RETRY >= deadline:
                         raise
                     await asyncio.sleep(CAPACITY_RETRY)  # a worker may exit meanwhile
-            await workers.assign(self.db, interview_id, self.front_id, worker_id)
+                else:
+                    await workers.assign(self.db, interview_id, self.front_id, worker_id)
             worker = await self.backend.wait(
                 worker_id, "started", max(0.1, deadline - time.monotonic())
             )
@@ -202,11 +263,16 @@ class Front:
         except BaseException as exc:
             self.stats.claim_failures += 1
             if worker_id is not None:
-                await self.backend.destroy(worker_id)
+                try:
+                    await self.backend.destroy(worker_id)
+                except BackendError as lost:  # unclaimed now: the reaper destroys it later
+                    log.warning(
+                        "interview %s: worker %s not destroyed (%s)", interview_id, worker_id, lost
+                    )
             await workers.drop_claim(self.db, interview_id)
             if isinstance(exc, BackendError):
                 log.warning("interview %s: no worker (%s)", interview_id, exc)
                 raise SignalingError("worker_unavailable", "no worker could be started") from exc
             raise
-        self.stats.claimed(time.monotonic() - began)
+        self.stats.claimed(time.monotonic() - began, pooled=pooled is not None)
         return worker.address

@@ -23,6 +23,7 @@ import secrets
 import shutil
 import signal
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,6 +72,9 @@ class LocalBackend:
         self._entries: dict[str, _Entry] = {}
         self._changed = asyncio.Condition()
         self._serial = itertools.count(1)
+        #: workers gone since start, by why: ``done`` (exited 0), ``failed`` (exited non-zero),
+        #: ``killed`` (a signal, or :meth:`destroy`)
+        self.exits: Counter[str] = Counter()
 
     # -- the interface ----------------------------------------------------------------------
 
@@ -86,16 +90,22 @@ class LocalBackend:
             await self.start(worker_id)
         return entry.worker
 
-    async def start(self, worker_id: str) -> None:
+    async def start(self, worker_id: str, metadata: Mapping[str, str] | None = None) -> None:
         entry = self._entry(worker_id)
+        if metadata:
+            entry.worker = replace(entry.worker, metadata={**entry.worker.metadata, **metadata})
         if entry.process is not None:
             return
         entry.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **entry.spec.env, "GATEWAY_DATA_DIR": str(entry.data_dir)}
+        # loopback and a port of the system's choosing, unless the spec says where (the Fly
+        # stand-in gives each Machine an address of its own and Fly's one port)
+        host = entry.spec.env.get("GATEWAY_HOST", "127.0.0.1")
+        port = entry.spec.env.get("GATEWAY_PORT", "0")
         await self._set(entry, "starting")
         entry.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway.cli", "serve", "--role", "worker",
-            "--host", "127.0.0.1", "--port", "0", "--no-invite",
+            "--host", host, "--port", port, "--no-invite",
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -185,6 +195,7 @@ class LocalBackend:
             if LISTENING in line and entry.worker.state == "starting":
                 await self._set(entry, "started", line.split(LISTENING, 1)[1].split()[0])
         code = await process.wait()
+        self.exits["done" if code == 0 else "killed" if code < 0 else "failed"] += 1
         if code == 0:
             log.info("worker %s exited", entry.worker.id)
         else:

@@ -1,6 +1,8 @@
-"""A warm pool of started workers, so that a claim takes a worker that already listens
-instead of waiting for a process (or a VM) to boot: a cold worker takes seconds to load
-aiortc and open the database, longer than a candidate's client waits for its welcome.
+"""A warm pool of workers, so that a claim takes one ready to go instead of creating one.
+
+On ``local`` the pool holds started workers, which already listen: a cold worker takes seconds
+to load aiortc and open the database. On ``fly`` it holds Machines created with
+``skip_launch`` (image pulled, VM reserved, no CPU billed): a claim is a start, not a create.
 
 A pooled worker is a plain worker that no interview claims yet (it serves whichever the front
 forwards to it first, and only that one). The pool is refilled in the background after every
@@ -31,25 +33,29 @@ class WarmPool:
         metadata: Mapping[str, str],
         env: Mapping[str, str],
         start_timeout: float,
+        launch: bool = True,
     ) -> None:
         self.backend = backend
         self.size = size
-        self.spec = WorkerSpec(
-            metadata={**metadata, "pooled": "1"},
-            env={**env, "GATEWAY_WORKER_IDLE_TIMEOUT": POOLED_IDLE_TIMEOUT},
-        )
+        #: whether pooled workers are started (they wait, listening, for their interview) or
+        #: only created (Fly's ``skip_launch``: stopped, image pulled; a claim starts one)
+        self.launch = launch
+        idle = {"GATEWAY_WORKER_IDLE_TIMEOUT": POOLED_IDLE_TIMEOUT} if launch else {}
+        self.spec = WorkerSpec(metadata={**metadata, "pooled": "1"}, env={**env, **idle})
         self.start_timeout = start_timeout
         self._ready: list[Worker] = []
-        self._booting = 0  # 0 or 1
-        self._boot_id: str | None = None
+        #: workers being created or booted now: one at a time when they boot, any number when
+        #: they are only created (nothing runs on a ``skip_launch`` Machine)
+        self._booting = 0
+        self._boot_ids: set[str] = set()
+        self._at_once = 1 if launch else size
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def ids(self) -> set[str]:
         """Every worker the pool holds or is starting (none of them claimed)."""
-        booting = {self._boot_id} if self._boot_id is not None else set()
-        return {w.id for w in self._ready} | booting
+        return {w.id for w in self._ready} | self._boot_ids
 
     def __len__(self) -> int:
         return len(self._ready)
@@ -61,15 +67,14 @@ class WarmPool:
         return worker
 
     def refill(self) -> None:
-        """Boot workers until the pool is full, one at a time: a booting worker is the
-        heaviest thing on the machine (it loads aiortc), and the interviews running beside it
-        must not starve."""
-        if self._booting or len(self._ready) >= self.size:
-            return
-        self._booting = 1
-        task = asyncio.create_task(self._boot())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Add workers until the pool is full. Started ones boot one at a time: a booting
+        worker is the heaviest thing on the machine (it loads aiortc), and the interviews
+        running beside it must not starve. Created ones (``skip_launch``) all at once."""
+        while self._booting < self._at_once and len(self._ready) + self._booting < self.size:
+            self._booting += 1
+            task = asyncio.create_task(self._boot())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def full(self) -> None:
         """Returns once the pool holds ``size`` started workers (a bench's warm start)."""
@@ -79,15 +84,20 @@ class WarmPool:
     async def _boot(self) -> None:
         worker_id: str | None = None
         try:
-            worker_id = self._boot_id = (await self.backend.create(self.spec)).id
-            worker = await self.backend.wait(worker_id, "started", self.start_timeout)
+            worker = await self.backend.create(self.spec, skip_launch=not self.launch)
+            worker_id = worker.id
+            self._boot_ids.add(worker_id)
+            if self.launch:
+                worker = await self.backend.wait(worker_id, "started", self.start_timeout)
         except BackendError as exc:
             log.warning("could not start a pooled worker (%s)", exc)
             if worker_id is not None:
-                await self.backend.destroy(worker_id)
+                with contextlib.suppress(BackendError):  # else unclaimed: the reaper's
+                    await self.backend.destroy(worker_id)
             return  # the next take tries again
         finally:
-            self._booting, self._boot_id = 0, None
+            self._booting -= 1
+            self._boot_ids.discard(worker_id or "")
         async with self._changed:
             self._ready.append(worker)
             self._changed.notify_all()

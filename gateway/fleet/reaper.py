@@ -10,7 +10,9 @@ themselves, at a front's start and then on a timer:
 - a claim still ``claiming`` whose front is dead, or older than twice the start timeout: the
   start was abandoned; the same;
 - a worker of this front's that no claim names and that is not in its warm pool, seen so for
-  the start timeout: never claimed (its claim was given up), so destroyed.
+  the start timeout: never claimed (its claim was given up), so destroyed;
+- a ready claim of this front's whose worker is gone before its candidate joined (the worker
+  idled out): the claim is dropped, so the candidate's next attempt gets a new worker.
 
 It never destroys the worker of a claim whose interview is live: a ready claim goes only once
 its interview's row is final. Two fronts may reap at once: every step is idempotent (destroying
@@ -68,15 +70,24 @@ class Reaper:
         """One pass; how many claims and workers it removed."""
         done = 0
         claims = await workers.all_claims(self.db, self.backend.name, self.lost_after)
+        kept = []
         for claim in claims:
             if await self._abandoned(claim):
                 if claim.worker_id is not None:
                     await self.backend.destroy(claim.worker_id)
                 await workers.drop_claim(self.db, claim.interview_id, claim.worker_id)
                 done += 1
+            else:
+                kept.append(claim)
         claimed = {c.worker_id for c in claims} | self.spare()
         now = time.monotonic()
         mine = await self.backend.list({FLEET_KEY: str(self.front_id)})
+        running = {w.id for w in mine}
+        for claim in kept:
+            if await self._vanished_unjoined(claim, running):
+                log.info("interview %s: its worker %s is gone", claim.interview_id, claim.worker_id)
+                await workers.drop_claim(self.db, claim.interview_id, claim.worker_id)
+                done += 1
         self._unclaimed_since = {
             w.id: self._unclaimed_since.get(w.id, now) for w in mine if w.id not in claimed
         }
@@ -88,6 +99,14 @@ class Reaper:
                 done += 1
         self.reaped += done
         return done
+
+    async def _vanished_unjoined(self, claim: WorkerClaim, running: set[str]) -> bool:
+        """A ready claim of this front whose worker is gone before its candidate joined (it
+        idled out): the next attempt must get a new worker, not the dead one's address."""
+        if claim.state != "ready" or claim.front_id != self.front_id or claim.worker_id in running:
+            return False
+        record = await interviews.get_session(self.db, claim.tenant_id, claim.interview_id)
+        return record is not None and record.status in ("created", "waiting")
 
     async def _abandoned(self, claim: WorkerClaim) -> bool:
         record = await interviews.get_session(self.db, claim.tenant_id, claim.interview_id)

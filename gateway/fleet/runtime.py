@@ -19,6 +19,7 @@ import aiohttp
 
 from gateway.config import Settings
 from gateway.fleet.backend import FLEET_KEY, BackendError, WaitTimeout, WorkerBackend
+from gateway.fleet.fly import FlyBackend
 from gateway.fleet.front import Front, worker_env
 from gateway.fleet.local import LocalBackend
 from gateway.fleet.pool import WarmPool
@@ -42,8 +43,10 @@ class Fleet:
     pool: WarmPool
 
 
-def make_backend(settings: Settings) -> WorkerBackend:
-    """The configured backend (``Settings.check`` refuses the ones not built yet)."""
+def make_backend(settings: Settings, http: aiohttp.ClientSession) -> WorkerBackend:
+    """The configured backend (the ``fly`` one calls the Machines API through ``http``)."""
+    if settings.backend == "fly":
+        return FlyBackend(settings.fly, http)
     return LocalBackend(settings.data_dir / "workers", max_workers=settings.max_workers)
 
 
@@ -51,8 +54,8 @@ def make_backend(settings: Settings) -> WorkerBackend:
 async def running_front(
     settings: Settings, *, db: Database, secret: str, verifier: TokenVerifier, front_id: UUID
 ) -> AsyncIterator[Fleet]:
-    backend = make_backend(settings)
     async with aiohttp.ClientSession() as http:
+        backend = make_backend(settings, http)
         front = Front(
             settings,
             db=db,
@@ -68,6 +71,7 @@ async def running_front(
             metadata={FLEET_KEY: str(front_id)},
             env=front.env,
             start_timeout=settings.worker_start_timeout,
+            launch=backend.name != "fly" or settings.fly.pool == "started",
         )
         reaper = Reaper(
             db,
@@ -90,7 +94,10 @@ async def running_front(
 
 async def stop_workers(backend: WorkerBackend, front_id: UUID, within: float) -> None:
     """Stop every worker of this front, then destroy those still there after ``within``."""
-    mine = await backend.list({FLEET_KEY: str(front_id)})
+    listed = await backend.list({FLEET_KEY: str(front_id)})
+    for idle in (w for w in listed if w.state in ("created", "stopped")):
+        await backend.destroy(idle.id)  # nothing runs there to drain (a pooled Machine)
+    mine = [w for w in listed if w.state not in ("created", "stopped")]
     for worker in mine:
         with contextlib.suppress(BackendError):
             await backend.stop(worker.id)

@@ -28,6 +28,7 @@ from gateway.sessions.manager import SessionManager
 from gateway.sessions.turns import read_turns
 from signaling.tokens import TokenError, TokenVerifier
 from storage import interviews, tenants, transcripts
+from storage import quality as call_quality
 from storage.database import Database
 
 ENDED_BY_ADMIN = "ended_by_admin"
@@ -64,6 +65,10 @@ class AdminApi:
         app.router.add_get("/v1/interviews/{interview_id}", self.get_interview)
         app.router.add_get("/v1/interviews/{interview_id}/transcript", self.transcript)
         app.router.add_post("/v1/interviews/{interview_id}/end", self.end_interview)
+        app.router.add_post(
+            "/v1/interviews/{interview_id}/observer-tokens", self.create_observer_token
+        )
+        app.router.add_get("/v1/interviews/{interview_id}/quality", self.quality)
         app.router.add_get("/openapi.json", self.openapi)
 
     # -- authentication ----------------------------------------------------------------------
@@ -115,6 +120,7 @@ class AdminApi:
                 metadata=new.metadata,
                 single_use=new.single_use,
                 upstream_session=new.session,
+                recording=new.recording,  # type: ignore[arg-type]
             )
         except psycopg.errors.ForeignKeyViolation:
             raise api_error(403, "unknown_tenant", "the token's tenant does not exist") from None
@@ -179,6 +185,45 @@ class AdminApi:
             )
         return web.json_response(await self._interview(tenant_id, interview_id))
 
+    async def create_observer_token(self, request: web.Request) -> web.Response:
+        """A token that watches this interview live, read-only (role observer or interviewer)."""
+        tenant_id = await self.tenant(request)
+        interview_id = _interview_id(request)
+        body = await validation.json_object(
+            request, self.settings.api_max_body, self.settings.http_body_timeout
+        )
+        new = validation.new_observer_token(body)
+        await self._interview(tenant_id, interview_id)  # 404 for another tenant's interview
+        token, expires_at = invitations.observer_token(
+            self._secret,
+            tenant_id,
+            interview_id,
+            role=new.role,
+            subject=new.subject,
+            ttl=new.expires_in,
+            audience=self.settings.jwt_audience,
+        )
+        invitation = invitations.Invitation(tenant_id, interview_id, token, expires_at)
+        return web.json_response(
+            {
+                "interview_id": str(interview_id),
+                "role": new.role,
+                "subject": new.subject,
+                "token": token,
+                "expires_at": _iso(expires_at),
+                "signal_url": invitation.signal_url(self.urls.base_url(request)),
+            },
+            status=201,
+        )
+
+    async def quality(self, request: web.Request) -> web.Response:
+        """The interview's call quality: per leg and per turn (relay mode; empty otherwise)."""
+        tenant_id = await self.tenant(request)
+        interview_id = _interview_id(request)
+        await self._interview(tenant_id, interview_id)
+        summary = await call_quality.quality_summary(self._database(), tenant_id, interview_id)
+        return web.json_response({"interview_id": str(interview_id), **summary})
+
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi.DOCUMENT)
 
@@ -221,4 +266,5 @@ def _interview_json(
         "expires_at": _iso(options.expires_at) if options else None,
         "max_duration": options.max_duration_s if options else None,
         "session": options.upstream_session if options else {},
+        "recording": options.recording if options else None,
     }

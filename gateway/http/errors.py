@@ -16,7 +16,9 @@ _STATUS: dict[int, type[web.HTTPException]] = {
     403: web.HTTPForbidden,
     404: web.HTTPNotFound,
     408: web.HTTPRequestTimeout,
+    409: web.HTTPConflict,
     415: web.HTTPUnsupportedMediaType,
+    503: web.HTTPServiceUnavailable,
 }
 
 

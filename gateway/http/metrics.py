@@ -11,12 +11,18 @@ import dataclasses
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from gateway.media.forwarding import MediaStats
 from gateway.media.udp_mux import UdpMux
 from gateway.sessions.manager import SessionManager
+from gateway.sessions.quality import TURN_BUCKETS
 from storage.transcripts import TranscriptWriter
 
 
@@ -93,6 +99,51 @@ class GatewayCollector(Collector):
         )
         if self._mux is not None:
             yield from _mux_metrics(self._mux)
+        yield from self._quality()
+
+    def _quality(self) -> Iterator[Metric]:
+        """Each live relayed interview's legs, as last sampled; every turn's latency."""
+        labels = ["interview_id", "leg"]
+        families = {
+            "rtt_ms": GaugeMetricFamily(
+                "gateway_call_rtt_seconds", "round-trip time per leg", labels=labels
+            ),
+            "jitter_ms": GaugeMetricFamily(
+                "gateway_call_jitter_seconds", "jitter of what the leg's peer sends", labels=labels
+            ),
+            "loss": GaugeMetricFamily(
+                "gateway_call_loss_ratio", "packets lost over the last interval", labels=labels
+            ),
+            "bitrate_in_kbps": GaugeMetricFamily(
+                "gateway_call_bitrate_in_bits_per_second", "the peer's audio bitrate", labels=labels
+            ),
+            "bitrate_out_kbps": GaugeMetricFamily(
+                "gateway_call_bitrate_out_bits_per_second", "our audio bitrate", labels=labels
+            ),
+        }
+        scale = {"rtt_ms": 1e-3, "jitter_ms": 1e-3, "loss": 1.0}
+        for session in self._sessions.sessions():
+            for leg, sample in sorted(session.quality.latest.items()):
+                for name, family in families.items():
+                    value = getattr(sample, name)
+                    if value is not None:
+                        family.add_metric(
+                            [str(session.interview_id), leg], value * scale.get(name, 1000.0)
+                        )
+        yield from families.values()
+        turns = self._sessions.stats.turn_latency
+        yield HistogramMetricFamily(
+            "gateway_turn_latency_seconds",
+            "candidate's end of speech to the interviewer's first audio packet (relay)",
+            buckets=[
+                *(
+                    (str(bound), count)
+                    for bound, count in zip(TURN_BUCKETS, turns.buckets, strict=True)
+                ),
+                ("+Inf", turns.count),
+            ],
+            sum_value=turns.total_seconds,
+        )
 
 
 def _mux_metrics(mux: UdpMux) -> Iterator[Metric]:

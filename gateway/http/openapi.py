@@ -9,8 +9,18 @@ from typing import Any, get_args
 
 from gateway.config import MODES
 from gateway.http import validation
-from gateway.http.validation import NEW_INTERVIEW, PAGE_LIMIT, PAGE_OFFSET, TRANSCRIPT_FORMAT
+from gateway.http.validation import (
+    NEW_INTERVIEW,
+    NEW_OBSERVER_TOKEN,
+    PAGE_LIMIT,
+    PAGE_OFFSET,
+    TRANSCRIPT_FORMAT,
+)
+from gateway.recording.export import TRACKS
 from storage.interviews import SessionStatus
+
+#: the download of both voices in one file (``gateway.http.recordings``)
+COMBINED = "combined"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -55,6 +65,18 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "NewInterview": _new_interview(),
+    "NewObserverToken": validation.Object(NEW_OBSERVER_TOKEN).schema(),
+    "ObserverToken": {
+        "type": "object",
+        "properties": {
+            "interview_id": {"type": "string", "format": "uuid"},
+            "role": {"enum": ["observer", "interviewer"]},
+            "subject": {"type": ["string", "null"]},
+            "token": {"type": "string"},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "signal_url": {"type": "string", "format": "uri"},
+        },
+    },
     "Interview": {
         "type": "object",
         "properties": {
@@ -71,6 +93,7 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at": {"type": ["string", "null"], "format": "date-time"},
             "max_duration": {"type": ["integer", "null"]},
             "session": {"type": "object"},
+            "recording": {"enum": ["off", "audio", None]},
         },
     },
     "Invitation": {
@@ -129,6 +152,29 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/interviews/{interview_id}/observer-tokens": {
+        "post": {
+            "summary": "mint a token that watches the live interview read-only",
+            "parameters": [_ID],
+            "requestBody": {"content": _json(_ref("NewObserverToken"))},
+            "responses": {
+                "201": {"description": "minted", "content": _json(_ref("ObserverToken"))},
+                "413": {"description": "body too large"},
+                "415": {"description": "not application/json"},
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/interviews/{interview_id}/quality": {
+        "get": {
+            "summary": "call quality: per leg p50/p95 and worst moment, per turn latency",
+            "parameters": [_ID],
+            "responses": {
+                "200": {"description": "interview_id, legs (browser, upstream), turns"},
+                **_ERRORS,
+            },
+        }
+    },
     "/v1/interviews/{interview_id}/end": {
         "post": {
             "summary": "end the interview now (idempotent)",
@@ -139,6 +185,98 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+}
+
+_TRACK = {
+    "name": "track",
+    "in": "path",
+    "required": True,
+    "schema": {"enum": [*TRACKS, COMBINED]},
+}
+_SCHEMAS["Recordings"] = {
+    "type": "object",
+    "properties": {
+        "interview_id": {"type": "string", "format": "uuid"},
+        "tracks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "track": {"enum": list(TRACKS)},
+                    "participant": {"enum": ["candidate", "interviewer"]},
+                    "kind": {"enum": ["audio", "video"]},
+                    "codec": {"type": ["string", "null"]},
+                    "segments": {"type": "integer"},
+                    "uploaded": {"type": "integer"},
+                    "duration_ms": {"type": "integer"},
+                    "bytes": {"type": "integer"},
+                    "download_url": {"type": "string"},
+                },
+            },
+        },
+        "combined_url": {"type": ["string", "null"]},
+        "segments": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "track": {"enum": list(TRACKS)},
+                    "sequence": {"type": "integer"},
+                    "status": {"enum": ["recording", "stored", "uploaded", "failed"]},
+                    "codec": {"type": ["string", "null"]},
+                    "started_at": {"type": ["string", "null"], "format": "date-time"},
+                    "duration_ms": {"type": ["integer", "null"]},
+                    "bytes": {"type": ["integer", "null"]},
+                },
+            },
+        },
+    },
+}
+_STORAGE_DOWN = {"description": "storage cannot be reached (code storage_unavailable)"}
+_PATHS["/v1/interviews/{interview_id}/recordings"] = {
+    "get": {
+        "summary": "the interview's recorded tracks and their segments",
+        "parameters": [_ID],
+        "responses": {
+            "200": {"description": "the recordings", "content": _json(_ref("Recordings"))},
+            **_ERRORS,
+        },
+    },
+    "delete": {
+        "summary": "delete the interview's recordings: the media in storage and their rows",
+        "parameters": [_ID],
+        "responses": {
+            "204": {"description": "deleted"},
+            "409": {
+                "description": "the interview is live (interview_live), or some of its segments"
+                " are still on their way to storage (upload_pending)"
+            },
+            "503": _STORAGE_DOWN,
+            **_ERRORS,
+        },
+    },
+}
+_MEDIA = {"schema": {"type": "string", "format": "binary"}}
+_PATHS["/v1/interviews/{interview_id}/recordings/{track}"] = {
+    "get": {
+        "summary": "one voice as Ogg Opus, or both (combined) as WebM; remuxed, never"
+        " transcoded; honours Range",
+        "parameters": [_ID, _TRACK],
+        "responses": {
+            "200": {
+                "description": "the file",
+                "content": {"audio/ogg": _MEDIA, "video/webm": _MEDIA},
+            },
+            "206": {"description": "the range asked for"},
+            "503": _STORAGE_DOWN,
+            **_ERRORS,
+            "404": {
+                "description": "no such interview for this tenant (not_found), or nothing of"
+                " that track uploaded (no_recording)",
+                "content": _json(_ref("Error")),
+            },
+        },
+    }
 }
 
 DOCUMENT: dict[str, Any] = {

@@ -113,24 +113,29 @@ class Text:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of a few words."""
+    """One of a few words (or, when ``nullable``, null: the same as leaving it out)."""
 
     choices: tuple[str, ...]
-    default: str
+    default: str | None
+    nullable: bool = False
 
-    def check(self, name: str, value: Any) -> str:
+    def check(self, name: str, value: Any) -> str | None:
+        if value is None and self.nullable:
+            return self.default
         if value not in self.choices:
             raise InvalidRequest(f"{name} must be one of {', '.join(self.choices)}")
         return str(value)
 
-    def parse(self, name: str, raw: str | None) -> str:
+    def parse(self, name: str, raw: str | None) -> str | None:
         """The query-string form: absent means the default."""
         return self.check(name, self.default if raw is None else raw)
 
     def schema(self) -> dict[str, Any]:
-        return {"enum": list(self.choices), "default": self.default}
+        """The enum (with null when nullable), and the default unless it is null."""
+        schema: dict[str, Any] = {"enum": [*self.choices, *([None] if self.nullable else [])]}
+        return schema | ({"default": self.default} if self.default is not None else {})
 
-    def absent(self) -> str:
+    def absent(self) -> str | None:
         return self.default
 
 
@@ -198,6 +203,8 @@ NEW_INTERVIEW: dict[str, Field] = {
     "candidate_ref": Text(200, min_length=1, nullable=True),
     "metadata": Object(),
     "single_use": Flag(True),
+    #: null: the deployment's GATEWAY_RECORDING decides (see gateway.recording)
+    "recording": Choice(("off", "audio"), None, nullable=True),
     "session": Object(
         {
             "instructions": Text(20_000, nullable=True),
@@ -228,19 +235,46 @@ class NewInterview:
     candidate_ref: str | None
     metadata: dict[str, Any]
     single_use: bool
+    recording: str | None
     session: dict[str, Any]
+
+
+#: The body of ``POST /v1/interviews/{id}/observer-tokens``: every field optional.
+NEW_OBSERVER_TOKEN: dict[str, Field] = {
+    "role": Choice(("observer", "interviewer"), "observer"),
+    "subject": Text(200, min_length=1, nullable=True),
+    "expires_in": Integer(60, MAX_TTL, default=4 * 3600, nullable=True),
+}
+
+
+@dataclass(frozen=True)
+class NewObserverToken:
+    """A checked ``POST /v1/interviews/{id}/observer-tokens`` body, defaults filled in."""
+
+    role: str
+    subject: str | None
+    expires_in: int
 
 
 def new_interview(body: dict[str, Any]) -> NewInterview:
     """Check a body against :data:`NEW_INTERVIEW`."""
-    unknown = set(body) - set(NEW_INTERVIEW)
+    return NewInterview(**_checked(body, NEW_INTERVIEW))
+
+
+def new_observer_token(body: dict[str, Any]) -> NewObserverToken:
+    """Check a body against :data:`NEW_OBSERVER_TOKEN`."""
+    return NewObserverToken(**_checked(body, NEW_OBSERVER_TOKEN))
+
+
+def _checked(body: dict[str, Any], specs: dict[str, Field]) -> dict[str, Any]:
+    """Each field of ``specs`` checked (or its default), and nothing else allowed."""
+    unknown = set(body) - set(specs)
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
-    checked: dict[str, Any] = {
+    return {
         name: spec.check(name, body[name]) if name in body else spec.absent()
-        for name, spec in NEW_INTERVIEW.items()
+        for name, spec in specs.items()
     }
-    return NewInterview(**checked)
 
 
 def check_storable(value: Any, depth: int = 0) -> None:

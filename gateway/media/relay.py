@@ -44,12 +44,15 @@ from gateway.media import ice
 from gateway.media.datachannel import ChannelBridge
 from gateway.media.forwarding import AudioRoute, EncodedAudioTrack, LegAudio, MediaStats
 from gateway.media.host_sockets import HostSockets
+from gateway.media.listen import ListenLeg
+from gateway.media.quality import LegMeter, TurnTimer
 from gateway.media.watchdog import SilenceWatchdog
 from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
 from gateway.upstream.openai import EVENTS_LABEL, UpstreamClient, UpstreamError
 from signaling.sdp import IceCandidate, with_explicit_directions
+from storage.quality import QualityReport
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,11 @@ class Relay:
         #: when the upstream last sent an event, and (a browser leg ago) audio
         self._upstream_event_at: float | None = None
         self._upstream_audio_before: float | None = None
+        #: observers' receive-only peers, each fed both voices' packets (``media.listen``)
+        self._listeners: set[ListenLeg] = set()
+        #: call quality: each leg's network, each turn's response latency (``media.quality``)
+        self._meters = {"browser": LegMeter("browser"), "upstream": LegMeter("upstream")}
+        self._turns = TurnTimer()
         #: set once the upstream leg is up: only then is its loss the session's business
         self._started = False
         self._closing = False
@@ -279,9 +287,50 @@ class Relay:
             await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 
+    async def quality(self) -> QualityReport:
+        """Both legs now, and the turns measured since the last call (``media.quality``)."""
+        legs = [
+            await meter.sample(pc)
+            for meter, pc in (
+                (self._meters["browser"], self.browser_pc),
+                (self._meters["upstream"], self.upstream_pc),
+            )
+            if pc is not None
+        ]
+        return QualityReport(legs, self._turns.take())
+
+    async def listen_in(self, offer_sdp: str) -> tuple[ListenLeg, str]:
+        """An observer's receive-only peer for ``offer_sdp``, fed both voices as they are
+        forwarded, and its answer; ``BadOffer`` for an offer it cannot take."""
+        leg = ListenLeg(
+            rtc_configuration(self._options.browser_ice_servers),
+            self._options.ice_addresses,
+            on_close=self._listeners.discard,
+        )
+        try:
+            answer = await leg.answer(offer_sdp)
+        except BaseException:
+            await leg.close()
+            raise
+        self._listeners.add(leg)
+        for participant, route in (
+            ("candidate", self._to_upstream_audio),
+            ("interviewer", self._to_browser_audio),
+        ):
+            if route is not None and isinstance(route.track, EncodedAudioTrack):
+                leg.follow(participant, route.track)  # type: ignore[arg-type]
+        return leg, answer
+
     def _record(self, participant: Participant, route: AudioRoute) -> None:
         """Record the packets ``route`` sends as ``participant``'s voice, if recording; a
-        route that decodes (``AudioRoute.fast`` false) is not recorded, and says so."""
+        route that decodes (``AudioRoute.fast`` false) is not recorded, and says so. Listeners
+        follow the route too."""
+        if isinstance(route.track, EncodedAudioTrack):
+            for leg in self._listeners:
+                leg.follow(participant, route.track)
+            timer = self._turns.interviewer_packet
+            if participant == "interviewer" and timer not in route.track.subscribers:
+                route.track.subscribers.append(timer)
         if self._recording is None:
             return
         if isinstance(route.track, EncodedAudioTrack):
@@ -316,6 +365,7 @@ class Relay:
     def _from_upstream(self, message: str | bytes) -> None:
         self._upstream_event_at = time.monotonic()
         self._to_browser.send(message)
+        self._turns.upstream_event(message)
         self._guard.observe(message)
         self._listener.server_event(message, "relay")
 
@@ -350,6 +400,8 @@ class Relay:
             self._recording.close()
         for task in list(self._sinks):
             task.cancel()
+        for leg in list(self._listeners):
+            await leg.close()
         for route in (self._to_upstream_audio, self._to_browser_audio):
             if route is not None:
                 route.track.stop()

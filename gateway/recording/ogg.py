@@ -105,3 +105,22 @@ class OggOpusWriter:
         self._sink.write(page)
         self._sequence += 1
         self.bytes_written += len(page)
+
+
+def whole_pages(data: bytes) -> tuple[int, int]:
+    """How much of ``data`` is whole pages (each complete and its checksum right, from the
+    start), and the last whole page's granule position: what a file cut short by a crash
+    still holds. A granule of 0 means no audio page survived, only the headers."""
+    offset = granule = 0
+    while len(data) - offset >= _PAGE_HEADER.size:
+        magic, _, _, page_granule, _, _, crc, count = _PAGE_HEADER.unpack_from(data, offset)
+        body_at = offset + _PAGE_HEADER.size + count
+        end = body_at + sum(data[offset + _PAGE_HEADER.size : body_at])
+        if magic != b"OggS" or body_at > len(data) or end > len(data):
+            break
+        page = bytearray(data[offset:end])
+        page[22:26] = bytes(4)
+        if ogg_crc(bytes(page)) != crc:
+            break
+        offset, granule = end, page_granule
+    return offset, granule

@@ -10,11 +10,13 @@ packets (``opus.concealment``), so every track is continuous and a gap stays whe
 
 A track is cut into segments of ``segment_seconds`` of that timeline, one Ogg file each in
 the spool directory. Each has a ``video_segments`` row: ``recording`` while written, ``stored``
-once the file is complete and fsync'd, then ``uploaded`` with its storage URI once
-``SegmentStorage.put`` took it, or ``failed`` if that refused. A process killed mid-interview
-therefore loses only the segments being written (one per track). The packet path only appends
-to a buffered file; fsyncs, moves and rows happen in order on one background task per
-interview, which waits out a database that is away (``retry_until_done``).
+once the file is complete and fsync'd, then ``uploaded`` with its storage URI once the
+gateway's ``Uploader`` got it into storage (retrying while storage is away). A process killed
+mid-interview therefore loses at most the unwritten tail of the segments being written (one
+per track): at the next start, ``recovery`` keeps their whole pages and uploads whatever the
+spool still holds. The packet path only appends to a buffered file; fsyncs and rows happen in
+order on one background task per interview, which waits out a database that is away
+(``retry_until_done``); uploads happen on the uploader's tasks, so nothing waits on storage.
 """
 
 from __future__ import annotations
@@ -26,20 +28,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Protocol
 from uuid import UUID
 
 from av.packet import Packet
 
-from gateway.recording import opus
+from gateway.recording import opus, retention
 from gateway.recording.ogg import OggOpusWriter
-from gateway.recording.segments import SegmentFile
-from gateway.recording.storage import SegmentStorage, StorageError
+from gateway.recording.recovery import recover
+from gateway.recording.segments import Participant, SegmentFile, segment_name
+from gateway.recording.storage import SegmentStorage
+from gateway.recording.uploads import Uploader
 from storage.database import Database
 
 log = logging.getLogger(__name__)
 
-Participant = Literal["candidate", "interviewer"]
 Job = Callable[[], Awaitable[None]]
 #: Seconds a closing gateway waits for its recordings' last rows.
 SETTLE_TIMEOUT = 10.0
@@ -60,6 +63,10 @@ class RecordingOptions:
     #: where segments are written and fsync'd before storage takes them
     spool_dir: Path
     segment_seconds: float = 10.0
+    #: seconds before an upload that storage refused is tried again (doubling each time)
+    retry_seconds: float = 1.0
+    #: days a segment is kept before ``retention`` deletes it (0: forever)
+    retention_days: float = 0.0
 
 
 class Recordings:
@@ -67,27 +74,49 @@ class Recordings:
 
     def __init__(self, options: RecordingOptions) -> None:
         self.options = options
+        self.uploader = Uploader(options.db, options.storage, retry_seconds=options.retry_seconds)
         self._finishing: set[asyncio.Task[None]] = set()
+        self._background: list[asyncio.Task[Any]] = []
+
+    def recover(self) -> None:
+        """Upload, in the background, what an earlier process left in the spool; and start
+        the retention job, when segments have an age limit."""
+        options = self.options
+        self._background = [
+            asyncio.ensure_future(recover(options.spool_dir, options.db, self.uploader))
+        ]
+        if options.retention_days > 0:
+            age = options.retention_days * 86400
+            self._background.append(
+                asyncio.ensure_future(retention.run(options.db, options.storage, age))
+            )
 
     def start(self, tenant_id: UUID, interview_id: UUID) -> InterviewRecording:
-        recording = InterviewRecording(self.options, tenant_id, interview_id)
+        recording = InterviewRecording(self.options, self.uploader, tenant_id, interview_id)
         task = recording.worker
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
         return recording
 
     async def close(self) -> None:
-        """Give the interviews' outstanding fsyncs and rows ``SETTLE_TIMEOUT`` to finish (a
-        segment left ``stored`` or ``recording`` is on disk all the same)."""
+        """Give the interviews' outstanding fsyncs, rows and uploads ``SETTLE_TIMEOUT`` to
+        finish (a segment left ``stored`` or ``recording`` is on disk for the next start)."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        for task in self._background:
+            task.cancel()
         if self._finishing:
             await asyncio.wait(list(self._finishing), timeout=SETTLE_TIMEOUT)
+        await self.uploader.close(max(0.0, deadline - time.monotonic()))
 
 
 class InterviewRecording:
     """The tracks of one interview and the background task that settles their segments."""
 
-    def __init__(self, options: RecordingOptions, tenant_id: UUID, interview_id: UUID) -> None:
+    def __init__(
+        self, options: RecordingOptions, uploader: Uploader, tenant_id: UUID, interview_id: UUID
+    ) -> None:
         self.options = options
+        self.uploader = uploader
         self.tenant_id = tenant_id
         self.interview_id = interview_id
         self.log_extra = {"interview_id": str(interview_id), "tenant_id": str(tenant_id)}
@@ -191,8 +220,7 @@ class AudioTrackRecording:
         if self._segment is not None and self.position < self._segment.end:
             return self._segment
         self._finish()
-        name = f"{self.participant}-audio-{self._sequence:05d}.opus"
-        path = self.owner.directory / name
+        path = self.owner.directory / segment_name(self.participant, self._sequence)
         file = SegmentFile(
             tenant_id=self.owner.tenant_id,
             interview_id=self.owner.interview_id,
@@ -217,19 +245,13 @@ class AudioTrackRecording:
         if segment is None:
             return
         segment.writer.finish()
-        options, extra = self.owner.options, self.owner.log_extra
+        owner, extra = self.owner, self.owner.log_extra
         file, sink, writer = segment.file, segment.sink, segment.writer
 
         async def settle() -> None:
             await asyncio.to_thread(file.complete, sink)
-            await file.stored(options.db, writer.granule, writer.bytes_written, extra)
-            try:
-                uri = await options.storage.put(file.key, file.path)
-            except StorageError as exc:
-                log.warning("segment %s not stored: %s", file.key, exc, extra=extra)
-                await file.settled(options.db, "failed", None, extra)
-            else:
-                await file.settled(options.db, "uploaded", uri, extra)
+            await file.stored(owner.options.db, writer.granule, writer.bytes_written, extra)
+            owner.uploader.submit(file, extra)
 
         self.owner.submit(settle)
 

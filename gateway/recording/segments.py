@@ -2,13 +2,16 @@
 
 ``begin`` inserts the row (``recording``) as the file is opened; ``complete`` fsyncs and
 closes the file (and its directory entry) off the event loop; ``stored`` records its length
-and size; ``settled`` records where storage put it (``uploaded``), or that it could not
-(``failed``). Each row write waits out a database that is away rather than being dropped.
+and size; ``settled`` records where storage put it (``uploaded``), or that nothing of it could
+be kept (``failed``). Each row write waits out a database that is away rather than being
+dropped. A file's name says whose track it belongs to and where (``segment_name``), so a
+restarted gateway can tell its spooled files apart without any state but the files and rows.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,22 +19,50 @@ from typing import BinaryIO, Literal
 from uuid import UUID
 
 from gateway.recording import opus
+from gateway.recording.ogg import whole_pages
 from gateway.recording.storage import fsync_directory
 from gateway.sessions.recorder import retry_until_done
 from storage import interviews
 from storage.database import Database
 
 CODEC = "opus"
+Participant = Literal["candidate", "interviewer"]
+_NAME = re.compile(r"(candidate|interviewer)-audio-(\d{5,})\.opus")
+
+
+def segment_name(participant: Participant, sequence: int) -> str:
+    """The file name of one segment: ``candidate-audio-00003.opus``."""
+    return f"{participant}-audio-{sequence:05d}.opus"
+
+
+def parse_segment_name(name: str) -> tuple[Participant, int] | None:
+    """(participant, sequence) of a name ``segment_name`` made; None for any other file."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return None
+    participant: Participant = "candidate" if match[1] == "candidate" else "interviewer"
+    return participant, int(match[2])
+
+
+def salvage(path: Path) -> tuple[int, int]:
+    """Cut a segment file left unfinished by a crash back to its last whole page and fsync it;
+    (samples, bytes) of what is left (samples 0: no audio survived). Blocking."""
+    with path.open("r+b") as file:
+        end, samples = whole_pages(file.read())
+        file.truncate(end)
+        file.flush()
+        os.fsync(file.fileno())
+    return samples, end
 
 
 @dataclass
 class SegmentFile:
     tenant_id: UUID
     interview_id: UUID
-    participant: Literal["candidate", "interviewer"]
+    participant: Participant
     sequence: int
     path: Path
-    started_at: datetime
+    started_at: datetime | None
     row_id: UUID | None = field(default=None)
 
     @property

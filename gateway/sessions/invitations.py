@@ -1,4 +1,5 @@
-"""Invitations: an interview row plus a candidate token, and the link that carries both.
+"""Invitations: an interview row plus a candidate token, and the link that carries both; and
+observer tokens, which watch an existing interview read-only (``sessions.observers``).
 
 The admin API and the ``invite`` command create them; ``serve`` uses them to print a
 ready-to-use link, and ``simulate`` to set up its interviews.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from gateway.http.urls import websocket_url
@@ -45,6 +46,7 @@ async def invite(
     single_use: bool = True,
     max_duration: int | None = None,
     upstream_session: dict[str, Any] | None = None,
+    recording: Literal["off", "audio"] | None = None,
 ) -> Invitation:
     """Create an interview for ``tenant_id`` and a candidate token for it, valid ``ttl`` s."""
     interview_id = await interviews.create_session(
@@ -58,6 +60,7 @@ async def invite(
         expires_at=expires_at,
         max_duration_s=max_duration,
         upstream_session=upstream_session,
+        recording=recording,
     )
     token = issue_token(
         secret,
@@ -69,6 +72,32 @@ async def invite(
         single_use=None if single_use else False,
     )
     return Invitation(tenant_id, interview_id, token, expires_at)
+
+
+def observer_token(
+    secret: str,
+    tenant_id: UUID,
+    interview_id: UUID,
+    *,
+    role: str = "observer",
+    subject: str | None = None,
+    ttl: float = 4 * 3600,
+    audience: str | None = None,
+) -> tuple[str, datetime]:
+    """A token for ``role`` (``observer`` or ``interviewer``) that watches ``interview_id``
+    (reusable until it expires: an observer may come back), and when it expires. ``subject``
+    is who the audit rows will say watched."""
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+    token = issue_token(
+        secret,
+        tenant_id=str(tenant_id),
+        interview_id=str(interview_id),
+        role=role,
+        ttl=ttl,
+        audience=audience,
+        subject=subject,
+    )
+    return token, expires_at
 
 
 async def default_tenant(db: Database, data_dir: Path) -> UUID:

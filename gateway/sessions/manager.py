@@ -21,6 +21,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from gateway.config import Settings
+from gateway.sessions.quality import TurnLatencies
 from gateway.sessions.session import ConnectionHandler, EndStatus, InterviewSession
 from gateway.upstream.call import CallFactory
 from signaling.errors import SignalingError
@@ -65,6 +66,8 @@ class SessionStats:
     bad_events: int = 0
     #: integrity events (refused client events, undone session changes), by kind
     integrity: dict[str, int] = field(default_factory=dict)
+    #: relayed turns' response latencies (``sessions.quality``)
+    turn_latency: TurnLatencies = field(default_factory=TurnLatencies)
 
 
 class RelayLease:
@@ -132,6 +135,10 @@ class SessionManager:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def sessions(self) -> list[InterviewSession]:
+        """The live sessions (for the metrics' per-interview figures)."""
+        return list(self._sessions.values())
 
     def tenant_sessions(self, tenant_id: UUID) -> int:
         """How many live sessions one tenant has, counting those being set up
@@ -258,6 +265,7 @@ class SessionManager:
             record.requested_mode,
             time_limit=min(limit, (options and options.max_duration_s) or limit),
             upstream_session=options.upstream_session if options else None,
+            recording=options.recording if options else None,
         )
         self._sessions[interview_id] = session
         self.stats.started += 1

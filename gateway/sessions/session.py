@@ -33,6 +33,8 @@ from gateway.sessions.events import (
     session_closed,
     transcript_event,
 )
+from gateway.sessions.observers import ObserverHub
+from gateway.sessions.quality import QualitySampler
 from gateway.sessions.quota import ClientEventQuota
 from gateway.sessions.reasons import end_reason
 from gateway.sessions.recorder import EndStatus, SessionRecorder
@@ -91,6 +93,7 @@ class InterviewSession:
         *,
         time_limit: float,
         upstream_session: dict[str, Any] | None = None,
+        recording: str | None = None,
     ) -> None:
         self.manager = manager
         self.settings = manager.settings
@@ -99,6 +102,8 @@ class InterviewSession:
         self.requested_mode = requested_mode if requested_mode in ("relay", "proxy") else "auto"
         #: the interview's own upstream session settings (instructions, voice), over the defaults
         self.upstream_session = upstream_session
+        #: what the interview asked of recording ('audio', 'off'; None: the deployment's choice)
+        self.recording = recording
         #: minted once: the browser's (in every welcome) and the relay's browser leg's
         self.ice_servers = manager.ice_servers.for_session(str(interview_id))
         #: the connection to the AI interviewer, once the first offer is answered
@@ -119,7 +124,22 @@ class InterviewSession:
         self._client_quota = ClientEventQuota(
             self.settings.client_event_limit, self.settings.client_event_bytes
         )
+        #: who watches, read-only: copies of the live lines and states, never the candidate
+        self.observers = ObserverHub(
+            queue_size=self.settings.observer_queue,
+            max_observers=self.settings.max_observers,
+            log_extra=self.log_extra,
+        )
         self._grace: asyncio.TimerHandle | None = None
+        #: the call's network and turn latencies, sampled while it runs
+        self.quality = QualitySampler(
+            manager.db,
+            tenant_id,
+            interview_id,
+            interval=self.settings.quality_interval,
+            turns=manager.stats.turn_latency,
+            log_extra=self.log_extra,
+        )
         self.recorder = SessionRecorder(
             manager.state, tenant_id, interview_id, gateway_id=manager.gateway_id
         )
@@ -207,6 +227,7 @@ class InterviewSession:
             self.recorder.record(status="connecting")
             call, answer = await self._first_offer(sdp)
             self.call = call
+            self._spawn(self.quality.run(call))
             self.manager.stats.relay += call.mode == "relay"
             self.manager.stats.proxy += call.mode == "proxy"
             self.recorder.record(
@@ -255,6 +276,7 @@ class InterviewSession:
             tenant_id=self.tenant_id,
             interview_id=self.interview_id,
             browser_ice_servers=self.ice_servers.gateway,
+            recording=self.recording,
         )
 
     async def _answering(self, answer: Awaitable[str]) -> str:
@@ -380,6 +402,7 @@ class InterviewSession:
     async def _pump_live_lines(self) -> None:
         while True:
             line = await self.transcript.live.get()
+            self.observers.line(line)
             if self.current is not None:
                 await self.current.channel.send_transcript(
                     role=line.role,
@@ -390,6 +413,7 @@ class InterviewSession:
                 )
 
     async def _send_state(self, state: str, detail: dict[str, Any] | None = None) -> None:
+        self.observers.state(state, detail)
         if self.current is not None:
             await self.current.channel.send_state(state, detail)
 
@@ -432,6 +456,7 @@ class InterviewSession:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(record), END_RECORD_WAIT)
         current, self.current = self.current, None
+        self.observers.end(status, reason)
         if notify and current is not None:
             await current.channel.send_state(status, {"reason": reason})
             await current.channel.close(reason)

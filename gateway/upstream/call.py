@@ -108,9 +108,11 @@ class CallFactory(Protocol):
         tenant_id: UUID,
         interview_id: UUID,
         browser_ice_servers: Sequence[dict[str, Any]] = (),
+        recording: str | None = None,
     ) -> Call:
         """A call for the interview ``interview_id`` of ``tenant_id`` (a recording, if the
-        deployment records, is filed under both); a relay's browser leg uses
+        deployment records it, is filed under both: ``recording`` is what the interview asked,
+        ``audio``, ``off`` or None for the deployment's choice); a relay's browser leg uses
         ``browser_ice_servers`` (the session's)."""
         ...
 

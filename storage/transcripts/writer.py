@@ -44,7 +44,7 @@ from uuid import UUID
 import psycopg
 
 from storage.database import Database
-from storage.journal import Journal
+from storage.journal import Journal, JournalSync
 from storage.transcripts.codec import JournalCodec, Pending
 from storage.transcripts.entries import TranscriptEntry
 from storage.transcripts.statements import (
@@ -119,7 +119,7 @@ class TranscriptWriter:
         self._closing = False
         self._conns: list[psycopg.AsyncConnection[Any] | None] = [None] * connections
         self._task: asyncio.Task[None] | None = None
-        self._sync_task: asyncio.Task[None] | None = None
+        self._sync = JournalSync(self._journal, self._notify, name="journal-fsync")
 
     # -- the producer's side -------------------------------------------------------------
 
@@ -142,7 +142,7 @@ class TranscriptWriter:
         else:
             self._journal.append([self._codec.encode(item)])
             self.stats.journaled += 1
-            self._schedule_sync()
+            self._sync.request()
         self._wake.set()
 
     async def flush(self) -> None:
@@ -170,7 +170,7 @@ class TranscriptWriter:
         return not self._queue and not self._inflight and not self._journal_unsynced()
 
     def _journal_unsynced(self) -> bool:
-        return self._journal.unsynced or self._sync_task is not None
+        return self._sync.pending
 
     async def close(self, grace: float = 5.0) -> None:
         """Commits what it can within ``grace`` seconds; the rest stays in the journal."""
@@ -193,8 +193,7 @@ class TranscriptWriter:
             self._journal.prepend([self._codec.encode(i) for i in leftovers])
             self.stats.journaled += len(leftovers)
             self._inflight, self._queue = [], deque()
-        if self._sync_task is not None:
-            await self._sync_task
+        await self._sync.finished()
         self._journal.close()
         if len(self._journal):
             _log.warning("writer closed; %d events wait in the journal", len(self._journal))
@@ -207,18 +206,6 @@ class TranscriptWriter:
         return len(self._queue) + len(self._inflight) + len(self._journal)
 
     # -- the journal's fsync, coalesced --------------------------------------------------
-
-    def _schedule_sync(self) -> None:
-        if self._sync_task is None:
-            self._sync_task = asyncio.create_task(self._sync_journal(), name="journal-fsync")
-
-    async def _sync_journal(self) -> None:
-        try:
-            while self._journal.unsynced:
-                await self._journal.sync()
-        finally:
-            self._sync_task = None
-            await self._notify()
 
     async def _notify(self) -> None:
         async with self._changed:

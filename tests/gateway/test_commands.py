@@ -185,6 +185,7 @@ COMMANDS = (
     ("simulate",),
     ("bench", "transcripts"),
     ("bench", "relay"),
+    ("bench", "fleet"),
 )
 README = Path(__file__).resolve().parents[2] / "README.md"
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")

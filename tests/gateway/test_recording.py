@@ -160,45 +160,73 @@ async def test_a_relayed_interview_records_both_voices_with_a_gap_in_its_place(
             assert abs(step - before.duration_ms) <= 1
 
 
-async def test_a_gateway_killed_mid_interview_keeps_its_completed_segments(
+async def test_a_gateway_killed_mid_interview_uploads_its_segments_once_restarted(
     start_gateway: GatewayFactory, fresh_database_url: str, tmp_path: Path
 ) -> None:
     witness = await start_gateway(mode="relay")  # the database's reader after the kill
     data_dir = tmp_path / "doomed"
+    # its storage refuses every segment (a file stands where its directory should be), so
+    # completed segments stay `stored` in the spool, as they would with S3 away
+    refusing = tmp_path / "refusing"
+    refusing.write_text("")
+    recordings = tmp_path / "recordings"
+    env = {
+        "GATEWAY_RECORDING": "audio",
+        "GATEWAY_RECORDING_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
+        "GATEWAY_RECORDING_RETRY_SECONDS": "0.2",
+    }
     async with served(
         fresh_database_url,
         data_dir,
         witness.db,
         witness.tenant_id,
-        GATEWAY_RECORDING="audio",
-        GATEWAY_RECORDING_SEGMENT_SECONDS=str(SEGMENT_SECONDS),
+        GATEWAY_RECORDING_DIR=str(refusing),
+        **env,
     ) as doomed:
         invitation, candidate = await doomed.candidate()
+        ids = (invitation.tenant_id, invitation.interview_id)
 
-        def three_each(rows: list[VideoSegmentRecord]) -> bool:
+        def three_stored_each(rows: list[VideoSegmentRecord]) -> bool:
             tracks = by_track(rows)
             return len(tracks) == 2 and all(
-                sum(r.status == "uploaded" for r in t) >= 3 for t in tracks.values()
+                sum(r.status == "stored" for r in t) >= 3 for t in tracks.values()
             )
 
-        await segments_until(
-            witness.db, invitation.tenant_id, invitation.interview_id, three_each, within=30
-        )
+        await segments_until(witness.db, *ids, three_stored_each, within=30)
         doomed.process.send_signal(signal.SIGKILL)
         await doomed.process.wait()
         await candidate.close()
+    before = by_track(await interviews.list_video_segments(witness.db, *ids))
+    assert all(r.status != "uploaded" for t in before.values() for r in t)
 
-    rows = await interviews.list_video_segments(
-        witness.db, invitation.tenant_id, invitation.interview_id
-    )
-    assert set(by_track(rows)) == {"candidate", "interviewer"}
-    for segments in by_track(rows).values():
-        unsettled = [s for s in segments if s.status != "uploaded"]
-        assert len(unsettled) <= 2  # the one being written, and at most one being settled
-        assert all(s.sequence >= len(segments) - 2 for s in unsettled)
+    async with served(
+        fresh_database_url, data_dir, witness.db, witness.tenant_id,
+        GATEWAY_RECORDING_DIR=str(recordings), **env,
+    ):  # fmt: skip
+        rows = await segments_until(
+            witness.db,
+            *ids,
+            lambda rows: all(r.status in ("uploaded", "failed") for r in rows),
+            within=30,
+        )
+    tracks = by_track(rows)
+    assert set(tracks) == set(before) == {"candidate", "interviewer"}
+    assert all(len(tracks[name]) >= len(before[name]) for name in tracks)  # no row lost
+    uploaded = set()
+    for segments in tracks.values():
+        assert [s.sequence for s in segments] == list(range(len(segments)))
+        assert sum(s.status != "uploaded" for s in segments) <= 1  # at most one lost per track
         for segment in segments:
             if segment.status == "uploaded":
                 path = local_path(segment.storage_uri)
-                assert path.is_relative_to(data_dir / "recordings")
+                uploaded.add(path)
+                assert path.stat().st_size == segment.bytes
                 samples, _ = read_segment(path)
                 assert abs(samples * 1000 / opus.RATE - segment.duration_ms) <= 1
+        for before_segment, after in itertools.pairwise(segments):
+            assert before_segment.started_at is not None and after.started_at is not None
+            step = (after.started_at - before_segment.started_at).total_seconds() * 1000
+            assert abs(step - before_segment.duration_ms) <= 1
+    # in storage exactly once each, and nothing left behind in the spool
+    assert set(recordings.rglob("*.opus")) == uploaded
+    assert not list((data_dir / "recording-spool").rglob("*.opus"))

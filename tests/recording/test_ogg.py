@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from gateway.recording import opus
-from gateway.recording.ogg import OggOpusWriter, ogg_crc
+from gateway.recording.ogg import OggOpusWriter, ogg_crc, whole_pages
+from gateway.recording.segments import salvage
 from gateway.sim.opus_peers import encode_opus
 from gateway.sim.speech import synthesize
 
@@ -98,6 +99,37 @@ def test_a_file_cut_short_plays_up_to_its_last_whole_page(
     pages = len(payloads) * 960 // 48000  # whole seconds went out as pages
     assert pages >= 1
     assert decoded_samples(path) == pages * 48000
+
+
+def test_salvage_cuts_a_torn_file_back_to_its_last_whole_page(
+    tmp_path: Path, payloads: list[bytes]
+) -> None:
+    """What recovery keeps of a segment a crash tore: every whole page and nothing after."""
+    sink = io.BytesIO()
+    writer = OggOpusWriter(sink, serial=3)
+    ends = []  # (file length, granule) after each page
+    for packet in payloads:
+        before = writer.bytes_written
+        writer.write(packet, opus.packet_samples(packet))
+        if writer.bytes_written != before:
+            ends.append((writer.bytes_written, writer.granule - opus.packet_samples(packet)))
+    whole = sink.getvalue()
+    assert len(ends) >= 2
+    (first_end, first_granule), (second_end, _) = ends[0], ends[1]
+    torn = whole[: second_end - 10]  # the second audio page only partly on disk
+    assert whole_pages(torn) == (first_end, first_granule)
+    corrupt = bytearray(whole[:second_end])
+    corrupt[second_end - 1] ^= 0xFF  # a whole second page whose checksum fails
+    assert whole_pages(bytes(corrupt)) == (first_end, first_granule)
+    header_end = whole.index(b"OggS", whole.index(b"OpusTags"))
+    assert whole_pages(whole[: header_end + 5]) == (header_end, 0)  # only the headers
+
+    path = tmp_path / "torn.opus"
+    path.write_bytes(torn)
+    assert salvage(path) == (first_granule, first_end)
+    assert path.stat().st_size == first_end
+    assert decoded_samples(path) == first_granule
+    assert [data for _, _, data in demuxed(path)] == payloads[: len(demuxed(path))]
 
 
 def test_packet_durations_come_from_the_toc_byte(payloads: list[bytes]) -> None:

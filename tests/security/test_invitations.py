@@ -102,7 +102,8 @@ async def test_refusals_at_the_gateway_each_carry_their_code(
         "token_expired": token(ttl=-60),
         "token_invalid": token(role="admin"),
         "wrong_interview": token(interview_id=str(other.interview_id)),
-        "role_not_allowed": token(role="observer"),
+        # an observer watches a live interview only; nothing is live here
+        "interview_not_live": token(role="observer"),
     }
     for code, bad in cases.items():
         assert (await refusal(gateway, invitation, bad))[0] == code

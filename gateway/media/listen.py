@@ -1,0 +1,158 @@
+"""Listen-in: an observer's receive-only peer connection that gets both voices of a relayed
+interview as two tracks of forwarded Opus packets (the candidate's first, the interviewer's
+second), never decoded or mixed on the gateway, and never sending anything into the interview.
+
+Each voice is a ``VoiceFeed``: a subscriber of the relay's forwarder for that voice (the hook
+the recorder uses), holding a few packets in a bounded deque that the listen leg's sender
+packetizes. A subscriber runs on the forwarding path, so it only appends; a listener whose
+sender falls behind loses its oldest packets, the interview loses nothing. When the relay
+replaces a forwarder (the candidate reconnected and got a new browser leg), ``follow`` moves the
+feed to the new one and keeps its timestamps running on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.packet import Packet
+
+from gateway.media import aiortc_internals, ice
+from gateway.media.forwarding import CAPACITY, MIN_STEP, TIME_BASE, EncodedAudioTrack, forwardable
+from gateway.recording.recorder import Participant
+from gateway.upstream.call import BadOffer
+from signaling.sdp import IceCandidate, with_explicit_directions
+
+log = logging.getLogger(__name__)
+
+#: The order of the listen leg's audio m-lines.
+VOICES: tuple[Participant, ...] = ("candidate", "interviewer")
+
+
+class VoiceFeed(MediaStreamTrack):
+    """One voice for one listener: the packets its forwarder sends, a few held at most."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: deque[Packet] = deque(maxlen=CAPACITY)
+        self._waiter: asyncio.Future[None] | None = None
+        self._source: EncodedAudioTrack | None = None
+        #: added to a source's pts, so that a new source goes on where the last one stopped
+        self._offset = 0
+        self._last_pts: int | None = None
+        self._rebase = False
+        self.packets = 0
+
+    def follow(self, source: EncodedAudioTrack) -> None:
+        """Take ``source``'s packets from now on (and no longer the previous source's)."""
+        if source is self._source:
+            return
+        self._leave()
+        self._source = source
+        self._rebase = self._last_pts is not None
+        source.subscribers.append(self._push)
+
+    def _push(self, packet: Packet) -> None:
+        assert packet.pts is not None
+        if self._rebase:
+            assert self._last_pts is not None
+            self._offset = self._last_pts + MIN_STEP - packet.pts
+            self._rebase = False
+        out = Packet(bytes(packet))
+        out.pts = packet.pts + self._offset
+        out.time_base = TIME_BASE
+        self._last_pts = out.pts
+        self._queue.append(out)  # a full deque drops its oldest: latency is worse than a gap
+        self.packets += 1
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def recv(self) -> Packet:  # type: ignore[override]
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._queue.popleft()
+
+    def _leave(self) -> None:
+        if self._source is not None:
+            try:
+                self._source.subscribers.remove(self._push)
+            except ValueError:
+                pass
+            self._source = None
+
+    def stop(self) -> None:
+        self._leave()
+        super().stop()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class ListenLeg:
+    """One observer's peer connection: receive-only for the observer, send-only for us."""
+
+    def __init__(
+        self,
+        configuration: RTCConfiguration,
+        ice_addresses: Sequence[str],
+        *,
+        on_close: Callable[[ListenLeg], None] | None = None,
+    ) -> None:
+        self.pc = RTCPeerConnection(configuration)
+        self._ice_addresses = ice_addresses
+        self.feeds: dict[Participant, VoiceFeed] = {voice: VoiceFeed() for voice in VOICES}
+        self._on_close = on_close
+        self._closed = False
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Answer an offer of (at least) two audio m-lines that receive Opus; ``BadOffer``
+        for anything else."""
+        try:
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=with_explicit_directions(offer_sdp), type="offer")
+            )
+        except (ValueError, AssertionError) as exc:
+            raise BadOffer(f"offer rejected by the WebRTC stack: {exc}") from exc
+        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        if len(audio) < len(VOICES):
+            raise BadOffer(
+                "a listen-in offer has two audio m-lines: the candidate, the interviewer"
+            )
+        for transceiver, voice in zip(audio, VOICES, strict=False):
+            codecs = aiortc_internals.negotiated_codecs(transceiver)
+            if not forwardable(codecs[0] if codecs else None):
+                raise BadOffer("listen-in audio is Opus only")
+            # send-only whatever the offer says: nothing the observer sends is ever read
+            transceiver.direction = "sendonly"
+            transceiver.sender.replaceTrack(self.feeds[voice])
+        with ice.host_addresses(self._ice_addresses):
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    def follow(self, voice: Participant, source: EncodedAudioTrack) -> None:
+        self.feeds[voice].follow(source)
+
+    async def add_candidate(self, candidate: IceCandidate | None) -> None:
+        try:
+            parsed = ice.rtc_candidate(candidate) if candidate is not None else None
+        except ice.CandidateError as exc:
+            raise BadOffer(str(exc)) from None
+        await self.pc.addIceCandidate(parsed)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for feed in self.feeds.values():
+            feed.stop()
+        await self.pc.close()
+        if self._on_close is not None:
+            self._on_close(self)

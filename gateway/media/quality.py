@@ -1,0 +1,133 @@
+"""Call quality as the relay sees it: each leg's network from aiortc's statistics (RTCP
+included), and each turn's response latency, measured where the gateway stands.
+
+A leg's sample (``LegMeter.sample``): round-trip time from the peer's receiver reports
+(``remote-inbound-rtp``), jitter and loss of what the peer sends us (``inbound-rtp``; loss over
+the interval since the last sample), and bitrate both ways: what we sent over that interval,
+and what the peer's sender reports say it sent between the last two reports (None while no new
+report came: they arrive every second or so, less often than a short sampling interval).
+Audio only: these are voice calls.
+
+A turn's latency (``TurnTimer``): from the candidate's end of speech as the upstream announces
+it (Realtime's ``input_audio_buffer.speech_stopped`` on the data channel) to the first packet
+of the interviewer's voice the relay forwards after it. Nothing is decoded, so "voice" is
+told by size: an Opus packet of at least ``VOICE_BYTES`` carries sound (an encoder spends a few
+bytes on a silent 20 ms frame, and a sender keeps sending those between turns). That is the
+delay the candidate hears, less the browser leg's own transit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from aiortc import RTCPeerConnection
+from aiortc.stats import (
+    RTCInboundRtpStreamStats,
+    RTCOutboundRtpStreamStats,
+    RTCRemoteInboundRtpStreamStats,
+    RTCRemoteOutboundRtpStreamStats,
+)
+from av.packet import Packet
+
+from gateway.media.forwarding import OPUS_RATE
+from storage.quality import LegSample
+
+#: The upstream event that marks the candidate's end of speech.
+SPEECH_STOPPED = "input_audio_buffer.speech_stopped"
+#: The least Opus payload counted as sound, not the few bytes of a silent frame.
+VOICE_BYTES = 24
+
+
+@dataclass(frozen=True, slots=True)
+class _Counters:
+    at: float
+    received: int
+    lost: int
+    bytes_out: int
+    bytes_in: int
+
+
+class LegMeter:
+    """One leg's samples; each covers the interval since the previous one."""
+
+    def __init__(self, leg: str) -> None:
+        self.leg = leg
+        self._last: _Counters | None = None
+        #: (when, bytes) of the last sender report that brought news
+        self._report_in: tuple[float, int] | None = None
+
+    async def sample(self, pc: RTCPeerConnection) -> LegSample:
+        report = await pc.getStats()
+        rtt: list[float] = []
+        jitter: list[float] = []
+        received = lost = bytes_out = bytes_in = 0
+        for stats in report.values():
+            if getattr(stats, "kind", "audio") != "audio":
+                continue
+            if isinstance(stats, RTCRemoteInboundRtpStreamStats) and stats.roundTripTime:
+                rtt.append(stats.roundTripTime * 1000)
+            elif isinstance(stats, RTCInboundRtpStreamStats):
+                jitter.append(stats.jitter * 1000 / OPUS_RATE)
+                received += stats.packetsReceived
+                lost += max(stats.packetsLost, 0)
+            elif isinstance(stats, RTCOutboundRtpStreamStats):
+                bytes_out += stats.bytesSent
+            elif isinstance(stats, RTCRemoteOutboundRtpStreamStats):
+                bytes_in += stats.bytesSent
+        now = _Counters(time.monotonic(), received, lost, bytes_out, bytes_in)
+        last, self._last = self._last, now
+        loss = bitrate_in = bitrate_out = None
+        base = last or _Counters(now.at, 0, 0, 0, 0)
+        expected = (now.received - base.received) + (now.lost - base.lost)
+        if expected > 0:
+            loss = (now.lost - base.lost) / expected
+        if last is not None and now.at > last.at:
+            seconds = now.at - last.at
+            bitrate_out = max(now.bytes_out - last.bytes_out, 0) * 8 / 1000 / seconds
+        if self._report_in is None or now.bytes_in != self._report_in[1]:
+            if self._report_in is not None and now.at > self._report_in[0]:
+                seconds = now.at - self._report_in[0]
+                bitrate_in = max(now.bytes_in - self._report_in[1], 0) * 8 / 1000 / seconds
+            self._report_in = (now.at, now.bytes_in)
+        return LegSample(
+            self.leg,
+            rtt_ms=max(rtt) if rtt else None,
+            jitter_ms=max(jitter) if jitter else None,
+            loss=loss,
+            bitrate_in_kbps=bitrate_in,
+            bitrate_out_kbps=bitrate_out,
+        )
+
+
+class TurnTimer:
+    """Each turn's response latency, in ms: end of speech to the interviewer's next packet."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._turns: list[float] = []
+
+    def upstream_event(self, message: str | bytes) -> None:
+        """Every upstream event passes here; only the end of speech is read (a cheap test
+        first: this is the data channel's path)."""
+        marker = b"speech_stopped" if isinstance(message, bytes) else "speech_stopped"
+        if marker not in message:  # type: ignore[operator]
+            return
+        try:
+            kind = json.loads(message).get("type")
+        except (ValueError, AttributeError):
+            return
+        if kind == SPEECH_STOPPED:
+            self._since = time.monotonic()
+
+    def interviewer_packet(self, packet: Packet) -> None:
+        """A subscriber of the interviewer's forwarder."""
+        if self._since is not None and packet.size >= VOICE_BYTES:
+            self._turns.append((time.monotonic() - self._since) * 1000)
+            self._since = None
+
+    def take(self) -> list[float]:
+        """The turns measured since the last call."""
+        turns, self._turns = self._turns, []
+        return turns
