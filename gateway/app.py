@@ -24,6 +24,7 @@ from gateway.fleet.runtime import Fleet, running_front
 from gateway.http import api, metrics, pages, security
 from gateway.http.recordings import RecordingsApi
 from gateway.media.forwarding import MediaStats
+from gateway.media.host_sockets import open_host_sockets
 from gateway.media.relay import Relay, RelayOptions
 from gateway.recording.recorder import RecordingOptions, Recordings
 from gateway.recording.storage import segment_storage
@@ -253,9 +254,17 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
 async def _sessions(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     media_stats = MediaStats()
+    ice_sockets = await open_host_sockets(
+        udp_port=settings.ice_udp_port,
+        bind_addresses=settings.ice_bind_addresses,
+        gather_addresses=settings.ice_addresses,
+        ports=settings.ice_udp_ports,
+        public=settings.ice_public_addresses,
+    )
     relay_options = RelayOptions(
         upstream_ice_servers=settings.upstream_ice_servers,
         ice_addresses=settings.ice_addresses,
+        ice_sockets=ice_sockets,
         connect_timeout=settings.upstream_connect_timeout,
         peer_timeout=settings.peer_timeout,
         upstream_timeout=settings.upstream_timeout,
@@ -297,13 +306,16 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
         calls=Calls(app[UPSTREAM], relay_options, recordings, settings.recording == "audio"),
         gateway_id=reconciler.gateway_id,
     )
-    app[METRICS] = metrics.registry_for(app[SESSIONS], app[WRITER], media_stats)
+    mux = ice_sockets.mux if ice_sockets is not None else None
+    app[METRICS] = metrics.registry_for(app[SESSIONS], app[WRITER], media_stats, mux)
     yield
     await app[SESSIONS].close()
     if recordings is not None:
         await recordings.close()
     await state.close()  # first: the claims it gives up let the reconciler retire this process
     await reconciler.close()
+    if mux is not None:
+        await mux.close()
 
 
 async def _fleet(app: web.Application) -> AsyncIterator[None]:

@@ -28,6 +28,7 @@ from gateway.env import (
     env_int,
     env_list,
     env_object,
+    env_port_range,
     raw,
 )
 from gateway.recording.storage import S3Settings
@@ -298,6 +299,15 @@ class Settings:
     reconnect_grace: float = 10.0
     #: Local addresses ICE gathers host candidates on (empty: every interface).
     ice_addresses: tuple[str, ...] = ()
+    #: The one UDP port every relay leg's ICE shares (the UDP mux; 0: a random port per leg),
+    #: and the addresses its sockets bind (empty: ``ice_addresses``, else 0.0.0.0).
+    ice_udp_port: int = 0
+    ice_bind_addresses: tuple[str, ...] = ()
+    #: 1:1 NAT: ``PUBLIC`` or ``PUBLIC/PRIVATE`` addresses advertised as the host candidates of
+    #: relay legs bound to the private ones.
+    ice_public_addresses: tuple[str, ...] = ()
+    #: Ports (low, high; both included) each relay leg binds inside instead of a random one.
+    ice_udp_ports: tuple[int, int] | None = None
     #: RTCConfiguration.iceServers, as W3C dictionaries, for the browser and upstream legs.
     ice_servers: tuple[dict[str, Any], ...] = ()
     upstream_ice_servers: tuple[dict[str, Any], ...] = ()
@@ -441,6 +451,10 @@ class Settings:
             upstream_timeout=env_float(e, "GATEWAY_UPSTREAM_TIMEOUT", cls.upstream_timeout),
             reconnect_grace=env_float(e, "GATEWAY_RECONNECT_GRACE", cls.reconnect_grace),
             ice_addresses=env_addresses(e, "GATEWAY_ICE_ADDRESSES"),
+            ice_udp_port=env_int(e, "GATEWAY_ICE_UDP_PORT", cls.ice_udp_port),
+            ice_bind_addresses=env_addresses(e, "GATEWAY_ICE_BIND_ADDRESS"),
+            ice_public_addresses=env_list(e, "GATEWAY_ICE_PUBLIC_ADDRESSES"),
+            ice_udp_ports=env_port_range(e, "GATEWAY_ICE_UDP_PORTS"),
             ice_servers=env_ice_servers(e, "GATEWAY_ICE_SERVERS"),
             upstream_ice_servers=env_ice_servers(e, "GATEWAY_UPSTREAM_ICE_SERVERS"),
             **_turn_settings(e),
@@ -541,6 +555,7 @@ class Settings:
             value = getattr(self, name)
             if not ok(value):
                 raise ConfigError(f"{variable} is {value!r}; it must be {allowed}.")
+        self._check_ice_sockets()
         if self.role == "front" and self.backend == "fly":
             missing = [
                 name
@@ -556,6 +571,46 @@ class Settings:
                 raise ConfigError(
                     f"GATEWAY_BACKEND is 'fly' but {', '.join(missing)} {verb} not set."
                 )
+
+    def _check_ice_sockets(self) -> None:
+        """The UDP mux, the port range and the public addresses (``gateway.media.
+        host_sockets``): each mistake is one sentence."""
+        from gateway.media.host_sockets import PublicAddresses
+
+        # not in BOUNDS: a front does not hand its own port to its workers (gateway.fleet)
+        if not 0 <= self.ice_udp_port <= 65535:
+            raise ConfigError(
+                f"GATEWAY_ICE_UDP_PORT is {self.ice_udp_port!r}; it must be 0 (off: a random port"
+                " per connection) or a port up to 65535."
+            )
+        if self.ice_udp_ports is not None:
+            low, high = self.ice_udp_ports
+            if not (1 <= low <= 65535 and 1 <= high <= 65535):
+                raise ConfigError(
+                    f"GATEWAY_ICE_UDP_PORTS is {low}-{high}; both ports must be from 1 to 65535."
+                )
+            if low > high:
+                raise ConfigError(
+                    f"GATEWAY_ICE_UDP_PORTS is {low}-{high}; the first port must not be above"
+                    " the second."
+                )
+            if self.ice_udp_port:
+                raise ConfigError(
+                    "GATEWAY_ICE_UDP_PORT and GATEWAY_ICE_UDP_PORTS are both set; choose the one"
+                    " shared port or the range."
+                )
+        if self.ice_bind_addresses and not self.ice_udp_port:
+            raise ConfigError(
+                "GATEWAY_ICE_BIND_ADDRESS is set but GATEWAY_ICE_UDP_PORT is not; the bind"
+                " address is where the shared UDP port listens."
+            )
+        try:
+            PublicAddresses.parse(self.ice_public_addresses)
+        except ValueError as exc:
+            raise ConfigError(
+                f"GATEWAY_ICE_PUBLIC_ADDRESSES is {','.join(self.ice_public_addresses)!r}; {exc}"
+                " (entries are PUBLIC or PUBLIC/PRIVATE IP addresses)."
+            ) from None
 
     @property
     def allowed_remote_candidates(self) -> tuple[str, ...]:

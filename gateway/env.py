@@ -140,3 +140,20 @@ def env_addresses(env: dict[str, str], name: str) -> tuple[str, ...]:
             ) from None
         addresses.extend(dict.fromkeys(str(info[4][0]) for info in infos))
     return tuple(dict.fromkeys(addresses))
+
+
+def env_port_range(env: dict[str, str], name: str) -> tuple[int, int] | None:
+    """``LOW-HIGH``: a range of UDP ports, both ends included; None when unset."""
+    text = raw(env, name)
+    if text is None:
+        return None
+    low, dash, high = text.partition("-")
+    try:
+        ports = (int(low), int(high))
+    except ValueError:
+        raise ConfigError(
+            f"{name} is {text!r}; it must be two ports joined by a dash, like 40000-40099."
+        ) from None
+    if not dash:
+        raise ConfigError(f"{name} is {text!r}; it must be LOW-HIGH, like 40000-40099.")
+    return ports

@@ -4,9 +4,11 @@ One run measures three set-ups of the same simulated peers (near = browsers, far
 upstreams, each its own process: ``relay_peers``) carrying marked full-duplex Opus for
 ``--duration`` seconds: the peers connected directly, through the gateway's ``Relay`` (fast
 path), and through a stock aiortc relay (``MediaRelay``: decode, jitter buffer, re-encode, with
-aiortc's own audio-level code). The relay runs alone in its process (``relay_process``), whose
-CPU (getrusage, all threads) and resident memory are read at the start and end of the measured
-window.
+aiortc's own audio-level code). With ``--udp-mux``, a fourth set-up runs the fast path with
+every ICE agent of the relay on one shared UDP socket (``mux``, as ``GATEWAY_ICE_UDP_PORT``
+does). The relay runs alone in its process (``relay_process``), whose CPU (getrusage, all
+threads) and resident memory are read at the start and end of the measured window, and its
+UDP sockets at the most (``udp_sockets``, sampled from ``/proc``).
 
 Figures: CPU per session, frames delivered / frames sent at the far ends, one-way latency of
 the marks minus the direct connection's median (``added_latency_ms``), resident MB per session.
@@ -54,7 +56,8 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
 async def run_phase(
     http: aiohttp.ClientSession, mode: str, sessions: int, duration: float
 ) -> dict[str, Any]:
-    """One set-up (``direct``, ``fast`` or ``baseline``): connect, run marked audio, report."""
+    """One set-up (``direct``, ``fast``, ``mux`` or ``baseline``): connect, run marked audio,
+    report."""
     peers = relay_peers.__name__
     started: list[Process] = []
     try:
@@ -93,6 +96,11 @@ async def run_phase(
         cpu = (last["cpu_s"] - first["cpu_s"]) / (last["t"] - first["t"])
         result["cpu_percent_per_session"] = round(100 * cpu / sessions, 2)
         result["rss_mb_per_session"] = round((last["rss_mb"] - idle["rss_mb"]) / sessions, 2)
+        result["udp_sockets"] = last["udp_sockets_peak"]
+        #: dropped by the kernel in the window, on the relay's sockets (a full receive buffer)
+        result["udp_drops"] = last["udp_drops"] - first["udp_drops"]
+        if last["demux"] is not None:
+            result["demux"] = last["demux"]  # what the mux did with every datagram
     return result
 
 
@@ -144,16 +152,22 @@ def added(relayed: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
     }
 
 
-async def run_bench(sessions: int, baseline_sessions: int, duration: float) -> dict[str, Any]:
+async def run_bench(
+    sessions: int, baseline_sessions: int, duration: float, udp_mux: bool = False
+) -> dict[str, Any]:
     counts = {"direct": sessions, "fast": sessions, "baseline": baseline_sessions}
+    if udp_mux:
+        counts["mux"] = sessions
     async with aiohttp.ClientSession() as http:
         phases = {mode: await run_phase(http, mode, n, duration) for mode, n in counts.items()}
     for mode, n in counts.items():
         phases[mode]["sessions"] = n
     direct = phases["direct"]
-    for mode in ("fast", "baseline"):
-        phases[mode]["added_latency_ms"] = added(phases[mode], direct)
+    for mode in counts:
+        if mode != "direct":
+            phases[mode]["added_latency_ms"] = added(phases[mode], direct)
     fast_cpu = phases["fast"]["cpu_percent_per_session"]
+    extra = {"mux": phases["mux"]} if udp_mux else {}
     return {
         "sessions": sessions,
         "duration_s": duration,
@@ -165,6 +179,7 @@ async def run_bench(sessions: int, baseline_sessions: int, duration: float) -> d
         "cpu_ratio": round(phases["baseline"]["cpu_percent_per_session"] / fast_cpu, 2)
         if fast_cpu
         else None,
+        **extra,
     }
 
 
@@ -179,10 +194,13 @@ def print_report(report: dict[str, Any]) -> None:
         "added p50",
         "added p99",
         "RSS MB/sess",
+        "UDP sockets",
         "load 1m",
     )
     print("".join(f"{h:>14}" for h in header))
-    for mode in ("direct", "fast", "baseline"):
+    for mode in ("direct", "fast", "baseline", "mux"):
+        if mode not in report:
+            continue
         phase = report[mode]
         extra = phase.get("added_latency_ms", {"p50": "-", "p99": "-"})
         row = (
@@ -193,6 +211,7 @@ def print_report(report: dict[str, Any]) -> None:
             extra["p50"],
             extra["p99"],
             phase.get("rss_mb_per_session", "-"),
+            phase.get("udp_sockets", "-"),
             "→".join(map(str, phase["loadavg_1m"])),
         )
         print("".join(f"{v!s:>14}" for v in row))
@@ -232,6 +251,11 @@ def main(argv: list[str]) -> int:
         help="sessions through MediaRelay (default: --sessions, at most 4, which it carries "
         "unsaturated on 2 cores: saturated, its CPU per session is only 1 core / N)",
     )
+    parser.add_argument(
+        "--udp-mux",
+        action="store_true",
+        help="also run the fast path with every ICE agent on one shared UDP socket (mux)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args(argv)
     baseline = args.baseline_sessions or min(args.sessions, BASELINE_SESSIONS)
@@ -243,7 +267,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"sessions must be 1-{MAX_SESSIONS} and --duration 0-{MAX_DURATION:g}")
     if os.geteuid() == 0:
         in_namespace_or_reexec(argv)
-    report = asyncio.run(run_bench(args.sessions, baseline, args.duration))
+    report = asyncio.run(run_bench(args.sessions, baseline, args.duration, args.udp_mux))
     print_report(report)
     if args.json:
         print(json.dumps(report))

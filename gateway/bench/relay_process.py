@@ -2,16 +2,19 @@
 
 It answers ``POST /v1/realtime/calls`` as the gateway's relay would be asked to, relaying each
 session to the ``--upstream`` AI (the bench's far peers) either through the gateway's own
-``Relay`` (``fast``: Opus forwarded without decoding) or through stock aiortc
-(``baseline``: ``MediaRelay`` subscriptions of the decoded tracks, re-encoded on the way out).
-Alone in its process, its CPU (getrusage, all threads) and resident memory are what
-``GET /control/usage`` reports; ``POST /control/exit`` ends it.
+``Relay`` (``fast``: Opus forwarded without decoding; ``mux``: the same with every leg's ICE on
+one shared UDP socket, ``gateway.media.udp_mux``) or through stock aiortc (``baseline``:
+``MediaRelay`` subscriptions of the decoded tracks, re-encoded on the way out). Alone in its
+process, its CPU (getrusage, all threads), resident memory and UDP sockets (now and the most
+seen, sampled every ``SOCKET_SAMPLE_S``) are what ``GET /control/usage`` reports;
+``POST /control/exit`` ends it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import resource
 import sys
 import time
@@ -24,13 +27,17 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from gateway.bench.processes import serve
+from gateway.bench.udp_sockets import udp_drops, udp_sockets
 from gateway.media import aiortc_internals, ice
+from gateway.media.host_sockets import HostSockets
 from gateway.media.relay import Relay, RelayOptions, rtc_configuration
+from gateway.media.udp_mux import UdpMux
 from gateway.sim.opus_peers import LOCAL, read_call
 from gateway.upstream.call import Unsupervised
 from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream
 
-MODES = ("fast", "baseline")
+MODES = ("fast", "mux", "baseline")
+SOCKET_SAMPLE_S = 0.5
 
 
 class MediaRelayBaseline:
@@ -76,24 +83,41 @@ def usage() -> dict[str, float]:
     }
 
 
+class SocketPeak:
+    """The most UDP sockets the process held at any sample."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    async def run(self) -> None:
+        while True:
+            self.peak = max(self.peak, len(udp_sockets()))
+            await asyncio.sleep(SOCKET_SAMPLE_S)
+
+
 async def run_relay(mode: str, upstream_url: str) -> None:
-    if mode == "fast":
+    if mode != "baseline":
         aiortc_internals.install()  # as the gateway does (the fast path encodes nothing)
     relays: list[Relay | MediaRelayBaseline] = []
     done = asyncio.Event()
+    sockets = SocketPeak()
+    sampler = asyncio.create_task(sockets.run())
+    mux = UdpMux(0, LOCAL) if mode == "mux" else None
+    if mux is not None:
+        await mux.start()
+    options = RelayOptions(
+        ice_addresses=LOCAL,
+        ice_sockets=HostSockets(mux=mux) if mux is not None else None,
+        connect_timeout=30.0,
+    )
     async with aiohttp.ClientSession() as http:
         upstream = RealtimeUpstream(kind="sim", base_url=upstream_url, api_key="bench", http=http)
 
         async def call(request: web.Request) -> web.Response:
             offer_sdp, session = await read_call(request)
             relay: Relay | MediaRelayBaseline
-            if mode == "fast":
-                relay = Relay(
-                    upstream,
-                    Unsupervised(),
-                    options=RelayOptions(ice_addresses=LOCAL, connect_timeout=30.0),
-                    session=session,
-                )
+            if mode != "baseline":
+                relay = Relay(upstream, Unsupervised(), options=options, session=session)
             else:
                 relay = MediaRelayBaseline(upstream, session)
             relays.append(relay)
@@ -106,7 +130,16 @@ async def run_relay(mode: str, upstream_url: str) -> None:
             )
 
         async def report_usage(_: web.Request) -> web.Response:
-            return web.json_response(usage())
+            demux = dataclasses.asdict(mux.stats) if mux is not None else None
+            return web.json_response(
+                {
+                    **usage(),
+                    "udp_sockets": len(udp_sockets()),
+                    "udp_sockets_peak": sockets.peak,
+                    "udp_drops": udp_drops(),
+                    "demux": demux,
+                }
+            )
 
         async def exit_(_: web.Request) -> web.Response:
             done.set()
@@ -120,6 +153,9 @@ async def run_relay(mode: str, upstream_url: str) -> None:
             await serve(app, done)
         finally:
             await asyncio.gather(*(relay.close() for relay in relays))
+            sampler.cancel()
+            if mux is not None:
+                await mux.close()
 
 
 def main(argv: list[str]) -> int:
@@ -127,7 +163,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("mode", choices=MODES)
     parser.add_argument("--upstream", required=True, help="base URL of the AI upstream (/v1)")
     args = parser.parse_args(argv)
-    ice.install(LOCAL)
+    ice.install(LOCAL)  # also the host-socket hook the mux mode needs
     asyncio.run(run_relay(args.mode, args.upstream))
     return 0
 

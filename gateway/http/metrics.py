@@ -20,6 +20,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway.media.forwarding import MediaStats
+from gateway.media.udp_mux import UdpMux
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.quality import TURN_BUCKETS
 from storage.transcripts import TranscriptWriter
@@ -27,11 +28,16 @@ from storage.transcripts import TranscriptWriter
 
 class GatewayCollector(Collector):
     def __init__(
-        self, sessions: SessionManager, writer: TranscriptWriter, media: MediaStats
+        self,
+        sessions: SessionManager,
+        writer: TranscriptWriter,
+        media: MediaStats,
+        mux: UdpMux | None = None,
     ) -> None:
         self._sessions = sessions
         self._writer = writer
         self._media = media
+        self._mux = mux
 
     def collect(self) -> Iterator[Metric]:
         manager, stats = self._sessions, self._sessions.stats
@@ -91,6 +97,8 @@ class GatewayCollector(Collector):
             "transcript entries accepted but not yet committed",
             value=self._writer.backlog,
         )
+        if self._mux is not None:
+            yield from _mux_metrics(self._mux)
         yield from self._quality()
 
     def _quality(self) -> Iterator[Metric]:
@@ -138,9 +146,31 @@ class GatewayCollector(Collector):
         )
 
 
+def _mux_metrics(mux: UdpMux) -> Iterator[Metric]:
+    """What the shared ICE UDP port (``GATEWAY_ICE_UDP_PORT``) did with its datagrams, and
+    how many entries its maps hold (bounded; zero once every relay leg closed)."""
+    outcomes = CounterMetricFamily(
+        "gateway_ice_mux_datagrams",
+        "datagrams at the shared ICE UDP port, by what the demux did with them",
+        labels=["outcome"],
+    )
+    for name, value in dataclasses.asdict(mux.stats).items():
+        outcomes.add_metric([name], value)
+    yield outcomes
+    entries = GaugeMetricFamily(
+        "gateway_ice_mux_entries", "entries in the UDP mux's maps, by map", labels=["map"]
+    )
+    for name, size in mux.sizes().items():
+        entries.add_metric([name], size)
+    yield entries
+
+
 def registry_for(
-    sessions: SessionManager, writer: TranscriptWriter, media: MediaStats
+    sessions: SessionManager,
+    writer: TranscriptWriter,
+    media: MediaStats,
+    mux: UdpMux | None = None,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(sessions, writer, media))
+    registry.register(GatewayCollector(sessions, writer, media, mux))
     return registry

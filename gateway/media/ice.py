@@ -17,6 +17,15 @@ response and its own timeout become due in the same loop iteration, loses that r
 and closes healthy connections about 30 s in. The replacement keeps aioice's schedule and its
 30 s bound, but retransmits each check (``CONSENT_RETRANSMISSIONS``), as RFC 5389 transactions
 do, so a check fails only when no response comes within several seconds.
+
+``install()`` also replaces ``Connection.get_component_candidates``, where aioice binds one UDP
+socket on a random port per host address of an agent. Legs gathering inside
+``host_addresses(..., sockets=...)`` get their host sockets from a ``HostSockets`` instead: the
+process's UDP mux, a port range, and the advertised public address (``gateway.media.
+host_sockets``); server-reflexive and TURN candidates stay aioice's. Every other agent keeps
+aioice's own code. This reach is version-guarded (``AIOICE_SUPPORTED``): with another aioice,
+``install()`` leaves the method alone and ``host_addresses`` refuses ``sockets``;
+``tests/media/test_ice_internals.py`` fails loudly if a name used here moves.
 """
 
 from __future__ import annotations
@@ -29,11 +38,14 @@ import random
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 
+import aioice
 import aioice.ice
-from aioice import stun
+from aioice import Candidate, stun
+from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import RTCIceCandidate
 from aiortc.sdp import candidate_from_sdp
 
+from gateway.media.host_sockets import HostSockets, IcePortsExhausted
 from signaling.sdp import IceCandidate
 
 log = logging.getLogger(__name__)
@@ -43,8 +55,17 @@ _original_get_host_addresses = aioice.ice.get_host_addresses
 STOCK_QUERY_CONSENT = aioice.ice.Connection.query_consent
 #: Retransmissions of each consent check (timeouts 0.5, 1, 2, 4 s: 7.5 s to answer one).
 CONSENT_RETRANSMISSIONS = 3
+#: aioice's own host-socket binding, kept to check on upgrades and for agents without sockets.
+STOCK_GET_COMPONENT_CANDIDATES = aioice.ice.Connection.get_component_candidates
+#: aioice versions whose ``get_component_candidates``/``StunProtocol`` the socket hook matches.
+AIOICE_SUPPORTED = ("0.10", "0.11", "0.12", "0.13")
 _default: tuple[str, ...] | None = None
 _current: ContextVar[tuple[str, ...] | None] = ContextVar("ice_host_addresses", default=None)
+_sockets: ContextVar[HostSockets | None] = ContextVar("ice_host_sockets", default=None)
+
+
+def aioice_supported(version: str = aioice.__version__) -> bool:
+    return version.startswith(AIOICE_SUPPORTED)
 
 
 def _validated(addresses: Sequence[str]) -> tuple[str, ...]:
@@ -73,6 +94,62 @@ def install(default_addresses: Sequence[str] | None = None) -> None:
     _default = _validated(default_addresses) if default_addresses else None
     aioice.ice.get_host_addresses = _get_host_addresses
     aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
+    if aioice_supported():
+        aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
+
+
+async def _get_component_candidates(
+    self: aioice.ice.Connection,
+    component: int,
+    addresses: list[str],
+    timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+) -> list[Candidate]:
+    """aioice's gathering for one component, with host sockets from the task's
+    ``HostSockets`` when it has one (see the module doc)."""
+    sockets = _sockets.get()
+    if sockets is None:
+        return await STOCK_GET_COMPONENT_CANDIDATES(self, component, addresses, timeout)
+    candidates: list[Candidate] = []
+    hosts: list[aioice.ice.StunProtocol] = []
+    for address in sockets.candidate_addresses(addresses):
+        protocol = aioice.ice.StunProtocol(self)
+        try:
+            advertised = await sockets.attach(
+                protocol, address, self.local_username, self.local_password
+            )
+        except IcePortsExhausted:
+            raise
+        except OSError as exc:
+            log.info("ICE cannot bind %s: %s", address, exc)
+            continue
+        if advertised is None:
+            continue
+        host, port = advertised
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "host"),
+            host=host,
+            port=port,
+            type="host",
+        )
+        self._protocols.append(protocol)
+        hosts.append(protocol)
+        candidates.append(protocol.local_candidate)
+    # TURN: aioice's own code, which with no host address gathers only relayed candidates
+    relayed = asyncio.ensure_future(STOCK_GET_COMPONENT_CANDIDATES(self, component, [], timeout))
+    reflexive = [
+        asyncio.ensure_future(aioice.ice.server_reflexive_candidate(p, self.stun_server))
+        for p in hosts
+        if self.stun_server and ipaddress.ip_address(p.local_candidate.host).version == 4
+    ]
+    if reflexive:
+        done, pending = await asyncio.wait(reflexive, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        candidates += [t.result()[0] for t in done if t.exception() is None]
+    return candidates + await relayed
 
 
 async def _query_consent(self: aioice.ice.Connection) -> None:
@@ -106,19 +183,33 @@ def installed() -> bool:
 
 
 @contextlib.contextmanager
-def host_addresses(addresses: Sequence[str] | None) -> Iterator[None]:
-    """Gather on these addresses for ICE gathering started inside the block, in this task.
+def host_addresses(
+    addresses: Sequence[str] | None, sockets: HostSockets | None = None
+) -> Iterator[None]:
+    """Gather on these addresses for ICE gathering started inside the block, in this task,
+    with host sockets from ``sockets`` (None: aioice's, a random port each).
 
     aiortc gathers inside ``setLocalDescription``, so wrap that call. Without ``install()``
     the block would silently gather everywhere, so it refuses to run.
     """
     if not installed():
         raise RuntimeError("gateway.media.install() must run at process start")
+    if sockets is not None and not sockets_installed():
+        raise RuntimeError(
+            f"aioice {aioice.__version__} is not in {AIOICE_SUPPORTED}: the UDP mux, port range"
+            " and public addresses need a supported aioice"
+        )
     token = _current.set(_validated(addresses) if addresses else None)
+    sockets_token = _sockets.set(sockets)
     try:
         yield
     finally:
+        _sockets.reset(sockets_token)
         _current.reset(token)
+
+
+def sockets_installed() -> bool:
+    return aioice.ice.Connection.get_component_candidates is _get_component_candidates  # type: ignore[comparison-overlap]
 
 
 class CandidateError(ValueError):

@@ -43,6 +43,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from gateway.media import ice
 from gateway.media.datachannel import ChannelBridge
 from gateway.media.forwarding import AudioRoute, EncodedAudioTrack, LegAudio, MediaStats
+from gateway.media.host_sockets import HostSockets
 from gateway.media.listen import ListenLeg
 from gateway.media.quality import LegMeter, TurnTimer
 from gateway.media.watchdog import SilenceWatchdog
@@ -74,6 +75,8 @@ class RelayOptions:
     upstream_ice_servers: Sequence[dict[str, Any]] = ()
     #: local addresses both legs gather on (empty: the process default)
     ice_addresses: Sequence[str] = ()
+    #: where both legs' host candidates get their sockets (None: a random port each)
+    ice_sockets: HostSockets | None = None
     #: seconds the upstream leg has to connect before the relay counts as unavailable
     connect_timeout: float = 5.0
     #: seconds without the candidate's audio, once connected, before the peer counts as lost
@@ -165,7 +168,11 @@ class Relay:
             raise
         self._started = True
         self.upstream_watchdog.start()
-        return await self._answer_browser(browser_pc, browser_audio)
+        try:  # the browser leg's gathering can fail too (IcePortsExhausted)
+            return await self._answer_browser(browser_pc, browser_audio)
+        except BaseException:
+            await self.close()
+            raise
 
     async def reconnect(self, offer_sdp: str) -> str:
         """A new browser leg for the same upstream conversation (the candidate reconnected)."""
@@ -246,7 +253,7 @@ class Relay:
             elif state in ("failed", "closed") and self._started and not self._closing:
                 self._listener.upstream_failed(f"upstream_{state}")
 
-        with ice.host_addresses(self._options.ice_addresses):
+        with ice.host_addresses(self._options.ice_addresses, self._options.ice_sockets):
             await pc.setLocalDescription(await pc.createOffer())
         call = await self._upstream.create_call(pc.localDescription.sdp, self._session)
         self.call_id = call.call_id
@@ -276,7 +283,7 @@ class Relay:
         )
         pc.addTrack(self._to_browser_audio.track)
         self._record("interviewer", self._to_browser_audio)
-        with ice.host_addresses(self._options.ice_addresses):
+        with ice.host_addresses(self._options.ice_addresses, self._options.ice_sockets):
             await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 

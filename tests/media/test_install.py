@@ -11,6 +11,7 @@ stock = (
     aioice.ice.get_host_addresses,
     aiortc.rtp.compute_audio_level_dbov,
     aioice.ice.Connection.query_consent,
+    aioice.ice.Connection.get_component_candidates,
 )
 import gateway.app, gateway.cli.serve, gateway.cli.simulate, gateway.media.relay
 import gateway.media.ice, gateway.media.aiortc_internals, gateway.sim.upstream
@@ -19,6 +20,7 @@ after_import = (
     aioice.ice.get_host_addresses,
     aiortc.rtp.compute_audio_level_dbov,
     aioice.ice.Connection.query_consent,
+    aioice.ice.Connection.get_component_candidates,
 )
 from gateway import media
 media.install(["127.0.0.1"])
@@ -26,6 +28,7 @@ after_install = (
     aioice.ice.get_host_addresses,
     aiortc.rtp.compute_audio_level_dbov,
     aioice.ice.Connection.query_consent,
+    aioice.ice.Connection.get_component_candidates,
 )
 print(after_import == stock, all(a is not s for a, s in zip(after_install, stock)))
 print(aioice.ice.get_host_addresses(True, True))

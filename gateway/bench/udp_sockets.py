@@ -1,0 +1,52 @@
+"""The UDP sockets this process holds, as the kernel lists them (``/proc/self/fd`` and
+``/proc/self/net/udp{,6}``): what ``bench relay`` reports as ``udp_sockets`` and what the tests
+count, rather than trusting the gateway's own bookkeeping."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+
+def _inodes() -> set[str]:
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _address(hex_address: str) -> tuple[str, int]:
+    host, port = hex_address.split(":")
+    raw = bytes.fromhex(host)
+    # /proc prints each 32-bit word in host (little-endian) order
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words)), int(port, 16)
+
+
+def _rows() -> list[list[str]]:
+    """The ``/proc/self/net/udp{,6}`` rows of this process's sockets."""
+    mine = _inodes()
+    rows = []
+    for table in ("/proc/self/net/udp", "/proc/self/net/udp6"):
+        try:
+            with open(table) as lines:
+                next(lines)
+                rows += [f for f in map(str.split, lines) if f[9] in mine]
+        except FileNotFoundError:
+            continue
+    return rows
+
+
+def udp_sockets() -> list[tuple[str, int]]:
+    """Local (address, port) of every UDP socket of this process, IPv4 and IPv6."""
+    return [_address(fields[1]) for fields in _rows()]
+
+
+def udp_drops() -> int:
+    """Datagrams the kernel dropped on this process's open UDP sockets (receive buffer full)."""
+    return sum(int(fields[12]) for fields in _rows())
