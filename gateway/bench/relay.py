@@ -54,7 +54,7 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
 
 
 async def run_phase(
-    http: aiohttp.ClientSession, mode: str, sessions: int, duration: float
+    http: aiohttp.ClientSession, mode: str, sessions: int, duration: float, upstream: str = "sim"
 ) -> dict[str, Any]:
     """One set-up (``direct``, ``fast``, ``mux`` or ``baseline``): connect, run marked audio,
     report."""
@@ -66,7 +66,9 @@ async def run_phase(
         relay: Process | None = None
         target = far.url
         if mode != "direct":
-            relay = await Process.start(relay_process.__name__, mode, "--upstream", far.url + "/v1")
+            relay = await Process.start(
+                relay_process.__name__, mode, "--upstream", far.url + "/v1", "--contract", upstream
+            )
             started.append(relay)
             target = relay.url
             idle = await get_json(http, f"{relay.url}/control/usage")
@@ -153,13 +155,19 @@ def added(relayed: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
 
 
 async def run_bench(
-    sessions: int, baseline_sessions: int, duration: float, udp_mux: bool = False
+    sessions: int,
+    baseline_sessions: int,
+    duration: float,
+    udp_mux: bool = False,
+    upstream: str = "sim",
 ) -> dict[str, Any]:
     counts = {"direct": sessions, "fast": sessions, "baseline": baseline_sessions}
     if udp_mux:
         counts["mux"] = sessions
     async with aiohttp.ClientSession() as http:
-        phases = {mode: await run_phase(http, mode, n, duration) for mode, n in counts.items()}
+        phases = {
+            mode: await run_phase(http, mode, n, duration, upstream) for mode, n in counts.items()
+        }
     for mode, n in counts.items():
         phases[mode]["sessions"] = n
     direct = phases["direct"]
@@ -170,6 +178,7 @@ async def run_bench(
     extra = {"mux": phases["mux"]} if udp_mux else {}
     return {
         "sessions": sessions,
+        "upstream": upstream,
         "duration_s": duration,
         "cpu_count": os.cpu_count(),
         "aiortc": aiortc.__version__,
@@ -256,6 +265,13 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="also run the fast path with every ICE agent on one shared UDP socket (mux)",
     )
+    parser.add_argument(
+        "--upstream",
+        choices=relay_process.CONTRACTS,
+        default="sim",
+        help="the contract the relay's upstream leg speaks: sim (Realtime calls) or sim-live "
+        "(GPT-Live); the audio path is the same",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args(argv)
     baseline = args.baseline_sessions or min(args.sessions, BASELINE_SESSIONS)
@@ -267,7 +283,9 @@ def main(argv: list[str]) -> int:
         parser.error(f"sessions must be 1-{MAX_SESSIONS} and --duration 0-{MAX_DURATION:g}")
     if os.geteuid() == 0:
         in_namespace_or_reexec(argv)
-    report = asyncio.run(run_bench(args.sessions, baseline, args.duration, args.udp_mux))
+    report = asyncio.run(
+        run_bench(args.sessions, baseline, args.duration, args.udp_mux, args.upstream)
+    )
     print_report(report)
     if args.json:
         print(json.dumps(report))

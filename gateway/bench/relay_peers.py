@@ -2,8 +2,9 @@
 
 Two processes play the peers of a run (the peers themselves are :mod:`gateway.sim.opus_peers`),
 each an aiohttp server on 127.0.0.1:
-- ``far`` answers ``POST /realtime/calls`` like the AI upstream (the relay's upstream leg, or the
-  near peers directly when measuring a direct connection);
+- ``far`` answers ``POST /realtime/calls`` (and GPT-Live's ``POST /live/sessions``) like the AI
+  upstream (the relay's upstream leg, or the near peers directly when measuring a direct
+  connection);
 - ``near`` offers N sessions to a target's ``/realtime/calls`` like browsers do.
 Both then take ``/control/go``, ``/control/stop`` and ``GET /control/report`` from the bench.
 """
@@ -51,6 +52,8 @@ async def run_far() -> None:
     app = web.Application()
     app.router.add_post("/v1/realtime/calls", host.answer)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", host.hangup)
+    app.router.add_post("/v1/live/sessions", host.answer_live)
+    app.router.add_post("/v1/live/sessions/{call_id}/hangup", host.hangup)
     control_routes(app, host)
     try:
         await serve(app, host.done)

@@ -34,16 +34,19 @@ from gateway.media.relay import Relay, RelayOptions, rtc_configuration
 from gateway.media.udp_mux import UdpMux
 from gateway.sim.opus_peers import LOCAL, read_call
 from gateway.upstream.call import Unsupervised
-from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream
+from gateway.upstream.live import LiveUpstream
+from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream, UpstreamClient
 
 MODES = ("fast", "mux", "baseline")
+#: the contract the relay's upstream leg speaks: the Realtime calls API, or GPT-Live
+CONTRACTS = ("sim", "sim-live")
 SOCKET_SAMPLE_S = 0.5
 
 
 class MediaRelayBaseline:
     """The stock aiortc way to relay: ``MediaRelay`` subscriptions of the decoded tracks."""
 
-    def __init__(self, upstream: RealtimeUpstream, session: dict[str, Any]) -> None:
+    def __init__(self, upstream: UpstreamClient, session: dict[str, Any]) -> None:
         self._upstream = upstream
         self._session = session
         self._media = MediaRelay()
@@ -95,7 +98,7 @@ class SocketPeak:
             await asyncio.sleep(SOCKET_SAMPLE_S)
 
 
-async def run_relay(mode: str, upstream_url: str) -> None:
+async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None:
     if mode != "baseline":
         aiortc_internals.install()  # as the gateway does (the fast path encodes nothing)
     relays: list[Relay | MediaRelayBaseline] = []
@@ -111,7 +114,8 @@ async def run_relay(mode: str, upstream_url: str) -> None:
         connect_timeout=30.0,
     )
     async with aiohttp.ClientSession() as http:
-        upstream = RealtimeUpstream(kind="sim", base_url=upstream_url, api_key="bench", http=http)
+        client = LiveUpstream if contract == "sim-live" else RealtimeUpstream
+        upstream = client(kind=contract, base_url=upstream_url, api_key="bench", http=http)
 
         async def call(request: web.Request) -> web.Response:
             offer_sdp, session = await read_call(request)
@@ -162,9 +166,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.bench.relay_process")
     parser.add_argument("mode", choices=MODES)
     parser.add_argument("--upstream", required=True, help="base URL of the AI upstream (/v1)")
+    parser.add_argument("--contract", choices=CONTRACTS, default="sim")
     args = parser.parse_args(argv)
     ice.install(LOCAL)  # also the host-socket hook the mux mode needs
-    asyncio.run(run_relay(args.mode, args.upstream))
+    asyncio.run(run_relay(args.mode, args.upstream, args.contract))
     return 0
 
 

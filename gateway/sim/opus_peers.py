@@ -197,6 +197,18 @@ class PeerHost:
             headers={"Location": f"/v1/realtime/calls/{call_id}"},
         )
 
+    async def answer_live(self, request: web.Request) -> web.Response:
+        """``POST /live/sessions`` as GPT-Live answers it (JSON in, JSON out): the same peer."""
+        body = await request.json()
+        session, offer_sdp = body.get("session") or {}, body["transport"]["sdp"]
+        call_id, peer = await self.accept(offer_sdp, session.get(SESSION_KEY))
+        return web.json_response(
+            {
+                "session": {"id": call_id},
+                "transport": {"type": "webrtc", "sdp": peer.pc.localDescription.sdp},
+            }
+        )
+
     async def hangup(self, request: web.Request) -> web.Response:
         peer = self.peers.get(request.match_info["call_id"].removeprefix("rtc_"))
         if peer is not None:
