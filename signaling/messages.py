@@ -38,7 +38,10 @@ class Offer:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A trickled ICE candidate; ``candidate is None`` (or ``""``) marks end-of-candidates."""
+    """A trickled ICE candidate. ``candidate == ""`` naming an m-line (``sdp_mid`` or
+    ``sdp_mline_index``) ends that m-line's candidates only, as the W3C ``addIceCandidate``
+    reads it (Firefox sends one per m-line); ``candidate is None`` ends every m-line's (an
+    empty candidate naming no m-line is parsed as None)."""
 
     candidate: str | None
     sdp_mid: str | None
@@ -150,11 +153,11 @@ def _parse_offer(data: dict[str, Any]) -> Offer:
 
 def _parse_candidate(data: dict[str, Any]) -> Candidate:
     candidate = _field(data, "candidate", str, "candidate")
-    return Candidate(
-        candidate=candidate or None,
-        sdp_mid=_field(data, "sdpMid", str, "candidate"),
-        sdp_mline_index=_field(data, "sdpMLineIndex", int, "candidate"),
-    )
+    sdp_mid = _field(data, "sdpMid", str, "candidate")
+    sdp_mline_index = _field(data, "sdpMLineIndex", int, "candidate")
+    if candidate == "" and sdp_mid is None and sdp_mline_index is None:
+        candidate = None
+    return Candidate(candidate=candidate, sdp_mid=sdp_mid, sdp_mline_index=sdp_mline_index)
 
 
 def _parse_end_of_candidates(data: dict[str, Any]) -> Candidate:

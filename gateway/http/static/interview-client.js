@@ -61,6 +61,17 @@ export function signalUrlFor(interviewId, base = globalThis.location?.href) {
 }
 
 /**
+ * The signaling message for one `icecandidate` event's `candidate`: null (gathering is over)
+ * is `end-of-candidates`; an empty `candidate` string with its `sdpMid` ends that m-line only
+ * (Firefox sends one per m-line, and more candidates for other m-lines may follow).
+ */
+export function candidateMessage(candidate) {
+  if (!candidate) return { type: "end-of-candidates" };
+  const { sdpMid = null, sdpMLineIndex = null } = candidate;
+  return { type: "candidate", candidate: candidate.candidate ?? "", sdpMid, sdpMLineIndex };
+}
+
+/**
  * Ask for the microphone (and the camera if `video`); rejects with an InterviewError whose code
  * says what the candidate can do about it: microphone_denied, microphone_missing,
  * microphone_busy or media_unavailable (no mediaDevices: the page is not on HTTPS).
@@ -296,12 +307,7 @@ export class InterviewClient extends EventTarget {
     // Candidates found before the offer is on its way wait for it: the gateway wants it first.
     const pending = [];
     let offerSent = false;
-    const sendCandidate = (candidate) => {
-      const msg = candidate?.candidate
-        ? { type: "candidate", candidate: candidate.candidate, sdpMid: candidate.sdpMid, sdpMLineIndex: candidate.sdpMLineIndex }
-        : { type: "end-of-candidates" };
-      link.send(msg);
-    };
+    const sendCandidate = (candidate) => link.send(candidateMessage(candidate));
     pc.onicecandidate = (ev) => (offerSent ? sendCandidate(ev.candidate) : pending.push(ev.candidate));
 
     await pc.setLocalDescription(await pc.createOffer());
