@@ -59,10 +59,13 @@ class SignalingClient:
     def close_code(self) -> int | None:
         return self._protocol.close_code
 
-    async def connect(self, url: str, token: str | None) -> dict[str, Any]:
-        """Open the socket, send hello, and return the welcome message."""
+    async def connect(
+        self, url: str, token: str | None, *, reconnect_secret: str | None = None
+    ) -> dict[str, Any]:
+        """Open the socket, send hello, and return the welcome message. Rejoining a live
+        session takes the ``reconnect_secret`` an earlier welcome of it carried."""
         await self.open(url)
-        return await self._request(lambda: self._protocol.hello(token))
+        return await self._request(lambda: self._protocol.hello(token, reconnect_secret))
 
     async def open(self, url: str) -> None:
         """Open the socket without saying anything (to test what the server does then)."""

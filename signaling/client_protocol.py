@@ -79,9 +79,10 @@ class ClientProtocol(Protocol[ClientAction, dict[str, Any]]):
 
     # --- what the application says -------------------------------------------------------------
 
-    def hello(self, token: str | None) -> None:
-        """Authenticate; the request is over with ``Replied(welcome)`` or ``Refused``."""
-        self._request(messages.hello(token), expect="welcome")
+    def hello(self, token: str | None, reconnect_secret: str | None = None) -> None:
+        """Authenticate (rejoining a live session: with the secret its ``welcome`` gave); the
+        request is over with ``Replied(welcome)`` or ``Refused``."""
+        self._request(messages.hello(token, reconnect_secret), expect="welcome")
 
     def offer(self, sdp: str, *, reconnect: bool = False) -> None:
         """Offer; the request is over with ``Replied(answer)`` or ``Refused``."""

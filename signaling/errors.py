@@ -57,6 +57,9 @@ ERRORS: dict[str, ErrorSpec] = {
     "upstream_unavailable": ErrorSpec(4306, True, "the AI interviewer is unreachable; it failed"),
     "relay_unavailable": ErrorSpec(4307, True, "relay mode is required and could not start"),
     "worker_unavailable": ErrorSpec(4308, True, "no worker could be started for the interview"),
+    "interview_in_progress": ErrorSpec(
+        4309, True, "the interview is live; rejoining it needs its reconnect secret"
+    ),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
     "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),
     "database_unavailable": ErrorSpec(4502, True, "the gateway's database is away; retry shortly"),

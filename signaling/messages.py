@@ -28,6 +28,8 @@ _MAX_SHORT_TEXT = 200
 @dataclass(frozen=True)
 class Hello:
     token: str | None
+    #: the secret an earlier ``welcome`` of the same session gave, to rejoin it
+    reconnect_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,11 @@ def _type_name(types: type | tuple[type, ...]) -> str:
 
 
 def _parse_hello(data: dict[str, Any]) -> Hello:
-    return Hello(token=_field(data, "token", str, "hello"))
+    secret = _field(data, "reconnect_secret", str, "hello")
+    return Hello(
+        token=_field(data, "token", str, "hello"),
+        reconnect_secret=secret[:_MAX_SHORT_TEXT] if secret else None,
+    )
 
 
 def _parse_offer(data: dict[str, Any]) -> Offer:
@@ -207,8 +213,11 @@ CLIENT_TYPES = frozenset(_PARSERS)
 # --- client -> server -------------------------------------------------------------------------
 
 
-def hello(token: str | None) -> dict[str, Any]:
-    return {"type": "hello", "token": token}
+def hello(token: str | None, reconnect_secret: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "hello", "token": token}
+    if reconnect_secret is not None:
+        message["reconnect_secret"] = reconnect_secret
+    return message
 
 
 def offer(sdp: str, *, reconnect: bool) -> dict[str, Any]:
@@ -248,6 +257,7 @@ def welcome(
     ping_interval: float,
     max_message_size: int,
     ice_servers: Sequence[dict[str, Any]] = (),
+    reconnect_secret: str | None = None,
 ) -> dict[str, Any]:
     return {
         "type": "welcome",
@@ -257,6 +267,7 @@ def welcome(
         "ping_interval": ping_interval,
         "max_message_size": max_message_size,
         "ice_servers": list(ice_servers),
+        "reconnect_secret": reconnect_secret,
     }
 
 

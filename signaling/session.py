@@ -87,9 +87,11 @@ class Answer:
 
 @dataclass(frozen=True)
 class Authenticate:
-    """The token is good: ask the gateway for a handler (it may still refuse)."""
+    """The token is good: ask the gateway for a handler (it may still refuse). A client that
+    rejoins a live session presents that session's ``reconnect_secret``."""
 
     claims: TokenClaims
+    reconnect_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
                 raise SignalingError("hello_required", "the first message must be hello")
             self.claims = self._verifier.verify(message.token, self.interview_id)
             self._phase = Phase.AUTHENTICATING
-            self._emit(Authenticate(self.claims))
+            self._emit(Authenticate(self.claims, message.reconnect_secret))
         elif isinstance(message, Hello):
             raise SignalingError("bad_message", "hello was already received")
         elif isinstance(message, Ping):
@@ -273,10 +275,14 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
     # --- input from the gateway (handler and channel) ------------------------------------------
 
     def accept(
-        self, session_id: str | None = None, ice_servers: Sequence[dict[str, Any]] = ()
+        self,
+        session_id: str | None = None,
+        ice_servers: Sequence[dict[str, Any]] = (),
+        reconnect_secret: str | None = None,
     ) -> None:
         """The gateway admitted the socket: welcome it (with the ICE servers the browser's
-        peer connection is to use), and let queued offers go on."""
+        peer connection is to use, and the secret that rejoins its session), and let queued
+        offers go on."""
         if self.phase is not Phase.AUTHENTICATING or self.claims is None:
             return
         self._phase = Phase.NEGOTIATING if self._offer is not None else Phase.READY
@@ -288,6 +294,7 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
                 ping_interval=self._ping_interval,
                 max_message_size=self._max_message_size,
                 ice_servers=ice_servers,
+                reconnect_secret=reconnect_secret,
             )
         )
 

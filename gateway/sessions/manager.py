@@ -160,10 +160,15 @@ class SessionManager:
     async def join(
         self, tenant_id: UUID, interview_id: UUID, channel: SignalingChannel
     ) -> ConnectionHandler:
-        """Attach an admitted connection to its interview's session, creating it if needed."""
-        session = self.live(tenant_id, interview_id) or await self._session_for(
-            tenant_id, interview_id
-        )
+        """Attach an admitted connection to its interview's session, creating it if needed.
+        A connection that did not create the session must present its reconnect secret."""
+        session = self.live(tenant_id, interview_id)
+        if session is None:
+            session, created = await self._session_for(tenant_id, interview_id)
+        else:
+            created = False
+        if not created:
+            session.check_rejoin(channel.reconnect_secret)
         handler = ConnectionHandler(session, channel)
         await session.attach(handler)
         return handler
@@ -205,13 +210,17 @@ class SessionManager:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._emptied.wait(), seconds)
 
-    async def _session_for(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
-        """Create the interview's session once, however many connections ask at the same time.
+    async def _session_for(
+        self, tenant_id: UUID, interview_id: UUID
+    ) -> tuple[InterviewSession, bool]:
+        """Create the interview's session once, however many connections ask at the same time;
+        True for the one connection whose asking created it.
 
         Creation is single-flight per interview (not one lock for all: a burst of interviews
         starting together must not queue behind each other's database reads).
         """
         pending = self._creating.get(interview_id)
+        created = pending is None
         if pending is None:
             if self.tenant_sessions(tenant_id) >= self.settings.max_sessions_per_tenant:
                 raise SignalingError("at_capacity", "your organisation's live interview limit")
@@ -226,7 +235,7 @@ class SessionManager:
             pending = self._creating[interview_id] = (tenant_id, future)
         elif pending[0] != tenant_id:
             raise SignalingError("interview_not_found", "no such interview")
-        return await asyncio.shield(pending[1])
+        return await asyncio.shield(pending[1]), created
 
     async def _create(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
         record = await promptly(interviews.get_session(self.db, tenant_id, interview_id))

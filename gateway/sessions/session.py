@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
@@ -65,8 +66,14 @@ class ConnectionHandler:
         """What the welcome message tells the browser to use (its minted TURN credential)."""
         return self.session.ice_servers.browser
 
+    @property
+    def reconnect_secret(self) -> str:
+        """What the welcome message gives the candidate to rejoin this session later."""
+        return self.session.reconnect_secret
+
     async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer:
-        return await self.session.offer(sdp, reconnect=reconnect)
+        """``reconnect`` is the client's say; the session knows better (``offer``)."""
+        return await self.session.offer(sdp)
 
     async def on_candidate(self, candidate: IceCandidate | None) -> None:
         await self.session.candidate(candidate)
@@ -98,6 +105,9 @@ class InterviewSession:
         self.upstream_session = upstream_session
         #: minted once: the browser's (in every welcome) and the relay's browser leg's
         self.ice_servers = manager.ice_servers.for_session(str(interview_id))
+        #: given in every welcome; a later socket must present it (with the token) to rejoin,
+        #: so a replayed invitation cannot take the live interview over
+        self.reconnect_secret = secrets.token_urlsafe(32)
         #: the connection to the AI interviewer, once the first offer is answered
         self.call: Call | None = None
         self.current: ConnectionHandler | None = None
@@ -146,6 +156,16 @@ class InterviewSession:
 
     # -- connections ----------------------------------------------------------------------
 
+    def check_rejoin(self, presented: str | None) -> None:
+        """A socket joining this live session must be the same candidate: it presents the
+        secret an earlier welcome gave (a replayed invitation alone is refused)."""
+        if presented is None or not secrets.compare_digest(presented, self.reconnect_secret):
+            what = "a wrong reconnect secret" if presented is not None else "no reconnect secret"
+            raise SignalingError(
+                "interview_in_progress",
+                f"this interview is live on another page; {what} was presented to rejoin it",
+            )
+
     async def attach(self, handler: ConnectionHandler) -> None:
         previous, self.current = self.current, handler
         self._found("signaling")
@@ -185,15 +205,14 @@ class InterviewSession:
 
     # -- negotiation ----------------------------------------------------------------------
 
-    async def offer(self, sdp: str, *, reconnect: bool) -> Answer:
+    async def offer(self, sdp: str) -> Answer:
+        """The first offer starts the call; every later one (a new socket, which proved with the
+        reconnect secret that it is this candidate's, or a restart on the same socket) gives
+        the call a new browser peer connection."""
         async with self._offer_lock:
             if self._ending:
                 raise SignalingError("interview_ended", "this interview has ended")
             if self.call is not None:
-                if not reconnect:
-                    raise SignalingError(
-                        "offer_already_made", "this interview is already connected"
-                    )
                 answer = await self._upstream_answer(self.call.reconnect(sdp))
                 self.recorder.record(upstream_call_id=self.call.call_id)
                 return Answer(sdp=answer, mode=self.call.mode)

@@ -33,12 +33,12 @@ async def test_a_used_invitation_admits_only_reconnects_while_its_session_lives(
     invitation = await gateway.invite("proxy")
     url = invitation.signal_url(gateway.base_url)
     first = SignalingClient()
-    await first.connect(url, invitation.token)
+    secret = (await first.connect(url, invitation.token))["reconnect_secret"]
     await first.close()  # the network drops: no bye
     session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
-    # same token, new socket: the same candidate coming back to its live session
+    # same token and the session's reconnect secret, new socket: the same candidate coming back
     async with SignalingClient() as again:
-        welcome = await again.connect(url, invitation.token)
+        welcome = await again.connect(url, invitation.token, reconnect_secret=secret)
         assert welcome["interview_id"] == str(invitation.interview_id)
         assert gateway.sessions.live(invitation.tenant_id, invitation.interview_id) is session
         await again.bye()

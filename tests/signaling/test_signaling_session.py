@@ -85,8 +85,10 @@ def answered(ready: SignalingSession) -> SignalingSession:
 def test_good_hello_asks_the_gateway_then_welcome_follows_accept(
     fresh: SignalingSession, token: Token
 ) -> None:
-    actions = feed(fresh, frame("hello", token=token(role="candidate", jti="j-1")))
+    hello = frame("hello", token=token(role="candidate", jti="j-1"), reconnect_secret="s-0")
+    actions = feed(fresh, hello)
     assert len(actions) == 1 and isinstance(actions[0], Authenticate)
+    assert actions[0].reconnect_secret == "s-0"
     claims = actions[0].claims
     assert (claims.tenant_id, claims.interview_id, claims.role, claims.jti) == (
         "tenant-a",
@@ -95,7 +97,7 @@ def test_good_hello_asks_the_gateway_then_welcome_follows_accept(
         "j-1",
     )
     assert fresh.phase is Phase.AUTHENTICATING
-    fresh.accept("sess-9")
+    fresh.accept("sess-9", reconnect_secret="s-9")
     assert sent(fresh.actions()) == [
         {
             "type": "welcome",
@@ -105,6 +107,7 @@ def test_good_hello_asks_the_gateway_then_welcome_follows_accept(
             "ping_interval": 7.5,
             "max_message_size": 64 * 1024,
             "ice_servers": [],
+            "reconnect_secret": "s-9",
         }
     ]
     assert fresh.phase is Phase.READY

@@ -34,6 +34,7 @@ const FINAL_CODES = new Set([
   "token_not_yet_valid",
   "wrong_audience",
   "role_not_allowed",
+  "interview_in_progress",
   "microphone_denied",
   "microphone_missing",
   "microphone_busy",
@@ -130,6 +131,7 @@ export class InterviewClient extends EventTarget {
   #link = null; // the current {ws, pc, channel, ...}: one socket and one peer connection
   #partials = new Map(); // item id -> text spoken so far
   #generation = 0; // bumped per link, so callbacks of a replaced link do nothing
+  #secretKey; // where the session's reconnect secret is kept (sessionStorage), per interview
 
   /**
    * @param {object} options
@@ -143,6 +145,8 @@ export class InterviewClient extends EventTarget {
    * @param {number} [options.reconnectAttempts] tries after a network loss (default: 6)
    * @param {number} [options.reconnectDelayMs] first pause between tries, doubled each time
    * @param {number} [options.answerTimeoutMs] how long to wait for the gateway's answer
+   * @param {Storage|null} [options.storage] where the session's reconnect secret is kept, so
+   *   that a reload rejoins (default: sessionStorage, one per tab; null: nowhere)
    */
   constructor(options) {
     super();
@@ -161,6 +165,21 @@ export class InterviewClient extends EventTarget {
     };
     this.#stream = options.stream ?? null;
     this.#audio = options.audioElement ?? null;
+    this.#secretKey = `interview-reconnect:${this.#signalUrl}`;
+  }
+
+  /** The reconnect secret of this interview's live session, as the last welcome gave it. */
+  get #secret() {
+    return this.#storage?.getItem(this.#secretKey) ?? null;
+  }
+
+  set #secret(secret) {
+    if (secret) this.#storage?.setItem(this.#secretKey, secret);
+    else this.#storage?.removeItem(this.#secretKey);
+  }
+
+  get #storage() {
+    return this.#options.storage === undefined ? (globalThis.sessionStorage ?? null) : this.#options.storage;
   }
 
   get state() {
@@ -221,6 +240,7 @@ export class InterviewClient extends EventTarget {
     if (this.#state === "ended" || this.#state === "failed") return;
     const link = this.#link;
     this.#setState("ended", reason); // first: the closing socket must not look like a loss
+    this.#secret = null; // ended for good: nothing to rejoin
     if (link?.ws.readyState === WebSocket.OPEN) {
       link.ws.send(JSON.stringify({ type: "bye", reason }));
       await Promise.race([link.closed, delay(2000)]);
@@ -280,8 +300,10 @@ export class InterviewClient extends EventTarget {
     const link = this.#openLink(generation);
     this.#link = link;
     await link.opened;
-    link.ws.send(JSON.stringify({ type: "hello", token: this.#token }));
+    const secret = this.#secret;
+    link.ws.send(JSON.stringify({ type: "hello", token: this.#token, ...(secret ? { reconnect_secret: secret } : {}) }));
     const welcome = await link.next("welcome");
+    this.#secret = welcome.reconnect_secret; // what a later socket (or a reloaded page) presents
     link.pingInterval = (welcome.ping_interval ?? 10) * 1000;
     this.#watchLiveness(link);
 
@@ -479,6 +501,9 @@ export class InterviewClient extends EventTarget {
 
   #finish(state, reason) {
     if (this.#state === "ended" || this.#state === "failed") return;
+    // An interview that is over for this page has no session left to rejoin, except when
+    // another socket holding the secret took it over (it keeps the secret it shares).
+    if (reason !== "replaced") this.#secret = null;
     this.#setState(state, reason);
     this.#teardown();
   }

@@ -53,6 +53,10 @@ const MESSAGES = {
   token_not_yet_valid: ["This invitation is not valid yet", "Open the link again at the time you were given."],
   wrong_audience: ["This invitation is not valid here", INVITATION_BAD],
   role_not_allowed: ["This link cannot join the interview", INVITATION_BAD],
+  interview_in_progress: [
+    "This interview is open in another window",
+    "Continue it in the window or tab where you started it. If you closed that one, wait a minute, then reload this page.",
+  ],
   rate_limited: ["Too many attempts", "Wait a minute, then reload this page."],
   keys_unavailable: ["The interview server cannot check your invitation", "Try again in a few minutes."],
   at_capacity: ["The interviewer is busy", UNAVAILABLE],
