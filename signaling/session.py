@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from signaling import messages
+from signaling import liveness, messages
 from signaling.candidates import CandidatePolicy
 from signaling.errors import CLOSE_GOING_AWAY, CLOSE_NORMAL, SignalingError
 from signaling.messages import (
@@ -292,6 +292,7 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
                 role=self.claims.role,
                 session_id=session_id,
                 ping_interval=self._ping_interval,
+                silence_timeout=liveness.client_silence(self._ping_interval),
                 max_message_size=self._max_message_size,
                 ice_servers=ice_servers,
                 reconnect_secret=reconnect_secret,

@@ -149,6 +149,7 @@ async def test_hello_with_a_good_token_is_welcomed(
         "role": "candidate",
         "session_id": "sess-1",
         "ping_interval": WAIT,
+        "silence_timeout": 1.5 * WAIT,
         "max_message_size": 64 * 1024,
         "ice_servers": [],
         "reconnect_secret": "secret-of-sess-1",

@@ -105,6 +105,7 @@ def test_good_hello_asks_the_gateway_then_welcome_follows_accept(
             "role": "candidate",
             "session_id": "sess-9",
             "ping_interval": 7.5,
+            "silence_timeout": 11.25,
             "max_message_size": 64 * 1024,
             "ice_servers": [],
             "reconnect_secret": "s-9",

@@ -304,7 +304,8 @@ export class InterviewClient extends EventTarget {
     link.ws.send(JSON.stringify({ type: "hello", token: this.#token, ...(secret ? { reconnect_secret: secret } : {}) }));
     const welcome = await link.next("welcome");
     this.#secret = welcome.reconnect_secret; // what a later socket (or a reloaded page) presents
-    link.pingInterval = (welcome.ping_interval ?? 10) * 1000;
+    // The gateway pings every ping_interval; this much silence is a dead path (signaling.md).
+    link.silenceMs = (welcome.silence_timeout ?? 1.5 * (welcome.ping_interval ?? 10)) * 1000;
     this.#watchLiveness(link);
 
     // The gateway's servers (a TURN relay with credentials minted for this session) first,
@@ -348,7 +349,7 @@ export class InterviewClient extends EventTarget {
   /** A WebSocket with promises for its opening, its closing and the next message of a type. */
   #openLink(generation) {
     const ws = new WebSocket(this.#signalUrl);
-    const link = { ws, pc: null, channel: null, up: false, lastHeard: Date.now(), pingInterval: 10000, timers: [] };
+    const link = { ws, pc: null, channel: null, up: false, lastHeard: Date.now(), silenceMs: 15000, timers: [] };
     const waiters = new Map(); // message type -> resolve
     let failLink;
     link.failed = new Promise((_, reject) => (failLink = reject));
@@ -471,15 +472,19 @@ export class InterviewClient extends EventTarget {
     if (state === "disconnected") link.disconnectTimer = setTimeout(() => this.#lost("media_lost"), 3000);
   }
 
-  /** The gateway pings every ping_interval; two silent intervals and a half mean a dead path. */
+  /**
+   * The gateway pings every ping_interval, so a socket silent for welcome's silence_timeout
+   * (1.5 intervals) is dead: reconnect then, well within the gateway's grace (signaling.md,
+   * "Liveness and grace"). Checked six times per silence_timeout (at most every second).
+   */
   #watchLiveness(link) {
     const timer = setInterval(() => {
-      if (Date.now() - link.lastHeard > link.pingInterval * 2.5) {
+      if (Date.now() - link.lastHeard > link.silenceMs) {
         clearInterval(timer);
         if (link.up) this.#lost("signaling_silent");
         else link.ws.close();
       }
-    }, 1000);
+    }, Math.min(1000, link.silenceMs / 6));
     link.timers.push(timer);
   }
 
