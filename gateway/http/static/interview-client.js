@@ -400,8 +400,12 @@ export class InterviewClient extends EventTarget {
         this.#onTranscript(msg);
         break;
       case "state":
-        if (msg.state === "ended" || msg.state === "failed") {
-          this.#finish(msg.state, msg.detail?.reason ?? msg.state);
+        // A failure is an error too: the page must say what happened (its reason is the code).
+        if (msg.state === "failed") {
+          const reason = msg.detail?.reason ?? "failed";
+          this.#fail(new InterviewError(reason, `the interview failed (${reason})`));
+        } else if (msg.state === "ended") {
+          this.#finish("ended", msg.detail?.reason ?? "ended");
         }
         break;
       case "error": {
@@ -414,8 +418,13 @@ export class InterviewClient extends EventTarget {
         break;
       }
       case "bye":
-        // The gateway ended the conversation (the interview is over, or another tab took over).
-        this.#finish("ended", msg.reason);
+        // The gateway ended the conversation (the interview is over, or another tab took over);
+        // a server going away (shutdown) did not end the interview, it failed it.
+        if (msg.reason === "shutdown") {
+          this.#fail(new InterviewError("shutdown", "the interview server is shutting down"));
+        } else {
+          this.#finish("ended", msg.reason);
+        }
         break;
       default:
         break;
