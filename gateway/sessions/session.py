@@ -22,20 +22,23 @@ import contextlib
 import json
 import logging
 import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from uuid import UUID
 
+from gateway.sessions.closing import INTERVIEW_COMPLETE, ClosingLine
 from gateway.sessions.events import (
     EventError,
     SessionClosed,
+    TranscriptEvent,
     parse_event,
     session_closed,
     transcript_event,
 )
 from gateway.sessions.recorder import EndStatus, SessionRecorder
-from gateway.sessions.transcript import SessionTranscript
+from gateway.sessions.transcript import CONVERSATION_LINES, SessionTranscript
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
 from signaling.server import Answer, IceCandidate, SignalingChannel, SignalingError
 from storage.transcripts import Role, Source
@@ -60,6 +63,7 @@ class ConnectionHandler:
     def __init__(self, session: InterviewSession, channel: SignalingChannel) -> None:
         self.session = session
         self.channel = channel
+        self._told_so_far = False
 
     @property
     def ice_servers(self) -> tuple[dict[str, Any], ...]:
@@ -72,8 +76,13 @@ class ConnectionHandler:
         return self.session.reconnect_secret
 
     async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer:
-        """``reconnect`` is the client's say; the session knows better (``offer``)."""
-        return await self.session.offer(sdp)
+        """``reconnect`` is the client's say; the session knows better (``offer``). With its
+        first answer a socket is told the interview so far (a rejoin, a reloaded page)."""
+        answer = await self.session.offer(sdp)
+        if not self._told_so_far:
+            self._told_so_far = True
+            await self.session.tell_so_far(self.channel)
+        return answer
 
     async def on_candidate(self, candidate: IceCandidate | None) -> None:
         await self.session.candidate(candidate)
@@ -123,6 +132,11 @@ class InterviewSession:
         #: what was said: stored, shown live, and kept for a call that carries it over
         self.transcript = SessionTranscript(manager.writer.submit, tenant_id, interview_id)
         self._grace: asyncio.TimerHandle | None = None
+        #: the final lines shown so far, with when: a rejoining socket is told them again
+        self._said: deque[tuple[TranscriptEvent, datetime]] = deque(maxlen=CONVERSATION_LINES)
+        self._closing_line = ClosingLine(self.settings.end_phrase)
+        #: set once the interviewer said its closing line: the end, after the linger
+        self._closing: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(
             manager.db, tenant_id, interview_id, self.log_extra, gateway_id=manager.gateway_id
         )
@@ -361,17 +375,35 @@ class InterviewSession:
 
     # -- to the browser -------------------------------------------------------------------
 
+    async def tell_so_far(self, channel: SignalingChannel) -> None:
+        """Send ``channel`` every final line shown so far (the client drops those it has)."""
+        for line, at in list(self._said):
+            await self._show(channel, line, at)
+
+    async def _show(self, channel: SignalingChannel, line: TranscriptEvent, at: datetime) -> None:
+        await channel.send_transcript(
+            role=line.role,
+            text=line.text,
+            final=line.final,
+            item_id=line.item_id,
+            event_id=line.event_id,
+            at=at,
+        )
+
     async def _pump_live_lines(self) -> None:
         while True:
             line = await self.transcript.live.get()
+            at = datetime.now(UTC)
+            if line.final:
+                self._said.append((line, at))
+            if line.role == "interviewer" and line.final and self._closing is None:
+                if self._closing_line.said_in(line.text):
+                    log.info("the interviewer closed the interview", extra=self.log_extra)
+                    self._closing = asyncio.get_running_loop().call_later(
+                        self.settings.end_linger, self._spawn_end, "ended", INTERVIEW_COMPLETE
+                    )
             if self.current is not None:
-                await self.current.channel.send_transcript(
-                    role=line.role,
-                    text=line.text,
-                    final=line.final,
-                    item_id=line.item_id,
-                    event_id=line.event_id,
-                )
+                await self._show(self.current.channel, line, at)
 
     async def _send_state(self, state: str, detail: dict[str, Any] | None = None) -> None:
         if self.current is not None:
@@ -397,6 +429,8 @@ class InterviewSession:
     async def _finish(self, status: EndStatus, reason: str, notify: bool) -> None:
         self.end_reason = reason
         self._deadline.cancel()
+        if self._closing is not None:
+            self._closing.cancel()
         self.transcript.close()
         if self._grace is not None:
             self._grace.cancel()

@@ -19,11 +19,11 @@ from .conftest import CuttableLink, Gateway, LaunchBrowser, browser_test, phone_
 
 pytestmark = browser_test
 
-#: P = 2 s and G = 1.5 s. The stall lands between two pings, so the gateway notices 2 P after the
-#: last ping the browser heard (its pong got through) and its grace ends 2 P + G = 5.5 s after
-#: it; the browser notices at 1.5 P = 3 s (checked every P/4 = 0.5 s) and is back well before. The old
-#: browser waited 2.5 P = 5 s, checked every second, and came back after the grace (almost
-#: always: it fails this test but rarely passes it).
+#: P = 2 s and G = 1.5 s. The stall lands between two pings, so the gateway notices 2 P after
+#: the last ping the browser heard (its pong got through) and its grace ends 2 P + G = 5.5 s
+#: after it; the browser notices at 1.5 P = 3 s (checked every 0.5 s) and is back well before.
+#: The old browser waited 2.5 P = 5 s, checked every second, and came back after the grace
+#: (almost always: it fails this test but rarely passes it).
 FAST_LIVENESS = {"ping_interval": 2.0, "reconnect_grace": 1.5}
 
 

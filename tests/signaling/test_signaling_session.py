@@ -381,7 +381,8 @@ def test_an_empty_candidate_for_one_mline_ends_only_that_mline(
     replies: list[Action] = []
     for mid in ("0", "1", "2"):
         replies += feed(answered, frame("candidate", candidate=HOST_CANDIDATE, sdpMid=mid))
-        replies += feed(answered, frame("candidate", candidate="", sdpMid=mid, sdpMLineIndex=int(mid)))
+        end = frame("candidate", candidate="", sdpMid=mid, sdpMLineIndex=int(mid))
+        replies += feed(answered, end)
     replies += feed(answered, frame("candidate", candidate=None))
     assert errors(replies) == []
     delivered = [a.candidate for a in replies if isinstance(a, DeliverCandidate)]

@@ -130,6 +130,7 @@ export class InterviewClient extends EventTarget {
   #muted = false;
   #link = null; // the current {ws, pc, channel, ...}: one socket and one peer connection
   #partials = new Map(); // item id -> text spoken so far
+  #finals = new Set(); // ids of the final lines reported: a rejoin is told them again
   #generation = 0; // bumped per link, so callbacks of a replaced link do nothing
   #secretKey; // where the session's reconnect secret is kept (sessionStorage), per interview
 
@@ -456,6 +457,10 @@ export class InterviewClient extends EventTarget {
 
   #onTranscript(msg) {
     const id = msg.item_id ?? msg.event_id;
+    if (msg.final && id != null) {
+      if (this.#finals.has(id)) return; // the interview so far, told again on a rejoin
+      this.#finals.add(id);
+    }
     let text = msg.text;
     if (msg.final) {
       this.#partials.delete(id);
