@@ -35,6 +35,18 @@ log = logging.getLogger(__name__)
 SHUTDOWN_RECORD_TIMEOUT = 5.0
 #: Seconds admitting a connection waits for the database before it says so.
 DATABASE_WAIT = 2.0
+#: Failures after which an interview cannot start again with the same link (the link rule:
+#: a link stays usable until its interview has really happened, i.e. ``ended``, or expired).
+FINAL_FAILURES = frozenset({"integrity_violation"})
+
+
+def usable(record: interviews.SessionRecord) -> bool:
+    """Whether the interview's link may still start it: it has not ended, and it did not fail
+    in a way that ends it for good (a failed interview, unreachable interviewer, lost
+    candidate, crash or shutdown, starts again)."""
+    if record.status == "ended":
+        return False
+    return record.status != "failed" or record.end_reason not in FINAL_FAILURES
 
 T = TypeVar("T")
 
@@ -241,8 +253,16 @@ class SessionManager:
         record = await promptly(interviews.get_session(self.db, tenant_id, interview_id))
         if record is None:
             raise SignalingError("interview_not_found", "no such interview")
-        if record.status in ("ended", "failed"):
+        if not usable(record):
             raise SignalingError("interview_ended", "this interview has already ended")
+        if record.status == "failed":  # it did not take place: this link starts it again
+            await promptly(interviews.reopen_session(self.db, tenant_id, interview_id))
+            log.info(
+                "interview %s failed (%s) and starts again",
+                interview_id,
+                record.end_reason,
+                extra={"interview_id": str(interview_id), "tenant_id": str(tenant_id)},
+            )
         options = await promptly(interviews.get_interview_options(self.db, tenant_id, interview_id))
         await promptly(gateways.claim(self.db, self.gateway_id, tenant_id, interview_id))
         limit = self.settings.session_time_limit

@@ -29,7 +29,7 @@ const STATUS_TEXT = {
 };
 
 const INVITATION_GONE =
-  "This invitation has already been used and the interview is over. If you think this is a mistake, contact the person who invited you.";
+  "The interview it was for has taken place. If you think this is a mistake, contact the person who invited you.";
 const INVITATION_BAD =
   "This invitation link is not valid. Check that you opened the whole link from your invitation.";
 const UNAVAILABLE = "The interviewer is not available right now. Please try again in a few minutes.";
