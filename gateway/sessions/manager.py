@@ -48,6 +48,7 @@ def usable(record: interviews.SessionRecord) -> bool:
         return False
     return record.status != "failed" or record.end_reason not in FINAL_FAILURES
 
+
 T = TypeVar("T")
 
 

@@ -129,6 +129,8 @@ class InterviewSession:
         self._losses: set[Loss] = set()
         self._losses_changed = asyncio.Event()
         self._integrity_logged: set[str] = set()
+        #: the row's connected_at is when the candidate first connected, never a reconnect
+        self._connected_recorded = False
         #: what was said: stored, shown live, and kept for a call that carries it over
         self.transcript = SessionTranscript(manager.writer.submit, tenant_id, interview_id)
         self._grace: asyncio.TimerHandle | None = None
@@ -239,7 +241,8 @@ class InterviewSession:
                 actual_mode=call.mode,
                 upstream_kind=self.manager.calls.upstream_kind,
                 upstream_call_id=call.call_id,
-                **({"status": "active"} if call.mode == "proxy" else {}),
+                # proxy mode sees no media: the candidate is connected once the call answered
+                **({"status": "active", **self._first_connected()} if call.mode == "proxy" else {}),
             )
             return Answer(sdp=answer, mode=call.mode)
 
@@ -308,12 +311,19 @@ class InterviewSession:
 
     # -- what the call tells (CallListener) -----------------------------------------------
 
+    def _first_connected(self) -> dict[str, datetime]:
+        """``connected_at`` to record, the first time the candidate is connected only."""
+        if self._connected_recorded:
+            return {}
+        self._connected_recorded = True
+        return {"connected_at": datetime.now(UTC)}
+
     def peer_connected(self, selected_pair: str | None) -> None:
         self.recorder.record(
             status="active",
             connection_state="connected",
-            connected_at=datetime.now(UTC),
             selected_pair=selected_pair,
+            **self._first_connected(),
         )
         self._found("media")
         self._spawn(self._send_state("connected"))

@@ -69,13 +69,13 @@ class ProxyCall:
         except UpstreamError as exc:
             if exc.status == 400:
                 raise BadOffer(f"the upstream refused the offer: {exc}") from None
-            raise CallUnavailable(str(exc), reason=f"upstream_{exc.code}") from None
+            raise CallUnavailable(str(exc), reason=_end_reason(exc.code)) from None
         self.call_id = call.call_id
         try:
             sideband = await self._upstream.open_sideband(call.call_id)
         except UpstreamError as exc:
             await self.close()
-            raise CallUnavailable(str(exc), reason=f"upstream_{exc.code}") from None
+            raise CallUnavailable(str(exc), reason=_end_reason(exc.code)) from None
         for event in carried.sideband_events:
             await sideband.send(event)
         self._sideband = asyncio.create_task(self._listen(sideband, self._guard_for(sideband)))
@@ -133,3 +133,9 @@ class ProxyCall:
         if self.call_id is not None:
             call_id, self.call_id = self.call_id, None
             await self._upstream.hangup(call_id)
+
+
+def _end_reason(code: str) -> str:
+    """The session's end reason for an upstream error code: prefixed once (``upstream_`` codes
+    of the client's own, such as ``upstream_unreachable``, are not doubled)."""
+    return code if code.startswith("upstream_") else f"upstream_{code}"

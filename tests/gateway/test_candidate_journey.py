@@ -1,6 +1,6 @@
-"""The interviewer's closing line ends the interview, and a socket that rejoins is told the
-interview so far (issue 11, defects 8 and 9), through the real gateway with the simulated
-interviewer and a headless candidate."""
+"""The candidate's journey through the real gateway (issue 11): the interviewer's closing line ends
+the interview, a socket that rejoins is told the interview so far, and a link whose interview
+failed before it could start is still good."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from gateway.sessions.closing import ClosingLine
 from gateway.sessions.invitations import Invitation
 from gateway.sim.candidate import HeadlessCandidate
 from gateway.sim.script import Script
+from signaling.client import SignalingClientError
 
-from .conftest import FAST_SPEECH, GatewayFactory, RunningGateway
+from .conftest import FAST_SPEECH, GatewayFactory, RunningGateway, until_status
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +101,10 @@ async def test_a_rejoining_socket_is_told_the_interview_so_far(
         while not any(m["text"] == first_question for m in candidate.report.transcript):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     so_far = [(m["role"], m["text"], m["event_id"]) for m in candidate.report.transcript]
+    first = await until_status(
+        gateway, invitation.tenant_id, invitation.interview_id, {"active"}, 15
+    )
+    assert first.connected_at is not None
     await candidate.close()  # the network drops
 
     await candidate.connect(reconnect=True)  # new socket (with the reconnect secret), new peer
@@ -110,3 +115,34 @@ async def test_a_rejoining_socket_is_told_the_interview_so_far(
     assert told[len(so_far) : 2 * len(so_far)] == so_far
     await candidate.client.bye()  # type: ignore[union-attr]
     await candidate.close()
+    record = await gateway.ended_record(invitation)
+    assert record.connected_at == first.connected_at  # when it first connected, not the rejoin
+
+
+async def test_an_unreachable_interviewer_fails_the_first_offer_and_the_link_stays_good(
+    start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page says "try again in a few minutes": the link must then still work. The end
+    reason is the client's code once (not ``upstream_upstream_unreachable``)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-" + "k" * 32)
+    down = await start_gateway(
+        mode="proxy", upstream="openai", upstream_base_url="http://127.0.0.1:9/v1"
+    )
+    invitation = await down.invite("proxy")
+    peer = short_candidate(down, invitation)
+    try:
+        with pytest.raises(SignalingClientError) as refused:
+            await peer.connect()
+        assert refused.value.code == "upstream_unavailable"
+    finally:
+        await peer.close()
+    record = await down.ended_record(invitation)
+    assert (record.status, record.end_reason) == ("failed", "upstream_unreachable")
+
+    # the interviewer is back (a gateway on the same database that reaches it): same link
+    up = await start_gateway(mode="proxy")
+    report = await short_candidate(up, invitation).run(time_limit=60)
+    assert report.error is None, report.error
+    record = await up.ended_record(invitation)
+    assert (record.status, record.end_reason) == ("ended", "bye")
+    assert record.connected_at is not None  # proxy mode records when the candidate connected
