@@ -35,6 +35,7 @@ const FINAL_CODES = new Set([
   "wrong_audience",
   "role_not_allowed",
   "interview_in_progress",
+  "origin_not_allowed",
   "microphone_denied",
   "microphone_missing",
   "microphone_busy",
@@ -281,8 +282,9 @@ export class InterviewClient extends EventTarget {
         await this.#connect(reconnect || attempt > 0);
         return;
       } catch (err) {
-        const error = asInterviewError(err);
+        let error = asInterviewError(err);
         this.#closeLink();
+        if (error.code === "signaling_unreachable") error = await this.#whyUnreachable(error);
         if (error.fatal || FINAL_CODES.has(error.code) || attempt >= reconnectAttempts) {
           throw error;
         }
@@ -293,6 +295,26 @@ export class InterviewClient extends EventTarget {
         if (this.#state === "ended") return;
       }
     }
+  }
+
+  /**
+   * A WebSocket that did not open says nothing of why. When the gateway is on another origin
+   * and still answers HTTP (an opaque no-cors request succeeds), it refused this page's socket:
+   * its origin is not on the gateway's allowlist (a 403 at the upgrade). Retrying cannot help.
+   */
+  async #whyUnreachable(error) {
+    const http = new URL(this.#signalUrl);
+    http.protocol = http.protocol === "wss:" ? "https:" : "http:";
+    if (http.origin === globalThis.location?.origin) return error;
+    try {
+      await fetch(http.href, { mode: "no-cors", cache: "no-store" });
+    } catch {
+      return error; // truly unreachable: the network, or the gateway is down
+    }
+    return new InterviewError(
+      "origin_not_allowed",
+      `the interview server refused connections from this page (${globalThis.location?.origin}); its CORS allowlist must name this origin`,
+    );
   }
 
   /** One socket and one peer connection, up to `connected`. */
