@@ -1,4 +1,5 @@
-"""The browser client's pure helpers, run in a real Chromium (imported as any web app would)."""
+"""The browser client's pure helpers, run in a real Chromium (imported as any web app would),
+and the room's markup as Chromium's accessibility tree sees it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
 from .conftest import Gateway, LaunchBrowser, browser_test
 
@@ -51,3 +52,8 @@ async def test_an_empty_candidate_ends_only_its_mline_and_null_ends_all(page: Pa
             "sdpMLineIndex": 0,
         },
     ]
+
+
+async def test_the_transcript_is_a_list_inside_a_log(page: Page) -> None:
+    """``role="log"`` on the ``<ol>`` itself took its list semantics away (axe: listitem)."""
+    await expect(page.get_by_role("log").get_by_role("list")).to_have_count(1)
