@@ -9,10 +9,12 @@ import asyncio
 
 import pytest
 
+from gateway.sessions.invitations import Invitation
 from signaling.client import SignalingClient, SignalingClientError
-from tests.gateway.conftest import GatewayFactory, start_gateway
+from tests.gateway.conftest import GatewayFactory, RunningGateway, start_gateway
+from tests.signaling.test_signaling_hostile_offers import Peer, relay
 
-__all__ = ["start_gateway"]
+__all__ = ["relay", "start_gateway"]
 
 
 async def test_a_replayed_invitation_cannot_take_a_live_interview_over(
@@ -69,3 +71,30 @@ async def test_the_reconnect_secret_rejoins_and_replaces_a_stale_socket(
     assert session is not None
     await asyncio.wait_for(session.ended.wait(), 10)
     assert session.end_reason == "bye"
+
+
+async def test_a_reloaded_page_s_first_offer_rejoins_without_the_reconnect_flag(
+    relay: tuple[RunningGateway, Invitation],
+) -> None:
+    """A reloaded page offers as at first (no ``reconnect``); it was refused
+    ``offer_already_made`` and had to try again."""
+    gateway, invitation = relay
+    url = invitation.signal_url(gateway.base_url)
+    first, again = Peer(), Peer()
+    try:
+        async with SignalingClient(timeout=20) as before:
+            welcome = await before.connect(url, invitation.token)
+            await first.accept(await before.offer(await first.offer()))
+            await asyncio.wait_for(first.connected, 15)
+        # the page reloads: its old socket is gone, a new one comes with the secret
+        async with SignalingClient(timeout=20) as after:
+            await after.connect(url, invitation.token, reconnect_secret=welcome["reconnect_secret"])
+            answer = await after.offer(await again.offer())  # reconnect not set
+            assert answer["mode"] == "relay"
+            await again.accept(answer)
+            await asyncio.wait_for(again.connected, 15)
+            await asyncio.wait_for(again.heard.wait(), 20)  # the same AI conversation, heard
+            await after.bye()
+    finally:
+        await first.close()
+        await again.close()
