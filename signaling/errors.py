@@ -58,7 +58,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "relay_unavailable": ErrorSpec(4307, True, "relay mode is required and could not start"),
     "worker_unavailable": ErrorSpec(4308, True, "no worker could be started for the interview"),
     "interview_in_progress": ErrorSpec(
-        4309, True, "the interview is live; rejoining it needs its reconnect secret"
+        4313, True, "the interview is live; rejoining it needs its reconnect secret"
     ),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
     "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),

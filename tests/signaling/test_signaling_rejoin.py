@@ -35,7 +35,7 @@ async def test_a_replayed_invitation_cannot_take_a_live_interview_over(
                 with pytest.raises(SignalingClientError) as refused:
                     await intruder.connect(url, invitation.token, reconnect_secret=presented)
                 assert refused.value.code == "interview_in_progress"
-                assert await intruder.wait_closed() == 4309
+                assert await intruder.wait_closed() == 4313
 
         # the real candidate was not told bye: its socket still answers, the session is its own
         await candidate.ping("still-here")
