@@ -230,8 +230,11 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
         from gateway.sim.upstream import SimulatedUpstream
 
         key = "sk-sim-" + secrets.token_urlsafe(16)
+        script = Script.load(settings.sim_script) if settings.sim_script else Script.default()
+        # the scripted closing line ends the interview, unless the deployment names other words
+        app[SETTINGS] = replace(settings, end_phrase=settings.end_phrase or script.closing)
         sim = SimulatedUpstream(
-            script=Script.load(settings.sim_script) if settings.sim_script else None,
+            script=script,
             api_key=key,
             ice_addresses=settings.ice_addresses or ("127.0.0.1",),
             words_per_second=settings.sim_words_per_second,

@@ -102,6 +102,7 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "peer_timeout": ("GATEWAY_PEER_TIMEOUT", "seconds, above 0", _positive),
     "upstream_timeout": ("GATEWAY_UPSTREAM_TIMEOUT", "seconds, above 0", _positive),
     "reconnect_grace": ("GATEWAY_RECONNECT_GRACE", "seconds, 0 or more", _not_negative),
+    "end_linger": ("GATEWAY_END_LINGER", "seconds, 0 or more", _not_negative),
     "jwks_min_refresh": ("GATEWAY_JWKS_MIN_REFRESH", "seconds, 0 or more", _not_negative),
     "rate_api_per_ip": ("GATEWAY_RATE_API_PER_IP", "per minute, 0 (off) or more", _not_negative),
     "rate_api_per_tenant": ("GATEWAY_RATE_API_PER_TENANT", "0 (off) or more", _not_negative),
@@ -297,6 +298,10 @@ class Settings:
     upstream_timeout: float = 5.0
     #: How long a lost candidate may take to reconnect before the session fails.
     reconnect_grace: float = 10.0
+    #: The interviewer's words that end the interview (empty: none; the simulated upstream's
+    #: default is its script's closing line), and how long its line then plays on.
+    end_phrase: str = ""
+    end_linger: float = 5.0
     #: Local addresses ICE gathers host candidates on (empty: every interface).
     ice_addresses: tuple[str, ...] = ()
     #: The one UDP port every relay leg's ICE shares (the UDP mux; 0: a random port per leg),
@@ -450,6 +455,8 @@ class Settings:
             peer_timeout=env_float(e, "GATEWAY_PEER_TIMEOUT", cls.peer_timeout),
             upstream_timeout=env_float(e, "GATEWAY_UPSTREAM_TIMEOUT", cls.upstream_timeout),
             reconnect_grace=env_float(e, "GATEWAY_RECONNECT_GRACE", cls.reconnect_grace),
+            end_phrase=raw(e, "GATEWAY_END_PHRASE") or cls.end_phrase,
+            end_linger=env_float(e, "GATEWAY_END_LINGER", cls.end_linger),
             ice_addresses=env_addresses(e, "GATEWAY_ICE_ADDRESSES"),
             ice_udp_port=env_int(e, "GATEWAY_ICE_UDP_PORT", cls.ice_udp_port),
             ice_bind_addresses=env_addresses(e, "GATEWAY_ICE_BIND_ADDRESS"),

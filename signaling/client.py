@@ -60,12 +60,18 @@ class SignalingClient:
         return self._protocol.close_code
 
     async def connect(
-        self, url: str, token: str | None, *, role: str | None = None
+        self,
+        url: str,
+        token: str | None,
+        *,
+        role: str | None = None,
+        reconnect_secret: str | None = None,
     ) -> dict[str, Any]:
         """Open the socket, send hello (asking to join as ``role``, when given), and return
-        the welcome message."""
+        the welcome message. Rejoining a live session takes the ``reconnect_secret`` an
+        earlier welcome of it carried."""
         await self.open(url)
-        return await self._request(lambda: self._protocol.hello(token, role))
+        return await self._request(lambda: self._protocol.hello(token, role, reconnect_secret))
 
     async def open(self, url: str) -> None:
         """Open the socket without saying anything (to test what the server does then)."""

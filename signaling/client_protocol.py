@@ -79,10 +79,12 @@ class ClientProtocol(Protocol[ClientAction, dict[str, Any]]):
 
     # --- what the application says -------------------------------------------------------------
 
-    def hello(self, token: str | None, role: str | None = None) -> None:
-        """Authenticate (as ``role``, when given); the request is over with
-        ``Replied(welcome)`` or ``Refused``."""
-        self._request(messages.hello(token, role), expect="welcome")
+    def hello(
+        self, token: str | None, role: str | None = None, reconnect_secret: str | None = None
+    ) -> None:
+        """Authenticate (as ``role``, when given; rejoining a live session: with the secret its
+        ``welcome`` gave); the request is over with ``Replied(welcome)`` or ``Refused``."""
+        self._request(messages.hello(token, role, reconnect_secret), expect="welcome")
 
     def offer(self, sdp: str, *, reconnect: bool = False) -> None:
         """Offer; the request is over with ``Replied(answer)`` or ``Refused``."""

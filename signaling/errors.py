@@ -61,6 +61,9 @@ ERRORS: dict[str, ErrorSpec] = {
     "interview_not_live": ErrorSpec(4310, True, "an observer joins a live interview only"),
     "observer_read_only": ErrorSpec(4311, False, "an observer cannot send into the interview"),
     "listen_unavailable": ErrorSpec(4312, False, "listen-in audio needs a relayed interview"),
+    "interview_in_progress": ErrorSpec(
+        4313, True, "the interview is live; rejoining it needs its reconnect secret"
+    ),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
     "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),
     "database_unavailable": ErrorSpec(4502, True, "the gateway's database is away; retry shortly"),

@@ -33,6 +33,8 @@ class Hello:
     token: str | None
     #: What the client asks to join as (``candidate`` or ``observer``); None: as its token says.
     role: str | None = None
+    #: the secret an earlier ``welcome`` of the same session gave, to rejoin it
+    reconnect_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,10 @@ class Offer:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A trickled ICE candidate; ``candidate is None`` (or ``""``) marks end-of-candidates."""
+    """A trickled ICE candidate. ``candidate == ""`` naming an m-line (``sdp_mid`` or
+    ``sdp_mline_index``) ends that m-line's candidates only, as the W3C ``addIceCandidate``
+    reads it (Firefox sends one per m-line); ``candidate is None`` ends every m-line's (an
+    empty candidate naming no m-line is parsed as None)."""
 
     candidate: str | None
     sdp_mid: str | None
@@ -146,7 +151,12 @@ def _parse_hello(data: dict[str, Any]) -> Hello:
     role = _field(data, "role", str, "hello")
     if role is not None and role not in HELLO_ROLES:
         raise SignalingError("bad_message", f"hello.role must be one of {sorted(HELLO_ROLES)}")
-    return Hello(token=_field(data, "token", str, "hello"), role=role)
+    secret = _field(data, "reconnect_secret", str, "hello")
+    return Hello(
+        token=_field(data, "token", str, "hello"),
+        role=role,
+        reconnect_secret=secret[:_MAX_SHORT_TEXT] if secret else None,
+    )
 
 
 def _parse_offer(data: dict[str, Any]) -> Offer:
@@ -158,11 +168,11 @@ def _parse_offer(data: dict[str, Any]) -> Offer:
 
 def _parse_candidate(data: dict[str, Any]) -> Candidate:
     candidate = _field(data, "candidate", str, "candidate")
-    return Candidate(
-        candidate=candidate or None,
-        sdp_mid=_field(data, "sdpMid", str, "candidate"),
-        sdp_mline_index=_field(data, "sdpMLineIndex", int, "candidate"),
-    )
+    sdp_mid = _field(data, "sdpMid", str, "candidate")
+    sdp_mline_index = _field(data, "sdpMLineIndex", int, "candidate")
+    if candidate == "" and sdp_mid is None and sdp_mline_index is None:
+        candidate = None
+    return Candidate(candidate=candidate, sdp_mid=sdp_mid, sdp_mline_index=sdp_mline_index)
 
 
 def _parse_end_of_candidates(data: dict[str, Any]) -> Candidate:
@@ -212,8 +222,15 @@ CLIENT_TYPES = frozenset(_PARSERS)
 # --- client -> server -------------------------------------------------------------------------
 
 
-def hello(token: str | None, role: str | None = None) -> dict[str, Any]:
-    return {"type": "hello", "token": token, **({"role": role} if role is not None else {})}
+def hello(
+    token: str | None, role: str | None = None, reconnect_secret: str | None = None
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "hello", "token": token}
+    if role is not None:
+        message["role"] = role
+    if reconnect_secret is not None:
+        message["reconnect_secret"] = reconnect_secret
+    return message
 
 
 def offer(sdp: str, *, reconnect: bool) -> dict[str, Any]:
@@ -251,8 +268,10 @@ def welcome(
     role: str,
     session_id: str | None,
     ping_interval: float,
+    silence_timeout: float,
     max_message_size: int,
     ice_servers: Sequence[dict[str, Any]] = (),
+    reconnect_secret: str | None = None,
 ) -> dict[str, Any]:
     return {
         "type": "welcome",
@@ -260,8 +279,10 @@ def welcome(
         "role": role,
         "session_id": session_id,
         "ping_interval": ping_interval,
+        "silence_timeout": silence_timeout,
         "max_message_size": max_message_size,
         "ice_servers": list(ice_servers),
+        "reconnect_secret": reconnect_secret,
     }
 
 

@@ -175,6 +175,88 @@ def with_explicit_directions(sdp: str) -> str:
     return newline.join(out) + newline
 
 
+#: Opus parameters every leg of the gateway asks for: in-band FEC (RFC 7587 section 3.1.3)
+#: keeps speech intelligible at 2-5 % packet loss.
+OPUS_WANTED = (("useinbandfec", "1"),)
+#: Opus parameters of an offer that an answer echoes: the offerer's own receive preferences.
+OPUS_ECHOED = ("stereo", "maxplaybackrate")
+
+
+def with_opus_parameters(sdp: str, offer: str | None = None) -> str:
+    """``sdp`` (the gateway's own offer or answer) with Opus ``a=fmtp`` parameters written out.
+
+    aiortc writes no ``a=fmtp`` for Opus, so without this the browser is never asked for in-band
+    FEC. Every Opus payload type of every audio section gets ``OPUS_WANTED``; an answer (given
+    the ``offer`` it answers) also echoes the ``OPUS_ECHOED`` values of the offer's section with
+    the same mid. The relay forwards packets unchanged between its legs, so both legs must ask
+    for the same: each passes its own description through here. Other lines are kept as they
+    were, line endings too.
+    """
+    offered = _opus_parameters(offer) if offer is not None else {}
+    newline = "\r\n" if "\r\n" in sdp else "\n"
+    session, blocks = _split_sections(sdp_lines(sdp))
+    out = list(session)
+    for block in blocks:
+        mid = _section_mid(block)
+        echoed = {k: v for k, v in offered.get(mid, {}).items() if k in OPUS_ECHOED}
+        wanted = {**echoed, **dict(OPUS_WANTED)}
+        for payload_type in _opus_payload_types(block):
+            block = _with_fmtp(block, payload_type, wanted)
+        out.extend(block)
+    return newline.join(out) + newline
+
+
+def _attributes(block: list[str]) -> list[tuple[str, str | None]]:
+    return [attribute(line) for line in block if line.startswith("a=")]
+
+
+def _section_mid(block: list[str]) -> str | None:
+    return next((value for name, value in _attributes(block) if name == "mid"), None)
+
+
+def _opus_payload_types(block: list[str]) -> list[str]:
+    """The payload types an audio section maps to Opus (none for another section)."""
+    if not block[0].startswith("m=audio"):
+        return []
+    return [
+        value.split(" ", 1)[0]
+        for name, value in _attributes(block)
+        if name == "rtpmap" and value and value.split(" ", 1)[-1].lower().startswith("opus/")
+    ]
+
+
+def _fmtp_of(block: list[str], payload_type: str) -> tuple[int | None, dict[str, str]]:
+    """Where the payload type's ``a=fmtp`` line is in ``block``, and its parameters."""
+    for index, line in enumerate(block):
+        name, value = attribute(line) if line.startswith("a=") else ("", None)
+        if name == "fmtp" and value and value.split(" ", 1)[0] == payload_type:
+            text = value.split(" ", 1)[1] if " " in value else ""
+            pairs = (p.strip().partition("=") for p in text.split(";") if p.strip())
+            return index, {key: val for key, _, val in pairs}
+    return None, {}
+
+
+def _with_fmtp(block: list[str], payload_type: str, wanted: dict[str, str]) -> list[str]:
+    index, parameters = _fmtp_of(block, payload_type)
+    merged = {**parameters, **wanted}
+    line = f"a=fmtp:{payload_type} " + ";".join(f"{k}={v}" for k, v in merged.items())
+    if index is not None:
+        return [*block[:index], line, *block[index + 1 :]]
+    rtpmap = next(i for i, text in enumerate(block) if text.startswith(f"a=rtpmap:{payload_type} "))
+    return [*block[: rtpmap + 1], line, *block[rtpmap + 1 :]]
+
+
+def _opus_parameters(sdp: str) -> dict[str | None, dict[str, str]]:
+    """The first Opus payload type's ``a=fmtp`` parameters of each audio section, by mid."""
+    _, blocks = _split_sections(sdp_lines(sdp))
+    found: dict[str | None, dict[str, str]] = {}
+    for block in blocks:
+        types = _opus_payload_types(block)
+        if types:
+            found[_section_mid(block)] = _fmtp_of(block, types[0])[1]
+    return found
+
+
 def _check_line(number: int, line: str) -> None:
     """One line's own grammar: the line itself, and the value of an attribute stacks read."""
     if not _LINE.fullmatch(line):
@@ -286,12 +368,20 @@ def _check_bundle(session: list[str], sections: list[MediaSection]) -> None:
 def resolve_candidate(
     offer: OfferSummary, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
 ) -> IceCandidate:
-    """Check a trickled candidate against the offer it belongs to.
+    """Check a trickled candidate against the offer it belongs to (its grammar, its m-line)."""
+    check_candidate_line(candidate)
+    section = resolve_mline(offer, sdp_mid, sdp_mline_index)
+    return IceCandidate(candidate=candidate, sdp_mid=section.mid, sdp_mline_index=section.index)
+
+
+def resolve_mline(
+    offer: OfferSummary, sdp_mid: str | None, sdp_mline_index: int | None
+) -> MediaSection:
+    """The m-line a trickled candidate (or an m-line's end-of-candidates) names.
 
     Like ``RTCPeerConnection.addIceCandidate``: ``sdpMid`` wins when given, ``sdpMLineIndex``
     is used otherwise, and a candidate with neither is refused.
     """
-    check_candidate_line(candidate)
     if sdp_mid is not None:
         section = next((s for s in offer.sections if s.mid == sdp_mid), None)
         if section is None:
@@ -301,13 +391,12 @@ def resolve_candidate(
                 "unknown_mline",
                 f"sdpMid {sdp_mid!r} is m-line {section.index}, not {sdp_mline_index}",
             )
-    elif sdp_mline_index is not None:
+        return section
+    if sdp_mline_index is not None:
         if not 0 <= sdp_mline_index < len(offer.sections):
             raise SignalingError("unknown_mline", f"the offer has no m-line {sdp_mline_index}")
-        section = offer.sections[sdp_mline_index]
-    else:
-        raise SignalingError("bad_candidate", "a candidate needs sdpMid or sdpMLineIndex")
-    return IceCandidate(candidate=candidate, sdp_mid=section.mid, sdp_mline_index=section.index)
+        return offer.sections[sdp_mline_index]
+    raise SignalingError("bad_candidate", "a candidate needs sdpMid or sdpMLineIndex")
 
 
 def check_candidate_line(candidate: str) -> str:

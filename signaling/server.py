@@ -73,7 +73,8 @@ class SignalingHandler(Protocol):
     raising anything else is an ``internal`` error that closes this connection only.
     A handler may also expose ``session_id: str | None`` and ``ice_servers`` (``RTCIceServer``
     dictionaries for the browser, e.g. with short-lived TURN credentials); the welcome message
-    carries them."""
+    carries them, and ``reconnect_secret`` (what a later socket presents in ``hello`` to rejoin
+    the same session: ``SignalingChannel.reconnect_secret``)."""
 
     async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer: ...
 
@@ -88,8 +89,10 @@ class SignalingChannel:
     """What the gateway holds to talk to the browser. Safe to call from any task of the loop;
     after the connection closed, sends are silently dropped."""
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: _Connection, reconnect_secret: str | None = None) -> None:
         self._connection = connection
+        #: the reconnect secret the client's ``hello`` presented (None: it presented none)
+        self.reconnect_secret = reconnect_secret
 
     @property
     def closed(self) -> bool:
@@ -389,7 +392,7 @@ class _Connection:
                 if self.protocol.closed and not isinstance(call, DeliverClientEvent):
                     continue  # no offers or candidates for a closed socket; events are data
                 if isinstance(call, Authenticate):
-                    await self._admit(call.claims)
+                    await self._admit(call)
                 elif self._handler is None:
                     continue
                 elif isinstance(call, DeliverOffer):
@@ -425,11 +428,14 @@ class _Connection:
                 self._calls.task_done()
             await self.flush()
 
-    async def _admit(self, claims: TokenClaims) -> None:
-        self._log_fields["tenant_id"] = claims.tenant_id
-        self._handler = await self._factory(claims, SignalingChannel(self))
+    async def _admit(self, call: Authenticate) -> None:
+        self._log_fields["tenant_id"] = call.claims.tenant_id
+        channel = SignalingChannel(self, call.reconnect_secret)
+        self._handler = await self._factory(call.claims, channel)
         self.protocol.accept(
-            getattr(self._handler, "session_id", None), getattr(self._handler, "ice_servers", ())
+            getattr(self._handler, "session_id", None),
+            getattr(self._handler, "ice_servers", ()),
+            getattr(self._handler, "reconnect_secret", None),
         )
         self._spawn(self._keepalive())
 

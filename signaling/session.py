@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from signaling import messages
+from signaling import liveness, messages
 from signaling.candidates import CandidatePolicy
 from signaling.errors import CLOSE_GOING_AWAY, CLOSE_NORMAL, SignalingError
 from signaling.messages import (
@@ -42,7 +42,13 @@ from signaling.messages import (
     Pong,
 )
 from signaling.protocol import CloseConnection, Protocol, SendMessage
-from signaling.sdp import IceCandidate, OfferSummary, parse_offer, resolve_candidate
+from signaling.sdp import (
+    IceCandidate,
+    OfferSummary,
+    parse_offer,
+    resolve_candidate,
+    resolve_mline,
+)
 from signaling.tokens import OBSERVER_ROLES, TokenClaims, TokenVerifier
 
 #: Non-fatal client errors tolerated on one socket before it is closed with too_many_errors.
@@ -81,9 +87,11 @@ class Answer:
 
 @dataclass(frozen=True)
 class Authenticate:
-    """The token is good: ask the gateway for a handler (it may still refuse)."""
+    """The token is good: ask the gateway for a handler (it may still refuse). A client that
+    rejoins a live session presents that session's ``reconnect_secret``."""
 
     claims: TokenClaims
+    reconnect_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,8 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
         self._max_errors = max_errors
         self._errors = 0
         self._offer: OfferSummary | None = None
-        self._candidates_ended = False
+        #: m-lines (by index) whose candidates the client ended; all of them once it ended all
+        self._ended_mlines: set[int] = set()
         #: The address rule for remote candidates (default: none of DENIED_NETWORKS allowed),
         #: and how many of them the current offer brought so far.
         self._candidate_policy = candidate_policy or CandidatePolicy()
@@ -169,7 +178,7 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
             self.claims = self._verifier.verify(message.token, self.interview_id)
             _check_role(message.role, self.claims.role)
             self._phase = Phase.AUTHENTICATING
-            self._emit(Authenticate(self.claims))
+            self._emit(Authenticate(self.claims, message.reconnect_secret))
         elif isinstance(message, Hello):
             raise SignalingError("bad_message", "hello was already received")
         elif isinstance(message, Ping):
@@ -198,22 +207,34 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
         if self.phase is not Phase.AUTHENTICATING:
             self._phase = Phase.NEGOTIATING
         self._offer = summary
-        self._candidates_ended = False
+        self._ended_mlines = set()
         self._remote_candidates = screened.kept
         self._emit(DeliverOffer(screened.sdp, offer.reconnect, summary, screened.dropped))
 
     def _receive_candidate(self, message: Candidate) -> None:
-        if self._offer is None:
+        """A trickled candidate, or an end-of-candidates: ``""`` naming an m-line ends that
+        m-line's (Firefox sends one per m-line, then null), null ends all. The gateway hears
+        end-of-candidates once, when every m-line has ended; a repeated end is harmless."""
+        offer = self._offer
+        if offer is None:
             raise SignalingError("offer_required", "send the offer before its candidates")
-        if self._candidates_ended:
-            raise SignalingError("bad_candidate", "candidate after end-of-candidates")
-        if message.candidate is None:
-            self._candidates_ended = True
-            self._emit(DeliverCandidate(None))
+        every = {section.index for section in offer.sections}
+        if message.candidate is None or message.candidate == "":
+            if message.candidate is None:
+                ended = every
+            else:
+                ended = {resolve_mline(offer, message.sdp_mid, message.sdp_mline_index).index}
+            was_complete = self._ended_mlines >= every
+            self._ended_mlines |= ended
+            if not was_complete and self._ended_mlines >= every:
+                self._emit(DeliverCandidate(None))
             return
         candidate = resolve_candidate(
-            self._offer, message.candidate, message.sdp_mid, message.sdp_mline_index
+            offer, message.candidate, message.sdp_mid, message.sdp_mline_index
         )
+        if candidate.sdp_mline_index in self._ended_mlines:
+            index = candidate.sdp_mline_index
+            raise SignalingError("bad_candidate", f"m-line {index} already ended its candidates")
         refusal = self._candidate_policy.refusal_of(candidate.candidate)
         if refusal is not None:
             raise SignalingError("candidate_refused", f"{refusal}: the gateway will not check it")
@@ -255,10 +276,14 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
     # --- input from the gateway (handler and channel) ------------------------------------------
 
     def accept(
-        self, session_id: str | None = None, ice_servers: Sequence[dict[str, Any]] = ()
+        self,
+        session_id: str | None = None,
+        ice_servers: Sequence[dict[str, Any]] = (),
+        reconnect_secret: str | None = None,
     ) -> None:
         """The gateway admitted the socket: welcome it (with the ICE servers the browser's
-        peer connection is to use), and let queued offers go on."""
+        peer connection is to use, and the secret that rejoins its session), and let queued
+        offers go on."""
         if self.phase is not Phase.AUTHENTICATING or self.claims is None:
             return
         self._phase = Phase.NEGOTIATING if self._offer is not None else Phase.READY
@@ -268,8 +293,10 @@ class ServerProtocol(Protocol[HandlerCall, ClientMessage]):
                 role=self.claims.role,
                 session_id=session_id,
                 ping_interval=self._ping_interval,
+                silence_timeout=liveness.client_silence(self._ping_interval),
                 max_message_size=self._max_message_size,
                 ice_servers=ice_servers,
+                reconnect_secret=reconnect_secret,
             )
         )
 

@@ -165,6 +165,18 @@ async def end_session(
         return cur.rowcount == 1
 
 
+async def reopen_session(db: Database, tenant_id: UUID, session_id: UUID) -> bool:
+    """A ``failed`` session starts again (its link is still good: the interview did not take
+    place); False unless it was failed. Everything but the end is kept, the transcript too."""
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(
+            "UPDATE interview_sessions SET status = 'waiting', ended_at = NULL, end_reason = NULL"
+            " WHERE id = %s AND status = 'failed'",
+            [session_id],
+        )
+        return cur.rowcount == 1
+
+
 async def get_session(db: Database, tenant_id: UUID, session_id: UUID) -> SessionRecord | None:
     async with db.tenant(tenant_id) as conn:
         cur = conn.cursor(row_factory=class_row(SessionRecord))

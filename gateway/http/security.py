@@ -150,7 +150,8 @@ class Security:
     @web.middleware
     async def cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get(hdrs.ORIGIN)
-        api = request.path.startswith(API_PREFIX) or request.path == "/openapi.json"
+        # /static/: the browser client is imported cross-origin by the allowed web apps
+        api = request.path.startswith((API_PREFIX, "/static/")) or request.path == "/openapi.json"
         if origin is None or not api:
             return await handler(request)
         if _is_signal(request):  # a socket from a page of a foreign origin

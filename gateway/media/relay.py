@@ -51,7 +51,7 @@ from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
 from gateway.upstream.openai import EVENTS_LABEL, UpstreamClient, UpstreamError
-from signaling.sdp import IceCandidate, with_explicit_directions
+from signaling.sdp import IceCandidate, with_explicit_directions, with_opus_parameters
 from storage.quality import QualityReport
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,15 @@ def rtc_configuration(servers: Sequence[dict[str, Any]]) -> RTCConfiguration:
             for s in servers
         ]
     )
+
+
+def _with_opus_parameters(
+    description: RTCSessionDescription, offer: RTCSessionDescription | None = None
+) -> RTCSessionDescription:
+    """A leg's own description asking for Opus in-band FEC (``sdp.with_opus_parameters``):
+    packets cross unchanged, so both legs must ask for it."""
+    sdp = with_opus_parameters(description.sdp, offer.sdp if offer is not None else None)
+    return RTCSessionDescription(sdp=sdp, type=description.type)
 
 
 @dataclass(frozen=True)
@@ -254,7 +263,8 @@ class Relay:
                 self._listener.upstream_failed(f"upstream_{state}")
 
         with ice.host_addresses(self._options.ice_addresses, self._options.ice_sockets):
-            await pc.setLocalDescription(await pc.createOffer())
+            offer = await pc.createOffer()
+            await pc.setLocalDescription(_with_opus_parameters(offer))
         call = await self._upstream.create_call(pc.localDescription.sdp, self._session)
         self.call_id = call.call_id
         await pc.setRemoteDescription(
@@ -284,7 +294,8 @@ class Relay:
         pc.addTrack(self._to_browser_audio.track)
         self._record("interviewer", self._to_browser_audio)
         with ice.host_addresses(self._options.ice_addresses, self._options.ice_sockets):
-            await pc.setLocalDescription(await pc.createAnswer())
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(_with_opus_parameters(answer, pc.remoteDescription))
         return pc.localDescription.sdp
 
     async def quality(self) -> QualityReport:

@@ -20,7 +20,7 @@ from uuid import UUID
 import psycopg
 
 from gateway.http.security import RateLimiter
-from gateway.sessions.manager import SessionManager, promptly
+from gateway.sessions.manager import SessionManager, promptly, usable
 from gateway.sessions.observers import WATCHED_ENDED, Observer, ObserverHandler
 from gateway.sessions.session import ConnectionHandler
 from signaling.errors import SignalingError
@@ -43,8 +43,10 @@ class Admission:
 
     In order: finish verifying the signature (a JWKS key not cached yet), the tenant's rate of
     connects, the role, and a single-use invitation's one use. A used invitation still admits
-    its holder while the interview's session is live, so a candidate whose network dropped can
-    come back with the same link; once the session is over it gets ``invitation_used``. A use
+    its holder while the interview's session is live (with its reconnect secret), so a
+    candidate whose network dropped can come back with the same link, and while the interview
+    has not really happened (a failure, a crash: ``manager.usable``); once it has ended it
+    gets ``invitation_used``. A use
     that the session manager then refuses (the tenant at its limit, say) is given back, so the
     candidate can try again later with the same link.
     """
@@ -85,7 +87,9 @@ class Admission:
         except psycopg.errors.ForeignKeyViolation:
             raise SignalingError("interview_not_found", "no such interview") from None
         if not first and manager.live(tenant_id, interview_id) is None:
-            raise SignalingError("invitation_used", "this invitation was already used")
+            record = await promptly(interviews.get_session(db, tenant_id, interview_id))
+            if record is None or not usable(record):
+                raise SignalingError("invitation_used", "this invitation was already used")
         try:
             return await manager.join(tenant_id, interview_id, channel)
         except SignalingError:

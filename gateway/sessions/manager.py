@@ -38,6 +38,19 @@ log = logging.getLogger(__name__)
 SHUTDOWN_RECORD_TIMEOUT = 5.0
 #: Seconds admitting a connection waits for the database before it says so.
 DATABASE_WAIT = 2.0
+#: Failures after which an interview cannot start again with the same link (the link rule:
+#: a link stays usable until its interview has really happened, i.e. ``ended``, or expired).
+FINAL_FAILURES = frozenset({"integrity_violation"})
+
+
+def usable(record: interviews.SessionRecord) -> bool:
+    """Whether the interview's link may still start it: it has not ended, and it did not fail
+    in a way that ends it for good (a failed interview, unreachable interviewer, lost
+    candidate, crash or shutdown, starts again)."""
+    if record.status == "ended":
+        return False
+    return record.status != "failed" or record.end_reason not in FINAL_FAILURES
+
 
 T = TypeVar("T")
 
@@ -181,10 +194,15 @@ class SessionManager:
     async def join(
         self, tenant_id: UUID, interview_id: UUID, channel: SignalingChannel
     ) -> ConnectionHandler:
-        """Attach an admitted connection to its interview's session, creating it if needed."""
-        session = self.live(tenant_id, interview_id) or await self._session_for(
-            tenant_id, interview_id
-        )
+        """Attach an admitted connection to its interview's session, creating it if needed.
+        A connection that did not create the session must present its reconnect secret."""
+        session = self.live(tenant_id, interview_id)
+        if session is None:
+            session, created = await self._session_for(tenant_id, interview_id)
+        else:
+            created = False
+        if not created:
+            session.check_rejoin(channel.reconnect_secret)
         handler = ConnectionHandler(session, channel)
         await session.attach(handler)
         return handler
@@ -226,13 +244,17 @@ class SessionManager:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._emptied.wait(), seconds)
 
-    async def _session_for(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
-        """Create the interview's session once, however many connections ask at the same time.
+    async def _session_for(
+        self, tenant_id: UUID, interview_id: UUID
+    ) -> tuple[InterviewSession, bool]:
+        """Create the interview's session once, however many connections ask at the same time;
+        True for the one connection whose asking created it.
 
         Creation is single-flight per interview (not one lock for all: a burst of interviews
         starting together must not queue behind each other's database reads).
         """
         pending = self._creating.get(interview_id)
+        created = pending is None
         if pending is None:
             if self.tenant_sessions(tenant_id) >= self.settings.max_sessions_per_tenant:
                 raise SignalingError("at_capacity", "your organisation's live interview limit")
@@ -247,14 +269,22 @@ class SessionManager:
             pending = self._creating[interview_id] = (tenant_id, future)
         elif pending[0] != tenant_id:
             raise SignalingError("interview_not_found", "no such interview")
-        return await asyncio.shield(pending[1])
+        return await asyncio.shield(pending[1]), created
 
     async def _create(self, tenant_id: UUID, interview_id: UUID) -> InterviewSession:
         record = await promptly(interviews.get_session(self.db, tenant_id, interview_id))
         if record is None:
             raise SignalingError("interview_not_found", "no such interview")
-        if record.status in ("ended", "failed") or self.state.end_pending(interview_id):
+        if not usable(record) or self.state.end_pending(interview_id):
             raise SignalingError("interview_ended", "this interview has already ended")
+        if record.status == "failed":  # it did not take place: this link starts it again
+            await promptly(interviews.reopen_session(self.db, tenant_id, interview_id))
+            log.info(
+                "interview %s failed (%s) and starts again",
+                interview_id,
+                record.end_reason,
+                extra={"interview_id": str(interview_id), "tenant_id": str(tenant_id)},
+            )
         options = await promptly(interviews.get_interview_options(self.db, tenant_id, interview_id))
         await promptly(gateways.claim(self.db, self.gateway_id, tenant_id, interview_id))
         limit = self.settings.session_time_limit

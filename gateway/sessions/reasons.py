@@ -9,6 +9,7 @@ the gateway's own words, listed here, and ``InterviewSession.end`` records anyth
 
 from __future__ import annotations
 
+from gateway.sessions.closing import INTERVIEW_COMPLETE
 from gateway.sessions.events import SESSION_CLOSED_REASONS
 from gateway.sessions.reconciler import LOST_REASONS
 from gateway.upstream.openai import UPSTREAM_ERROR_CODES
@@ -20,6 +21,7 @@ _SOCKET = {"disconnected", "shutdown", *ERRORS}
 END_REASONS: frozenset[str] = frozenset(
     {
         "bye",
+        INTERVIEW_COMPLETE,
         "time_limit",
         "ended_by_admin",
         "peer_silent",

@@ -21,14 +21,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from uuid import UUID
 
+from gateway.sessions.closing import INTERVIEW_COMPLETE, ClosingLine
 from gateway.sessions.events import (
     EventError,
     SessionClosed,
+    TranscriptEvent,
     parse_event,
     session_closed,
     transcript_event,
@@ -38,7 +42,7 @@ from gateway.sessions.quality import QualitySampler
 from gateway.sessions.quota import ClientEventQuota
 from gateway.sessions.reasons import end_reason
 from gateway.sessions.recorder import EndStatus, SessionRecorder
-from gateway.sessions.transcript import SessionTranscript
+from gateway.sessions.transcript import CONVERSATION_LINES, SessionTranscript
 from gateway.upstream.call import BadOffer, Call, CallMode, CallUnavailable
 from signaling.errors import ERRORS
 from signaling.server import Answer, IceCandidate, SignalingChannel, SignalingError
@@ -64,14 +68,26 @@ class ConnectionHandler:
     def __init__(self, session: InterviewSession, channel: SignalingChannel) -> None:
         self.session = session
         self.channel = channel
+        self._told_so_far = False
 
     @property
     def ice_servers(self) -> tuple[dict[str, Any], ...]:
         """What the welcome message tells the browser to use (its minted TURN credential)."""
         return self.session.ice_servers.browser
 
+    @property
+    def reconnect_secret(self) -> str:
+        """What the welcome message gives the candidate to rejoin this session later."""
+        return self.session.reconnect_secret
+
     async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer:
-        return await self.session.offer(sdp, reconnect=reconnect)
+        """``reconnect`` is the client's say; the session knows better (``offer``). With its
+        first answer a socket is told the interview so far (a rejoin, a reloaded page)."""
+        answer = await self.session.offer(sdp)
+        if not self._told_so_far:
+            self._told_so_far = True
+            await self.session.tell_so_far(self.channel)
+        return answer
 
     async def on_candidate(self, candidate: IceCandidate | None) -> None:
         await self.session.candidate(candidate)
@@ -106,6 +122,9 @@ class InterviewSession:
         self.recording = recording
         #: minted once: the browser's (in every welcome) and the relay's browser leg's
         self.ice_servers = manager.ice_servers.for_session(str(interview_id))
+        #: given in every welcome; a later socket must present it (with the token) to rejoin,
+        #: so a replayed invitation cannot take the live interview over
+        self.reconnect_secret = secrets.token_urlsafe(32)
         #: the connection to the AI interviewer, once the first offer is answered
         self.call: Call | None = None
         self.current: ConnectionHandler | None = None
@@ -118,6 +137,8 @@ class InterviewSession:
         self._losses: set[Loss] = set()
         self._losses_changed = asyncio.Event()
         self._integrity_logged: set[str] = set()
+        #: the row's connected_at is when the candidate first connected, never a reconnect
+        self._connected_recorded = False
         #: what was said: stored, shown live, and kept for a call that carries it over
         self.transcript = SessionTranscript(manager.writer.submit, tenant_id, interview_id)
         #: what the browser's forwarded events may still take, for the interview's whole life
@@ -140,6 +161,11 @@ class InterviewSession:
             turns=manager.stats.turn_latency,
             log_extra=self.log_extra,
         )
+        #: the final lines shown so far, with when: a rejoining socket is told them again
+        self._said: deque[tuple[TranscriptEvent, datetime]] = deque(maxlen=CONVERSATION_LINES)
+        self._closing_line = ClosingLine(self.settings.end_phrase)
+        #: set once the interviewer said its closing line: the end, after the linger
+        self._closing: asyncio.TimerHandle | None = None
         self.recorder = SessionRecorder(
             manager.state, tenant_id, interview_id, gateway_id=manager.gateway_id
         )
@@ -172,6 +198,16 @@ class InterviewSession:
         return {"interview_id": str(self.interview_id), "tenant_id": str(self.tenant_id)}
 
     # -- connections ----------------------------------------------------------------------
+
+    def check_rejoin(self, presented: str | None) -> None:
+        """A socket joining this live session must be the same candidate: it presents the
+        secret an earlier welcome gave (a replayed invitation alone is refused)."""
+        if presented is None or not secrets.compare_digest(presented, self.reconnect_secret):
+            what = "a wrong reconnect secret" if presented is not None else "no reconnect secret"
+            raise SignalingError(
+                "interview_in_progress",
+                f"this interview is live on another page; {what} was presented to rejoin it",
+            )
 
     async def attach(self, handler: ConnectionHandler) -> None:
         previous, self.current = self.current, handler
@@ -212,15 +248,14 @@ class InterviewSession:
 
     # -- negotiation ----------------------------------------------------------------------
 
-    async def offer(self, sdp: str, *, reconnect: bool) -> Answer:
+    async def offer(self, sdp: str) -> Answer:
+        """The first offer starts the call; every later one (a new socket, which proved with the
+        reconnect secret that it is this candidate's, or a restart on the same socket) gives
+        the call a new browser peer connection."""
         async with self._offer_lock:
             if self._ending:
                 raise SignalingError("interview_ended", "this interview has ended")
             if self.call is not None:
-                if not reconnect:
-                    raise SignalingError(
-                        "offer_already_made", "this interview is already connected"
-                    )
                 answer = await self._upstream_answer(self.call.reconnect(sdp))
                 self.recorder.record(upstream_call_id=self.call.call_id)
                 return Answer(sdp=answer, mode=self.call.mode)
@@ -234,7 +269,8 @@ class InterviewSession:
                 actual_mode=call.mode,
                 upstream_kind=self.manager.calls.upstream_kind,
                 upstream_call_id=call.call_id,
-                **({"status": "active"} if call.mode == "proxy" else {}),
+                # proxy mode sees no media: the candidate is connected once the call answered
+                **({"status": "active", **self._first_connected()} if call.mode == "proxy" else {}),
             )
             return Answer(sdp=answer, mode=call.mode)
 
@@ -311,12 +347,19 @@ class InterviewSession:
 
     # -- what the call tells (CallListener) -----------------------------------------------
 
+    def _first_connected(self) -> dict[str, datetime]:
+        """``connected_at`` to record, the first time the candidate is connected only."""
+        if self._connected_recorded:
+            return {}
+        self._connected_recorded = True
+        return {"connected_at": datetime.now(UTC)}
+
     def peer_connected(self, selected_pair: str | None) -> None:
         self.recorder.record(
             status="active",
             connection_state="connected",
-            connected_at=datetime.now(UTC),
             selected_pair=selected_pair,
+            **self._first_connected(),
         )
         self._found("media")
         self._spawn(self._send_state("connected"))
@@ -399,18 +442,36 @@ class InterviewSession:
 
     # -- to the browser -------------------------------------------------------------------
 
+    async def tell_so_far(self, channel: SignalingChannel) -> None:
+        """Send ``channel`` every final line shown so far (the client drops those it has)."""
+        for line, at in list(self._said):
+            await self._show(channel, line, at)
+
+    async def _show(self, channel: SignalingChannel, line: TranscriptEvent, at: datetime) -> None:
+        await channel.send_transcript(
+            role=line.role,
+            text=line.text,
+            final=line.final,
+            item_id=line.item_id,
+            event_id=line.event_id,
+            at=at,
+        )
+
     async def _pump_live_lines(self) -> None:
         while True:
             line = await self.transcript.live.get()
             self.observers.line(line)
+            at = datetime.now(UTC)
+            if line.final:
+                self._said.append((line, at))
+            if line.role == "interviewer" and line.final and self._closing is None:
+                if self._closing_line.said_in(line.text):
+                    log.info("the interviewer closed the interview", extra=self.log_extra)
+                    self._closing = asyncio.get_running_loop().call_later(
+                        self.settings.end_linger, self._spawn_end, "ended", INTERVIEW_COMPLETE
+                    )
             if self.current is not None:
-                await self.current.channel.send_transcript(
-                    role=line.role,
-                    text=line.text,
-                    final=line.final,
-                    item_id=line.item_id,
-                    event_id=line.event_id,
-                )
+                await self._show(self.current.channel, line, at)
 
     async def _send_state(self, state: str, detail: dict[str, Any] | None = None) -> None:
         self.observers.state(state, detail)
@@ -440,6 +501,8 @@ class InterviewSession:
             reason = "unknown"
         self.end_reason = reason
         self._deadline.cancel()
+        if self._closing is not None:
+            self._closing.cancel()
         self.transcript.close()
         if self._grace is not None:
             self._grace.cancel()

@@ -76,6 +76,8 @@ class HeadlessCandidate:
         self._wps, self._seed = words_per_second, seed
         self.speech = SpeechTrack(words_per_second=words_per_second, seed=seed, pitch_hz=190.0)
         self.client: SignalingClient | None = None
+        #: from the first welcome: what a reconnect presents to rejoin the session
+        self.reconnect_secret: str | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel: RTCDataChannel | None = None
         #: GPT-Live: turns are heard, not announced (see the module docstring)
@@ -115,7 +117,10 @@ class HeadlessCandidate:
             self.speech = SpeechTrack(words_per_second=self._wps, seed=self._seed, pitch_hz=190.0)
         self.client = SignalingClient()
         self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        await self.client.connect(self.signal_url, self.token)
+        welcome = await self.client.connect(
+            self.signal_url, self.token, reconnect_secret=self.reconnect_secret
+        )
+        self.reconnect_secret = welcome.get("reconnect_secret")
         pc.addTrack(self.speech)
         self.channel = pc.createDataChannel(EVENTS_LABEL)
         self.channel.on("message", self._on_event)

@@ -15,6 +15,7 @@ import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import numpy as np
@@ -139,18 +140,24 @@ class Gateway:
 
 
 @pytest.fixture
+def gateway_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings a test changes (``@pytest.mark.parametrize("gateway_options", [{...}],
+    indirect=True)``, or a fixture of that name in the test's module); ``upstream="sim-live"``
+    makes the simulated upstream speak GPT-Live instead of the Realtime contract."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
 async def gateway(
-    fresh_database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+    fresh_database_url: str, tmp_path: Path, gateway_options: dict[str, Any]
 ) -> AsyncIterator[Gateway]:
-    """The whole gateway in this process (simulated upstream included), ICE on 127.0.0.1.
-    The simulated upstream speaks the Realtime contract unless the test asks for ``sim-live``
-    (``@pytest.mark.parametrize("gateway", ["sim-live"], indirect=True)``)."""
+    """The whole gateway in this process (simulated upstream included), ICE on 127.0.0.1."""
     settings = Settings(
-        upstream=getattr(request, "param", "sim"),
         data_dir=tmp_path / "gateway",
         database_url=fresh_database_url,
         jwt_secret="browser-tests-secret-" + "x" * 32,
         ice_addresses=("127.0.0.1",),
+        **gateway_options,
     )
     app = create_app(settings)
     runner = web.AppRunner(app)
@@ -168,7 +175,9 @@ async def gateway(
 class CuttableLink:
     """A loopback TCP forwarder to the gateway whose live connections the test can cut at once:
     to the browser that is a network loss (the signaling socket dies without a close frame),
-    while new connections still get through, as when the network comes back."""
+    while new connections still get through, as when the network comes back. ``stall`` is the
+    quieter loss: the live connections stay open but carry nothing more, either way (a path
+    that silently drops everything, as a dead Wi-Fi does), so only liveness can notice it."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -185,6 +194,11 @@ class CuttableLink:
         self.cuts += 1
         for writer in list(self._writers):
             writer.transport.abort()
+
+    def stall(self) -> None:
+        self.cuts += 1
+        for writer in list(self._writers):
+            writer.transport.pause_reading()
 
     async def close(self) -> None:
         self.cut()

@@ -33,9 +33,10 @@ async def open_room(page: Page, url: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("mode", "gateway"),
-    [("relay", "sim"), ("proxy", "sim"), ("relay", "sim-live")],
-    indirect=["gateway"],
+    ("mode", "gateway_options"),
+    [("relay", {}), ("proxy", {}), ("relay", {"upstream": "sim-live"})],
+    ids=["relay", "proxy", "relay-sim-live"],
+    indirect=["gateway_options"],
 )
 async def test_a_whole_interview_in_the_room(
     mode: str, gateway: Gateway, launch_browser: LaunchBrowser

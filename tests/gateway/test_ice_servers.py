@@ -29,9 +29,11 @@ async def test_welcome_hands_the_browser_a_turn_credential_for_its_interview(
     url = invitation.signal_url(gateway.base_url)
     before = time.time()
     welcomes = []
+    secret = None
     for _ in range(2):  # a reconnect's new socket is told the same servers
         async with SignalingClient() as client:
-            welcomes.append(await client.connect(url, invitation.token))
+            welcomes.append(await client.connect(url, invitation.token, reconnect_secret=secret))
+            secret = welcomes[-1]["reconnect_secret"]
     first, again = welcomes
     minted, stun = first["ice_servers"]
     assert stun == STUN

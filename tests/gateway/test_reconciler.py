@@ -54,7 +54,10 @@ async def test_a_killed_gateways_interviews_end_as_gateway_lost_after_the_bound(
     start_gateway: GatewayFactory, fresh_database_url: str, tmp_path: Path
 ) -> None:
     # A second gateway, alive throughout, with a live interview of its own.
-    survivor = await start_gateway(mode="relay", lost_after=LOST_AFTER)
+    # (its interviewer's closing line must not end the interview while the test waits)
+    survivor = await start_gateway(
+        mode="relay", lost_after=LOST_AFTER, end_phrase="words no script says"
+    )
     its_own = await survivor.invite("relay")
     its_candidate = survivor.candidate(its_own)
     await its_candidate.connect()

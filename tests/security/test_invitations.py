@@ -33,12 +33,12 @@ async def test_a_used_invitation_admits_only_reconnects_while_its_session_lives(
     invitation = await gateway.invite("proxy")
     url = invitation.signal_url(gateway.base_url)
     first = SignalingClient()
-    await first.connect(url, invitation.token)
+    secret = (await first.connect(url, invitation.token))["reconnect_secret"]
     await first.close()  # the network drops: no bye
     session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
-    # same token, new socket: the same candidate coming back to its live session
+    # same token and the session's reconnect secret, new socket: the same candidate coming back
     async with SignalingClient() as again:
-        welcome = await again.connect(url, invitation.token)
+        welcome = await again.connect(url, invitation.token, reconnect_secret=secret)
         assert welcome["interview_id"] == str(invitation.interview_id)
         assert gateway.sessions.live(invitation.tenant_id, invitation.interview_id) is session
         await again.bye()
@@ -48,19 +48,33 @@ async def test_a_used_invitation_admits_only_reconnects_while_its_session_lives(
     assert await refusal(gateway, invitation, invitation.token) == ("invitation_used", 4106)
 
 
-async def test_a_replayed_invitation_is_refused_even_before_its_interview_ended(
+async def test_a_used_invitation_starts_a_failed_interview_again_until_it_ended(
     start_gateway: GatewayFactory,
 ) -> None:
-    """A gateway restart forgets live sessions; a used link must not start a second one."""
+    """The link rule: a link stays usable until its interview has really happened (ended) or
+    expired. A failure (here the candidate vanished; a crash or an unreachable interviewer
+    alike) did not use it up."""
     gateway = await start_gateway(mode="proxy", reconnect_grace=0.05)
     invitation = await gateway.invite("proxy")
+    url = invitation.signal_url(gateway.base_url)
     async with SignalingClient() as client:
-        await client.connect(invitation.signal_url(gateway.base_url), invitation.token)
+        await client.connect(url, invitation.token)
     session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
-    if session is not None:
-        await asyncio.wait_for(session.ended.wait(), 10)
-    code, _ = await refusal(gateway, invitation, invitation.token)
-    assert code == "invitation_used"
+    assert session is not None
+    await asyncio.wait_for(session.ended.wait(), 10)
+    record = await gateway.ended_record(invitation)
+    assert (record.status, record.end_reason) == ("failed", "signaling_disconnected")
+    # the same link, no reconnect secret (the session is gone): the interview starts again
+    async with SignalingClient() as again:
+        await again.connect(url, invitation.token)
+        reopened = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
+        assert reopened is not None and reopened is not session
+        await again.bye()
+        await again.wait_closed()
+    await asyncio.wait_for(reopened.ended.wait(), 10)
+    record = await gateway.ended_record(invitation)
+    assert (record.status, record.end_reason) == ("ended", "bye")
+    assert await refusal(gateway, invitation, invitation.token) == ("invitation_used", 4106)
 
 
 async def test_a_multi_use_invitation_is_not_recorded_as_used(
@@ -76,7 +90,14 @@ async def test_a_multi_use_invitation_is_not_recorded_as_used(
     session = gateway.sessions.live(invitation.tenant_id, invitation.interview_id)
     if session is not None:
         await asyncio.wait_for(session.ended.wait(), 10)
-    # the grace ran out and the session failed: the link is not 'used', the interview is over
+    # the grace ran out and the session failed: the link is not 'used', and the interview
+    # did not take place, so it starts again
+    async with SignalingClient() as client:
+        welcome = await client.connect(invitation.signal_url(gateway.base_url), invitation.token)
+        assert welcome["interview_id"] == str(invitation.interview_id)
+        await client.bye()
+        await client.wait_closed()
+    await gateway.ended_record(invitation)
     assert await refusal(gateway, invitation, invitation.token) == ("interview_ended", 4301)
 
 

@@ -164,8 +164,10 @@ async def test_signaling_sockets_from_foreign_origins_are_refused(
             await http.ws_connect(url, origin="https://evil.example")
         assert refused.value.status == 403
         for origin in ("https://app.example", gateway.base_url):
-            async with http.ws_connect(url, origin=origin) as ws:
-                await ws.send_json({"type": "hello", "token": invitation.token})
+            # an interview each: a second socket of a live one needs its reconnect secret
+            own = await gateway.invite("proxy")
+            async with http.ws_connect(own.signal_url(gateway.base_url), origin=origin) as ws:
+                await ws.send_json({"type": "hello", "token": own.token})
                 assert (await ws.receive_json(timeout=10))["type"] == "welcome"
 
 

@@ -35,6 +35,7 @@ class RecordingHandler:
     claims: TokenClaims
     channel: SignalingChannel
     session_id: str = "sess-1"
+    reconnect_secret: str = "secret-of-sess-1"
     calls: list[tuple[str, Any]] = field(default_factory=list)
     closes: list[str] = field(default_factory=list)
     offer_gate: asyncio.Event | None = None
@@ -148,11 +149,22 @@ async def test_hello_with_a_good_token_is_welcomed(
         "role": "candidate",
         "session_id": "sess-1",
         "ping_interval": WAIT,
+        "silence_timeout": 1.5 * WAIT,
         "max_message_size": 64 * 1024,
         "ice_servers": [],
+        "reconnect_secret": "secret-of-sess-1",
     }
     handler = await gateway.next_handler()
     assert (handler.claims.tenant_id, handler.claims.interview_id) == ("tenant-a", INTERVIEW)
+    assert handler.channel.reconnect_secret is None
+
+
+async def test_the_reconnect_secret_of_hello_reaches_the_handler_factory(
+    gateway: Gateway, client: SignalingClient, token: Token
+) -> None:
+    await client.connect(gateway.url, token(role="candidate"), reconnect_secret="from-welcome")
+    handler = await gateway.next_handler()
+    assert handler.channel.reconnect_secret == "from-welcome"
 
 
 @pytest.mark.parametrize(

@@ -85,8 +85,10 @@ def answered(ready: SignalingSession) -> SignalingSession:
 def test_good_hello_asks_the_gateway_then_welcome_follows_accept(
     fresh: SignalingSession, token: Token
 ) -> None:
-    actions = feed(fresh, frame("hello", token=token(role="candidate", jti="j-1")))
+    hello = frame("hello", token=token(role="candidate", jti="j-1"), reconnect_secret="s-0")
+    actions = feed(fresh, hello)
     assert len(actions) == 1 and isinstance(actions[0], Authenticate)
+    assert actions[0].reconnect_secret == "s-0"
     claims = actions[0].claims
     assert (claims.tenant_id, claims.interview_id, claims.role, claims.jti) == (
         "tenant-a",
@@ -95,7 +97,7 @@ def test_good_hello_asks_the_gateway_then_welcome_follows_accept(
         "j-1",
     )
     assert fresh.phase is Phase.AUTHENTICATING
-    fresh.accept("sess-9")
+    fresh.accept("sess-9", reconnect_secret="s-9")
     assert sent(fresh.actions()) == [
         {
             "type": "welcome",
@@ -103,8 +105,10 @@ def test_good_hello_asks_the_gateway_then_welcome_follows_accept(
             "role": "candidate",
             "session_id": "sess-9",
             "ping_interval": 7.5,
+            "silence_timeout": 11.25,
             "max_message_size": 64 * 1024,
             "ice_servers": [],
+            "reconnect_secret": "s-9",
         }
     ]
     assert fresh.phase is Phase.READY
@@ -357,6 +361,7 @@ def test_bad_candidates_get_a_clear_error_and_the_session_goes_on(
     "end",
     [
         frame("candidate", candidate=None),
+        frame("candidate", candidate=None, sdpMid="0"),
         frame("candidate", candidate=""),
         frame("candidate"),
         frame("end-of-candidates"),
@@ -366,6 +371,44 @@ def test_end_of_candidates_in_every_spelling(answered: SignalingSession, end: st
     assert [a for a in feed(answered, end)] == [DeliverCandidate(None)]
     actions = feed(answered, frame("candidate", candidate=HOST_CANDIDATE, sdpMid="0"))
     assert errors(actions) == [("bad_candidate", False)]
+
+
+def test_an_empty_candidate_for_one_mline_ends_only_that_mline(
+    answered: SignalingSession,
+) -> None:
+    """Firefox's way (as W3C addIceCandidate reads it): each m-line's candidates, then "" for
+    that m-line, then null. The later m-lines' candidates are still taken."""
+    replies: list[Action] = []
+    for mid in ("0", "1", "2"):
+        replies += feed(answered, frame("candidate", candidate=HOST_CANDIDATE, sdpMid=mid))
+        end = frame("candidate", candidate="", sdpMid=mid, sdpMLineIndex=int(mid))
+        replies += feed(answered, end)
+    replies += feed(answered, frame("candidate", candidate=None))
+    assert errors(replies) == []
+    delivered = [a.candidate for a in replies if isinstance(a, DeliverCandidate)]
+    # every candidate, then one end-of-candidates for the gateway once all three m-lines ended
+    assert [c.sdp_mid if c else None for c in delivered] == ["0", "1", "2", None]
+    late = feed(answered, frame("candidate", candidate=HOST_CANDIDATE, sdpMid="1"))
+    assert errors(late) == [("bad_candidate", False)]
+
+
+def test_a_candidate_for_an_mline_that_ended_is_refused(answered: SignalingSession) -> None:
+    feed(answered, frame("candidate", candidate="", sdpMLineIndex=0))
+    refused = feed(answered, frame("candidate", candidate=HOST_CANDIDATE, sdpMid="0"))
+    assert errors(refused) == [("bad_candidate", False)]
+    taken = feed(answered, frame("candidate", candidate=HOST_CANDIDATE, sdpMid="2"))
+    assert errors(taken) == [] and any(isinstance(a, DeliverCandidate) for a in taken)
+    unknown = feed(answered, frame("candidate", candidate="", sdpMid="9"))
+    assert errors(unknown) == [("unknown_mline", False)]
+
+
+def test_a_reconnect_offer_takes_candidates_for_every_mline_again(
+    answered: SignalingSession,
+) -> None:
+    feed(answered, frame("end-of-candidates"))
+    feed(answered, frame("offer", sdp=OFFER_AV, reconnect=True))
+    actions = feed(answered, frame("candidate", candidate=HOST_CANDIDATE, sdpMid="0"))
+    assert errors(actions) == [] and any(isinstance(a, DeliverCandidate) for a in actions)
 
 
 # --- events, keepalive, bye ---

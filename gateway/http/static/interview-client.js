@@ -34,6 +34,8 @@ const FINAL_CODES = new Set([
   "token_not_yet_valid",
   "wrong_audience",
   "role_not_allowed",
+  "interview_in_progress",
+  "origin_not_allowed",
   "microphone_denied",
   "microphone_missing",
   "microphone_busy",
@@ -58,6 +60,17 @@ export function signalUrlFor(interviewId, base = globalThis.location?.href) {
   const url = new URL(`/v1/interviews/${encodeURIComponent(interviewId)}/signal`, base);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.href;
+}
+
+/**
+ * The signaling message for one `icecandidate` event's `candidate`: null (gathering is over)
+ * is `end-of-candidates`; an empty `candidate` string with its `sdpMid` ends that m-line only
+ * (Firefox sends one per m-line, and more candidates for other m-lines may follow).
+ */
+export function candidateMessage(candidate) {
+  if (!candidate) return { type: "end-of-candidates" };
+  const { sdpMid = null, sdpMLineIndex = null } = candidate;
+  return { type: "candidate", candidate: candidate.candidate ?? "", sdpMid, sdpMLineIndex };
 }
 
 /**
@@ -118,7 +131,9 @@ export class InterviewClient extends EventTarget {
   #muted = false;
   #link = null; // the current {ws, pc, channel, ...}: one socket and one peer connection
   #partials = new Map(); // item id -> text spoken so far
+  #finals = new Set(); // ids of the final lines reported: a rejoin is told them again
   #generation = 0; // bumped per link, so callbacks of a replaced link do nothing
+  #secretKey; // where the session's reconnect secret is kept (sessionStorage), per interview
 
   /**
    * @param {object} options
@@ -132,6 +147,8 @@ export class InterviewClient extends EventTarget {
    * @param {number} [options.reconnectAttempts] tries after a network loss (default: 6)
    * @param {number} [options.reconnectDelayMs] first pause between tries, doubled each time
    * @param {number} [options.answerTimeoutMs] how long to wait for the gateway's answer
+   * @param {Storage|null} [options.storage] where the session's reconnect secret is kept, so
+   *   that a reload rejoins (default: sessionStorage, one per tab; null: nowhere)
    */
   constructor(options) {
     super();
@@ -150,6 +167,21 @@ export class InterviewClient extends EventTarget {
     };
     this.#stream = options.stream ?? null;
     this.#audio = options.audioElement ?? null;
+    this.#secretKey = `interview-reconnect:${this.#signalUrl}`;
+  }
+
+  /** The reconnect secret of this interview's live session, as the last welcome gave it. */
+  get #secret() {
+    return this.#storage?.getItem(this.#secretKey) ?? null;
+  }
+
+  set #secret(secret) {
+    if (secret) this.#storage?.setItem(this.#secretKey, secret);
+    else this.#storage?.removeItem(this.#secretKey);
+  }
+
+  get #storage() {
+    return this.#options.storage === undefined ? (globalThis.sessionStorage ?? null) : this.#options.storage;
   }
 
   get state() {
@@ -210,6 +242,7 @@ export class InterviewClient extends EventTarget {
     if (this.#state === "ended" || this.#state === "failed") return;
     const link = this.#link;
     this.#setState("ended", reason); // first: the closing socket must not look like a loss
+    this.#secret = null; // ended for good: nothing to rejoin
     if (link?.ws.readyState === WebSocket.OPEN) {
       link.ws.send(JSON.stringify({ type: "bye", reason }));
       await Promise.race([link.closed, delay(2000)]);
@@ -249,8 +282,9 @@ export class InterviewClient extends EventTarget {
         await this.#connect(reconnect || attempt > 0);
         return;
       } catch (err) {
-        const error = asInterviewError(err);
+        let error = asInterviewError(err);
         this.#closeLink();
+        if (error.code === "signaling_unreachable") error = await this.#whyUnreachable(error);
         if (error.fatal || FINAL_CODES.has(error.code) || attempt >= reconnectAttempts) {
           throw error;
         }
@@ -263,15 +297,38 @@ export class InterviewClient extends EventTarget {
     }
   }
 
+  /**
+   * A WebSocket that did not open says nothing of why. When the gateway is on another origin
+   * and still answers HTTP (an opaque no-cors request succeeds), it refused this page's socket:
+   * its origin is not on the gateway's allowlist (a 403 at the upgrade). Retrying cannot help.
+   */
+  async #whyUnreachable(error) {
+    const http = new URL(this.#signalUrl);
+    http.protocol = http.protocol === "wss:" ? "https:" : "http:";
+    if (http.origin === globalThis.location?.origin) return error;
+    try {
+      await fetch(http.href, { mode: "no-cors", cache: "no-store" });
+    } catch {
+      return error; // truly unreachable: the network, or the gateway is down
+    }
+    return new InterviewError(
+      "origin_not_allowed",
+      `the interview server refused connections from this page (${globalThis.location?.origin}); its CORS allowlist must name this origin`,
+    );
+  }
+
   /** One socket and one peer connection, up to `connected`. */
   async #connect(reconnect) {
     const generation = ++this.#generation;
     const link = this.#openLink(generation);
     this.#link = link;
     await link.opened;
-    link.ws.send(JSON.stringify({ type: "hello", token: this.#token }));
+    const secret = this.#secret;
+    link.ws.send(JSON.stringify({ type: "hello", token: this.#token, ...(secret ? { reconnect_secret: secret } : {}) }));
     const welcome = await link.next("welcome");
-    link.pingInterval = (welcome.ping_interval ?? 10) * 1000;
+    this.#secret = welcome.reconnect_secret; // what a later socket (or a reloaded page) presents
+    // The gateway pings every ping_interval; this much silence is a dead path (signaling.md).
+    link.silenceMs = (welcome.silence_timeout ?? 1.5 * (welcome.ping_interval ?? 10)) * 1000;
     this.#watchLiveness(link);
 
     // The gateway's servers (a TURN relay with credentials minted for this session) first,
@@ -296,12 +353,7 @@ export class InterviewClient extends EventTarget {
     // Candidates found before the offer is on its way wait for it: the gateway wants it first.
     const pending = [];
     let offerSent = false;
-    const sendCandidate = (candidate) => {
-      const msg = candidate?.candidate
-        ? { type: "candidate", candidate: candidate.candidate, sdpMid: candidate.sdpMid, sdpMLineIndex: candidate.sdpMLineIndex }
-        : { type: "end-of-candidates" };
-      link.send(msg);
-    };
+    const sendCandidate = (candidate) => link.send(candidateMessage(candidate));
     pc.onicecandidate = (ev) => (offerSent ? sendCandidate(ev.candidate) : pending.push(ev.candidate));
 
     await pc.setLocalDescription(await pc.createOffer());
@@ -320,7 +372,7 @@ export class InterviewClient extends EventTarget {
   /** A WebSocket with promises for its opening, its closing and the next message of a type. */
   #openLink(generation) {
     const ws = new WebSocket(this.#signalUrl);
-    const link = { ws, pc: null, channel: null, up: false, lastHeard: Date.now(), pingInterval: 10000, timers: [] };
+    const link = { ws, pc: null, channel: null, up: false, lastHeard: Date.now(), silenceMs: 15000, timers: [] };
     const waiters = new Map(); // message type -> resolve
     let failLink;
     link.failed = new Promise((_, reject) => (failLink = reject));
@@ -371,8 +423,12 @@ export class InterviewClient extends EventTarget {
         this.#onTranscript(msg);
         break;
       case "state":
-        if (msg.state === "ended" || msg.state === "failed") {
-          this.#finish(msg.state, msg.detail?.reason ?? msg.state);
+        // A failure is an error too: the page must say what happened (its reason is the code).
+        if (msg.state === "failed") {
+          const reason = msg.detail?.reason ?? "failed";
+          this.#fail(new InterviewError(reason, `the interview failed (${reason})`));
+        } else if (msg.state === "ended") {
+          this.#finish("ended", msg.detail?.reason ?? "ended");
         }
         break;
       case "error": {
@@ -385,8 +441,13 @@ export class InterviewClient extends EventTarget {
         break;
       }
       case "bye":
-        // The gateway ended the conversation (the interview is over, or another tab took over).
-        this.#finish("ended", msg.reason);
+        // The gateway ended the conversation (the interview is over, or another tab took over);
+        // a server going away (shutdown) did not end the interview, it failed it.
+        if (msg.reason === "shutdown") {
+          this.#fail(new InterviewError("shutdown", "the interview server is shutting down"));
+        } else {
+          this.#finish("ended", msg.reason);
+        }
         break;
       default:
         break;
@@ -418,6 +479,10 @@ export class InterviewClient extends EventTarget {
 
   #onTranscript(msg) {
     const id = msg.item_id ?? msg.event_id;
+    if (msg.final && id != null) {
+      if (this.#finals.has(id)) return; // the interview so far, told again on a rejoin
+      this.#finals.add(id);
+    }
     let text = msg.text;
     if (msg.final) {
       this.#partials.delete(id);
@@ -443,15 +508,19 @@ export class InterviewClient extends EventTarget {
     if (state === "disconnected") link.disconnectTimer = setTimeout(() => this.#lost("media_lost"), 3000);
   }
 
-  /** The gateway pings every ping_interval; two silent intervals and a half mean a dead path. */
+  /**
+   * The gateway pings every ping_interval, so a socket silent for welcome's silence_timeout
+   * (1.5 intervals) is dead: reconnect then, well within the gateway's grace (signaling.md,
+   * "Liveness and grace"). Checked six times per silence_timeout (at most every second).
+   */
   #watchLiveness(link) {
     const timer = setInterval(() => {
-      if (Date.now() - link.lastHeard > link.pingInterval * 2.5) {
+      if (Date.now() - link.lastHeard > link.silenceMs) {
         clearInterval(timer);
         if (link.up) this.#lost("signaling_silent");
         else link.ws.close();
       }
-    }, 1000);
+    }, Math.min(1000, link.silenceMs / 6));
     link.timers.push(timer);
   }
 
@@ -473,6 +542,9 @@ export class InterviewClient extends EventTarget {
 
   #finish(state, reason) {
     if (this.#state === "ended" || this.#state === "failed") return;
+    // An interview that is over for this page has no session left to rejoin, except when
+    // another socket holding the secret took it over (it keeps the secret it shares).
+    if (reason !== "replaced") this.#secret = null;
     this.#setState(state, reason);
     this.#teardown();
   }

@@ -29,10 +29,27 @@ const STATUS_TEXT = {
 };
 
 const INVITATION_GONE =
-  "This invitation has already been used and the interview is over. If you think this is a mistake, contact the person who invited you.";
+  "The interview it was for has taken place. If you think this is a mistake, contact the person who invited you.";
 const INVITATION_BAD =
   "This invitation link is not valid. Check that you opened the whole link from your invitation.";
 const UNAVAILABLE = "The interviewer is not available right now. Please try again in a few minutes.";
+const LOST =
+  "The connection to your interview was lost and did not come back in time. Check your network, then reload this page to continue the interview.";
+const RESTARTED = "The interview server restarted. Wait a minute, then reload this page to continue the interview.";
+
+/** What the candidate reads when the interview ends (the gateway's end reason): what happened. */
+const ENDED = {
+  bye: "Thank you for your time. You can close this page.",
+  candidate_ended: "Thank you for your time. You can close this page.",
+  interview_complete: "The interviewer has finished. Thank you for your time; you can close this page.",
+  replaced: "It continues in another window or tab.",
+  time_limit: "The interview reached its time limit. Thank you for your time; you can close this page.",
+  ended_by_admin: "The organisation that invited you ended the interview. You can close this page.",
+  upstream_closed: "The interviewer ended the interview. Thank you for your time; you can close this page.",
+  upstream_expired: "The interview reached its time limit. Thank you for your time; you can close this page.",
+  upstream_remote_hangup: "The interviewer ended the interview. Thank you for your time; you can close this page.",
+};
+const ENDED_OTHERWISE = "The interview is over. You can close this page.";
 
 /** What the candidate reads for each error code: what happened, and what they can do. */
 const MESSAGES = {
@@ -53,6 +70,10 @@ const MESSAGES = {
   token_not_yet_valid: ["This invitation is not valid yet", "Open the link again at the time you were given."],
   wrong_audience: ["This invitation is not valid here", INVITATION_BAD],
   role_not_allowed: ["This link cannot join the interview", INVITATION_BAD],
+  interview_in_progress: [
+    "This interview is open in another window",
+    "Continue it in the window or tab where you started it. If you closed that one, wait a minute, then reload this page.",
+  ],
   rate_limited: ["Too many attempts", "Wait a minute, then reload this page."],
   keys_unavailable: ["The interview server cannot check your invitation", "Try again in a few minutes."],
   at_capacity: ["The interviewer is busy", UNAVAILABLE],
@@ -64,13 +85,38 @@ const MESSAGES = {
     "We could not reconnect. Check your network, then reload this page to rejoin the interview.",
   ],
   signaling_unreachable: ["The interview server cannot be reached", "Check your network, then reload this page."],
+  // why a started interview failed (the gateway's end reasons)
+  peer_silent: ["The connection was lost", LOST],
+  peer_failed: ["The connection was lost", LOST],
+  peer_closed: ["The connection was lost", LOST],
+  signaling_disconnected: ["The connection was lost", LOST],
+  signaling_ping_timeout: ["The connection was lost", LOST],
+  shutdown: ["The interview was interrupted", RESTARTED],
+  gateway_lost: ["The interview was interrupted", RESTARTED],
+  worker_lost: ["The interview was interrupted", RESTARTED],
+  upstream_closed: ["The interviewer could not be reached", UNAVAILABLE],
+  upstream_sideband_closed: ["The interviewer could not be reached", UNAVAILABLE],
+  upstream_content: ["The interviewer stopped the interview", "Contact the person who invited you."],
+  integrity_violation: [
+    "The interview was stopped",
+    "The interviewer's settings were changed from this page. Contact the person who invited you.",
+  ],
 };
+
+/** The message of a failure reason: its own, or the family's (`upstream_*`, `signaling_*`). */
+function messageFor(code) {
+  if (MESSAGES[code]) return MESSAGES[code];
+  if (code?.startsWith("upstream_")) return MESSAGES.upstream_failed;
+  if (code?.startsWith("signaling_") || code?.startsWith("peer_")) return MESSAGES.peer_closed;
+  return null;
+}
 
 const interviewId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() ?? "");
 const token = takeToken();
 let stream = null;
 let client = null;
 let meterFrame = 0;
+let meterContext = null;
 
 /** The token from the link's fragment, kept for this tab only so that a reload can rejoin. */
 function takeToken() {
@@ -102,6 +148,7 @@ function showAlert(title, text, kind = "error") {
   ui.alert.dataset.kind = kind;
   ui.alert.setAttribute("role", kind === "error" ? "alert" : "status");
   ui.alert.hidden = false;
+  ui.alert.scrollIntoView({ block: "nearest" }); // on a phone it may be out of view
 }
 
 function hideAlert() {
@@ -109,7 +156,10 @@ function hideAlert() {
 }
 
 function showError(code, message) {
-  const [title, text] = MESSAGES[code] ?? ["Something went wrong", message ?? code];
+  const [title, text] = messageFor(code) ?? [
+    "Something went wrong",
+    `${message ?? code}. Reload this page to try again; if it keeps happening, contact the person who invited you.`,
+  ];
   showAlert(title, text, "error");
 }
 
@@ -135,9 +185,21 @@ async function getMicrophone() {
   return stream;
 }
 
+/** Stop every device the page opened (microphone, camera) and the level meter: every ending
+ * path calls this, so the browser's recording indicator goes off with the interview. */
+function releaseMedia() {
+  cancelAnimationFrame(meterFrame);
+  for (const track of stream?.getTracks() ?? []) track.stop();
+  stream = null;
+  meterContext?.close().catch(() => {});
+  meterContext = null;
+  ui.micLevel.value = 0;
+  ui.micHint.textContent = "Microphone off.";
+}
+
 /** Drive the level meter from the microphone: the candidate sees they are heard. */
 function showLevel(mediaStream) {
-  const context = new AudioContext();
+  const context = (meterContext = new AudioContext());
   const analyser = context.createAnalyser();
   analyser.fftSize = 512;
   context.createMediaStreamSource(mediaStream).connect(analyser);
@@ -199,16 +261,11 @@ function onState({ detail: { state, reason } }) {
     hideAlert();
   } else if (state === "ended") {
     ui.speaking.hidden = true;
-    cancelAnimationFrame(meterFrame);
-    showAlert(
-      "The interview has ended",
-      reason === "replaced"
-        ? "It continues in another window or tab."
-        : "Thank you for your time. You can close this page.",
-      "info",
-    );
+    releaseMedia();
+    showAlert("The interview has ended", ENDED[reason] ?? ENDED_OTHERWISE, "info");
   } else if (state === "failed") {
-    cancelAnimationFrame(meterFrame);
+    ui.speaking.hidden = true;
+    releaseMedia(); // the error event already said what happened
   }
 }
 
