@@ -25,6 +25,8 @@ from storage.interviews import SessionRecord
 from storage.transcripts import TranscriptWriter
 
 FAST_SPEECH = 8.0  # words per second: keeps a whole scripted interview to a few seconds
+#: seconds the scripted closing line leaves before it ends the interview, in tests
+TEST_END_LINGER = 120.0
 
 
 @dataclasses.dataclass
@@ -110,6 +112,9 @@ async def start_gateway(fresh_database_url: str, tmp_path: Path) -> AsyncIterato
             # the suite runs on loopback: its peers' candidates are 127.0.0.1, allowed here
             ice_allow_remote=("127.0.0.0/8",),
             sim_words_per_second=FAST_SPEECH,
+            # the scripted closing line ends an interview END_LINGER after it; tests that end
+            # with bye get time for it on a loaded machine (those about the closing set it)
+            end_linger=TEST_END_LINGER,
         )
         settings = dataclasses.replace(settings, **overrides)
         app = create_app(settings)

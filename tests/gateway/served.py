@@ -16,6 +16,7 @@ from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import HeadlessCandidate
 from gateway.sim.script import Script
 from storage.database import Database
+from tests.gateway.conftest import TEST_END_LINGER
 
 SECRET = "served-gateway-test-secret-" + "z" * 24
 
@@ -64,6 +65,7 @@ async def served(
             "GATEWAY_JWT_SECRET": SECRET,
             "GATEWAY_ICE_ADDRESSES": "127.0.0.1",
             "GATEWAY_MODE": "relay",
+            "GATEWAY_END_LINGER": str(TEST_END_LINGER),  # tests end with bye (see conftest)
             **env,
         },
         stdout=asyncio.subprocess.PIPE,
