@@ -13,6 +13,7 @@ import asyncio
 import sys
 from uuid import UUID
 
+from gateway.cli import listening
 from gateway.cli.helptext import command_parser
 from gateway.config import MODES, ConfigError, Settings
 from gateway.sessions.invitations import invite
@@ -108,7 +109,11 @@ async def _invite(db: Database, settings: Settings, args: argparse.Namespace) ->
         max_duration=args.max_duration,
         upstream_session=session,
     )
-    base_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    base_url = (
+        settings.public_url
+        or listening.recorded(settings.data_dir)  # a serve on this data dir, on its real port
+        or f"http://{settings.host}:{settings.port}"
+    )
     print(invitation.room_url(base_url))
     print(
         f"interview {invitation.interview_id} for tenant {invitation.tenant_id}, "

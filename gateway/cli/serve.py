@@ -142,6 +142,7 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
     from aiohttp import web
 
     from gateway.app import DATABASE, JWT_SECRET, SESSIONS, create_app
+    from gateway.cli import listening
     from gateway.fleet.worker import until_done
     from gateway.http.connections import GatewayRunner
     from gateway.http.urls import PublicUrls
@@ -167,6 +168,7 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
             f" role {settings.role})",
             flush=True,
         )
+        listening.record(settings.data_dir, base_url)
         if invite_at_start:
             tenant_id = await default_tenant(app[DATABASE], settings.data_dir)
             invitation = await invite(app[DATABASE], app[JWT_SECRET], tenant_id, mode=settings.mode)
@@ -197,6 +199,7 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
         print("interview-gateway: shutting down, ending every session", flush=True)
     finally:
         stopped.cancel()
+        listening.forget(settings.data_dir)
         await runner.cleanup()
 
 

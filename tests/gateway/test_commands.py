@@ -66,12 +66,23 @@ async def test_serve_prints_a_working_invitation_and_ends_cleanly_on_ctrl_c(
         room = lines[1].removeprefix("interview room: ").strip()
         assert "/interview/" in room and "#token=" in room
         interview_id = room.split("/interview/")[1].split("#")[0]
+        # invite, run beside it on the same data directory, links to the port serve took
+        base_url = lines[0].split(" listening on ")[1].split()[0]
+        tenant = (tmp_path / "default-tenant").read_text().strip()
+        invited = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "invite", "--tenant", tenant,
+            env=command_env(fresh_database_url, tmp_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        link, _ = await asyncio.wait_for(invited.communicate(), 60)
+        assert link.decode().startswith(f"{base_url}/interview/"), (link, base_url)
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 60) == 0
+    assert not (tmp_path / "serve-url").exists()  # a stopped serve leaves no address behind
     # the invitation names a real interview row, still waiting for its candidate
     db = await open_database(fresh_database_url, data_dir=tmp_path, migrate=False)
     try:
-        tenant = (tmp_path / "default-tenant").read_text().strip()
         record = await interviews.get_session(db, UUID(tenant), UUID(interview_id))
         assert record is not None and record.status == "created"
     finally:
