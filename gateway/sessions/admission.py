@@ -20,9 +20,9 @@ from uuid import UUID
 import psycopg
 
 from gateway.http.security import RateLimiter
+from gateway.sessions.connection import ConnectionHandler
 from gateway.sessions.manager import SessionManager, promptly, usable
 from gateway.sessions.observers import WATCHED_ENDED, Observer, ObserverHandler
-from gateway.sessions.session import ConnectionHandler
 from signaling.errors import SignalingError
 from signaling.server import SignalingChannel
 from signaling.tokens import OBSERVER_ROLES, TokenClaims, TokenVerifier

@@ -21,8 +21,9 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from gateway.config import Settings
+from gateway.sessions.connection import ConnectionHandler
 from gateway.sessions.quality import TurnLatencies
-from gateway.sessions.session import ConnectionHandler, EndStatus, InterviewSession
+from gateway.sessions.session import EndStatus, InterviewSession
 from gateway.upstream.call import CallFactory
 from signaling.errors import SignalingError
 from signaling.server import SignalingChannel

@@ -2,7 +2,8 @@
 
 A session outlives the signaling connections that drive it: a candidate whose network drops
 comes back on a new WebSocket with a new peer connection, and in relay mode the AI conversation
-carries on. ``ConnectionHandler`` is what the signaling server talks to for one connection.
+carries on. ``gateway.sessions.connection.ConnectionHandler`` is what the signaling server
+talks to for one connection.
 
 The session holds one ``Call`` (relay or proxy, from the manager's call factory) and listens
 to it as its ``CallListener``. The candidate counts as lost while their signaling socket is
@@ -49,54 +50,18 @@ from signaling.server import Answer, IceCandidate, SignalingChannel, SignalingEr
 from storage.transcripts import Role, Source
 
 if TYPE_CHECKING:
+    from gateway.sessions.connection import ConnectionHandler
     from gateway.sessions.manager import RelayLease, SessionManager
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConnectionHandler", "EndStatus", "InterviewSession"]
+__all__ = ["EndStatus", "InterviewSession"]
 
 #: How long ending waits for its record to land before it lets go (the record goes on).
 END_RECORD_WAIT = 2.0
 
 #: What can be lost: the signaling socket, the media.
 Loss = Literal["signaling", "media"]
-
-
-class ConnectionHandler:
-    """The signaling server's view of one connection; it forwards to the session while current."""
-
-    def __init__(self, session: InterviewSession, channel: SignalingChannel) -> None:
-        self.session = session
-        self.channel = channel
-        self._told_so_far = False
-
-    @property
-    def ice_servers(self) -> tuple[dict[str, Any], ...]:
-        """What the welcome message tells the browser to use (its minted TURN credential)."""
-        return self.session.ice_servers.browser
-
-    @property
-    def reconnect_secret(self) -> str:
-        """What the welcome message gives the candidate to rejoin this session later."""
-        return self.session.reconnect_secret
-
-    async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer:
-        """``reconnect`` is the client's say; the session knows better (``offer``). With its
-        first answer a socket is told the interview so far (a rejoin, a reloaded page)."""
-        answer = await self.session.offer(sdp)
-        if not self._told_so_far:
-            self._told_so_far = True
-            await self.session.tell_so_far(self.channel)
-        return answer
-
-    async def on_candidate(self, candidate: IceCandidate | None) -> None:
-        await self.session.candidate(candidate)
-
-    async def on_client_event(self, event: dict[str, Any]) -> None:
-        self.session.client_event(event)
-
-    async def on_close(self, reason: str) -> None:
-        await self.session.detach(self, reason)
 
 
 class InterviewSession:
