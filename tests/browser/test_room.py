@@ -94,8 +94,21 @@ async def test_a_whole_interview_in_the_room(
         "items => items.map(li => [li.dataset.role, li.querySelector('.text').textContent])"
     )
     assert shown, "no transcript line on the page"
-    assert {tuple(line) for line in shown} <= stored, "the page shows lines Postgres lacks"
-    assert ("candidate", script.turns[0].answer) in stored
+    if gateway.upstream == "sim":
+        assert {tuple(line) for line in shown} <= stored, "the page shows lines Postgres lacks"
+    else:
+        # GPT-Live's fragments are read back on the session timeline, and the fake microphone
+        # talks over the interviewer, so stored turns can interleave where the page (joining
+        # fragments as they arrive) shows one line: each line shown is that speaker's words as
+        # stored, in order.
+        turns = read_turns(rows)
+        for role, text in shown:
+            said = " ".join(" ".join(t.text for t in turns if t.role == role).split())
+            assert " ".join(text.split()) in said, (role, text, said)
+    if gateway.upstream == "sim":
+        assert ("candidate", script.turns[0].answer) in stored
+    else:
+        assert script.turns[0].answer in " ".join(t.text for t in turns if t.role == "candidate")
     assert violations == []
 
 
