@@ -167,10 +167,7 @@ class TranscriptWriter:
             await self._changed.wait_for(lambda: self.backlog <= at_most)
 
     def _durable(self) -> bool:
-        return not self._queue and not self._inflight and not self._journal_unsynced()
-
-    def _journal_unsynced(self) -> bool:
-        return self._sync.pending
+        return not self._queue and not self._inflight and not self._sync.pending
 
     async def close(self, grace: float = 5.0) -> None:
         """Commits what it can within ``grace`` seconds; the rest stays in the journal."""
