@@ -23,6 +23,7 @@ from gateway.fleet.metrics import FleetCollector
 from gateway.fleet.runtime import Fleet, running_front
 from gateway.http import api, metrics, pages, security
 from gateway.http.recordings import RecordingsApi
+from gateway.http.reports import ReportsApi
 from gateway.media.forwarding import MediaStats
 from gateway.media.host_sockets import open_host_sockets
 from gateway.media.relay import Relay, RelayOptions
@@ -172,6 +173,7 @@ def create_app(settings: Settings) -> web.Application:
         sessions=lambda: app[SESSIONS],
     )
     admin.mount(app)
+    ReportsApi(admin, lambda: app[DATABASE]).mount(app)
     RecordingsApi(
         admin.tenant,
         database=lambda: app[DATABASE],

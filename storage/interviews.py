@@ -187,16 +187,23 @@ async def get_session(db: Database, tenant_id: UUID, session_id: UUID) -> Sessio
         return await cur.fetchone()
 
 
+#: Statuses of an interview that is taking place now (a candidate is connecting or connected).
+LIVE_STATUSES: frozenset[str] = frozenset({"connecting", "active"})
+_NEWEST_FIRST = sql.SQL("created_at DESC, id")
+_LIVE_FIRST = sql.SQL("status IN ('connecting', 'active') DESC, created_at DESC, id")
+
+
 async def list_sessions(
-    db: Database, tenant_id: UUID, *, limit: int = 50, offset: int = 0
+    db: Database, tenant_id: UUID, *, limit: int = 50, offset: int = 0, live_first: bool = False
 ) -> list[SessionRecord]:
-    """The tenant's sessions, newest first."""
+    """The tenant's sessions, newest first; with ``live_first`` (the dashboard) those taking
+    place now (``LIVE_STATUSES``) come before all the others."""
     async with db.tenant(tenant_id) as conn:
         cur = conn.cursor(row_factory=class_row(SessionRecord))
         await cur.execute(
-            sql.SQL(
-                "SELECT {} FROM interview_sessions ORDER BY created_at DESC, id LIMIT %s OFFSET %s"
-            ).format(_SESSION_COLUMNS),
+            sql.SQL("SELECT {} FROM interview_sessions ORDER BY {} LIMIT %s OFFSET %s").format(
+                _SESSION_COLUMNS, _LIVE_FIRST if live_first else _NEWEST_FIRST
+            ),
             [limit, offset],
         )
         return await cur.fetchall()

@@ -118,3 +118,84 @@ def _moment(row: tuple[Any, ...]) -> dict[str, Any]:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
+
+
+@dataclass(frozen=True, slots=True)
+class TimedSample:
+    """A leg's sample and when it was taken, for drawing it over time."""
+
+    at: datetime
+    sample: LegSample
+
+
+@dataclass(frozen=True, slots=True)
+class TurnLatency:
+    at: datetime
+    latency_ms: float
+
+
+async def quality_samples(
+    db: Database, tenant_id: UUID, interview_id: UUID
+) -> tuple[list[TimedSample], list[TurnLatency]]:
+    """Every sample of both legs, and every turn's latency, in time order (the report's
+    pictures)."""
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(
+            f"SELECT at, leg, {', '.join(_MEASURES)} FROM call_quality"
+            " WHERE interview_id = %s ORDER BY at, leg",
+            [interview_id],
+        )
+        samples = [
+            TimedSample(row[0], LegSample(row[1], *(_round(v) for v in row[2:])))
+            for row in await cur.fetchall()
+        ]
+        cur = await conn.execute(
+            "SELECT at, latency_ms FROM turn_latency WHERE interview_id = %s ORDER BY at",
+            [interview_id],
+        )
+        turns = [TurnLatency(row[0], float(row[1])) for row in await cur.fetchall()]
+    return samples, turns
+
+
+@dataclass(frozen=True, slots=True)
+class QualityOverview:
+    """One line of an interview's quality for a list: its turns' median and slowest latency,
+    the browser leg's median round trip and its worst loss."""
+
+    turns: int
+    latency_ms_p50: float | None
+    latency_ms_max: float | None
+    browser_rtt_ms_p50: float | None
+    browser_loss_max: float | None
+
+
+async def quality_overviews(
+    db: Database, tenant_id: UUID, interview_ids: list[UUID]
+) -> dict[UUID, QualityOverview]:
+    """The overview of each of ``interview_ids`` that measured anything (two grouped queries,
+    whatever the number of interviews)."""
+    async with db.tenant(tenant_id) as conn:
+        cur = await conn.execute(
+            "SELECT interview_id, count(*),"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms), max(latency_ms)"
+            " FROM turn_latency WHERE interview_id = ANY(%s) GROUP BY interview_id",
+            [interview_ids],
+        )
+        turns = {row[0]: row[1:] for row in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT interview_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_ms), max(loss)"
+            " FROM call_quality WHERE interview_id = ANY(%s) AND leg = 'browser'"
+            " GROUP BY interview_id",
+            [interview_ids],
+        )
+        legs = {row[0]: row[1:] for row in await cur.fetchall()}
+    return {
+        interview_id: QualityOverview(
+            turns=int(turns.get(interview_id, (0,))[0]),
+            latency_ms_p50=_round(turns[interview_id][1]) if interview_id in turns else None,
+            latency_ms_max=_round(turns[interview_id][2]) if interview_id in turns else None,
+            browser_rtt_ms_p50=_round(legs[interview_id][0]) if interview_id in legs else None,
+            browser_loss_max=_round(legs[interview_id][1]) if interview_id in legs else None,
+        )
+        for interview_id in set(turns) | set(legs)
+    }

@@ -139,7 +139,7 @@ class AdminApi:
 
     async def get_interview(self, request: web.Request) -> web.Response:
         tenant_id = await self.tenant(request)
-        return web.json_response(await self._interview(tenant_id, _interview_id(request)))
+        return web.json_response(await self._interview(tenant_id, interview_id_of(request)))
 
     async def list_interviews(self, request: web.Request) -> web.Response:
         tenant_id = await self.tenant(request)
@@ -162,7 +162,7 @@ class AdminApi:
 
     async def transcript(self, request: web.Request) -> web.Response:
         tenant_id = await self.tenant(request)
-        interview_id = _interview_id(request)
+        interview_id = interview_id_of(request)
         fmt = validation.TRANSCRIPT_FORMAT.parse("format", request.query.get("format"))
         await self._interview(tenant_id, interview_id)  # 404 before an empty transcript
         rows = read_turns(
@@ -177,7 +177,7 @@ class AdminApi:
     async def end_interview(self, request: web.Request) -> web.Response:
         """End the interview now (idempotent): a live session hangs up and tells the browser."""
         tenant_id = await self.tenant(request)
-        interview_id = _interview_id(request)
+        interview_id = interview_id_of(request)
         await self._interview(tenant_id, interview_id)
         if not await self._sessions().end(tenant_id, interview_id, "ended", ENDED_BY_ADMIN):
             await interviews.end_session(
@@ -188,7 +188,7 @@ class AdminApi:
     async def create_observer_token(self, request: web.Request) -> web.Response:
         """A token that watches this interview live, read-only (role observer or interviewer)."""
         tenant_id = await self.tenant(request)
-        interview_id = _interview_id(request)
+        interview_id = interview_id_of(request)
         body = await validation.json_object(
             request, self.settings.api_max_body, self.settings.http_body_timeout
         )
@@ -219,7 +219,7 @@ class AdminApi:
     async def quality(self, request: web.Request) -> web.Response:
         """The interview's call quality: per leg and per turn (relay mode; empty otherwise)."""
         tenant_id = await self.tenant(request)
-        interview_id = _interview_id(request)
+        interview_id = interview_id_of(request)
         await self._interview(tenant_id, interview_id)
         summary = await call_quality.quality_summary(self._database(), tenant_id, interview_id)
         return web.json_response({"interview_id": str(interview_id), **summary})
@@ -238,7 +238,8 @@ class AdminApi:
         return _interview_json(record, options)
 
 
-def _interview_id(request: web.Request) -> UUID:
+def interview_id_of(request: web.Request) -> UUID:
+    """The path's interview id; anything that is not a UUID is `404 not_found`."""
     try:
         return UUID(request.match_info["interview_id"])
     except ValueError:

@@ -13,6 +13,7 @@ reads as another speaker's. Lines the browser forwarded carry their mark in ever
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -69,10 +70,11 @@ def as_text(rows: list[Turn]) -> str:
     return "".join(f"{speaker(r)}: {one_line(r.text)}\n" for r in rows)
 
 
-def _spans(rows: list[Turn]) -> list[tuple[float, float]]:
+def spans(rows: list[Turn], origin: datetime | None = None) -> list[tuple[float, float]]:
     """Each turn's (begin, end) in seconds: its audio span on the session timeline when every
-    turn has one (GPT-Live), else from when it was received (relative to the first) to when
-    the next one was, which is what the gateway knows of a Realtime turn without its audio."""
+    turn has one (GPT-Live), else from when it was received (relative to ``origin``, by
+    default the first turn's arrival) to when the next one was, which is what the gateway
+    knows of a Realtime turn without its audio."""
     timed = [
         (r.audio_start_ms / 1000, r.audio_end_ms / 1000)
         for r in rows
@@ -80,24 +82,24 @@ def _spans(rows: list[Turn]) -> list[tuple[float, float]]:
     ]
     if len(timed) == len(rows):
         return timed
-    first = rows[0].received_at
+    first = rows[0].received_at if origin is None else origin
     offsets = [(r.received_at - first).total_seconds() for r in rows]
-    spans = []
+    result = []
     for index, row in enumerate(rows):
         words = max(1, len(row.text.split()))
         begin = offsets[index]
-        spans.append(
+        result.append(
             (begin, offsets[index + 1] if index + 1 < len(rows) else begin + max(1.0, words / 2.5))
         )
-    return spans
+    return result
 
 
 def as_vtt(rows: list[Turn]) -> str:
-    """WebVTT, one cue per turn (``_spans`` says when), at least half a second each."""
+    """WebVTT, one cue per turn (``spans`` says when), at least half a second each."""
     out = ["WEBVTT", ""]
     if not rows:
         return "\n".join(out)
-    for row, (begin, end) in zip(rows, _spans(rows), strict=True):
+    for row, (begin, end) in zip(rows, spans(rows), strict=True):
         end = max(end, begin + 0.5)
         out += [
             str(row.seq),
