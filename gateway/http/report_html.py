@@ -80,48 +80,29 @@ def render_dashboard(
     now: datetime,
 ) -> str:
     shown = f"{offset + 1} to {offset + len(records)} of {total}" if records else f"none of {total}"
+    rows = []
+    for record in records:
+        length = duration_seconds(record, now)
+        live = " (live)" if record.status in LIVE_STATUSES else ""
+        name = record.candidate_ref or str(record.id)[:8]
+        rows.append(
+            (
+                f'<a href="{report_url(record.id)}">{escape(name)}</a>',
+                escape(record.status) + live,
+                escape(record.actual_mode or record.requested_mode),
+                _when(record.created_at),
+                "—" if length is None else report_svg.clock(length),
+                escape(record.end_reason or "—"),
+                escape(_overview(overviews.get(record.id))),
+            )
+        )
+    headers = ("Interview", "Status", "Mode", "Created", "Duration", "End reason", "Quality")
     parts = [
         '<section class="dashboard" aria-labelledby="dashboard-title">',
         '<h1 id="dashboard-title">Interviews</h1>',
         f'<p class="summary">Live interviews first, then the newest. Showing {shown}.</p>',
-        '<div class="table-scroll" role="region" aria-label="Interviews" tabindex="0">',
-        '<table class="interviews"><caption>The tenant\'s interviews</caption><thead><tr>',
-        *(
-            f'<th scope="col">{h}</th>'
-            for h in (
-                "Interview",
-                "Status",
-                "Mode",
-                "Created",
-                "Duration",
-                "End reason",
-                "Quality",
-            )
-        ),
-        "</tr></thead><tbody>",
+        _table("Interviews", headers, rows, cards=True),
     ]
-    for record in records:
-        live = record.status in LIVE_STATUSES
-        name = record.candidate_ref or str(record.id)[:8]
-        length = duration_seconds(record, now)
-        cells = [
-            ("Interview", f'<a href="{report_url(record.id)}">{escape(name)}</a>'),
-            (
-                "Status",
-                f'<span class="status-{escape(record.status)}">{escape(record.status)}'
-                f"{' (live)' if live else ''}</span>",
-            ),
-            ("Mode", escape(record.actual_mode or record.requested_mode)),
-            ("Created", _when(record.created_at)),
-            ("Duration", "—" if length is None else report_svg.clock(length)),
-            ("End reason", escape(record.end_reason or "—")),
-            ("Quality", escape(_overview(overviews.get(record.id)))),
-        ]
-        row_class = ' class="live"' if live else ""
-        parts.append(f"<tr{row_class}>")
-        parts += [f'<td data-label="{label}">{value}</td>' for label, value in cells]
-        parts.append("</tr>")
-    parts.append("</tbody></table></div>")
     links = []
     if offset > 0:
         links.append(
@@ -165,14 +146,32 @@ def _section(ident: str, heading: str, body: str) -> str:
     )
 
 
-def _table(label: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A scrollable table (its cells already escaped) that a keyboard can reach."""
-    head = "".join(f'<th scope="col">{h}</th>' for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+def _table(
+    label: str, headers: Sequence[str], rows: Sequence[Sequence[str]], *, cards: bool = False
+) -> str:
+    """A scrollable table (its cells already escaped) that a keyboard can reach. With
+    ``cards``, a phone shows each row as a card of labelled cells (report.css); the explicit
+    roles keep it a table for assistive technology, which a table displayed as blocks is not."""
+    if cards:
+        table, group, row, header, cell = (
+            f' role="{r}"' for r in ("table", "rowgroup", "row", "columnheader", "cell")
+        )
+    else:
+        table = group = row = header = cell = ""
+    head = "".join(f'<th scope="col"{header}>{h}</th>' for h in headers)
+    body = "".join(
+        f"<tr{row}>"
+        + "".join(
+            f'<td{cell} data-label="{h}">{c}</td>' for h, c in zip(headers, values, strict=True)
+        )
+        + "</tr>"
+        for values in rows
+    )
+    css = ' class="cards"' if cards else ""
     return (
         f'<div class="table-scroll" role="region" aria-label="{escape(label)}" tabindex="0">'
-        f"<table><caption>{escape(label)}</caption><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table></div>"
+        f"<table{css}{table}><caption>{escape(label)}</caption><thead{group}><tr{row}>{head}"
+        f"</tr></thead><tbody{group}>{body}</tbody></table></div>"
     )
 
 
@@ -298,7 +297,7 @@ def _transcript_section(turns: Sequence[Turn], origin: datetime) -> str:
         )
         for turn in turns
     ]
-    table = _table("Transcript", ("Time", "Speaker", "Source", "Text"), rows)
+    table = _table("Transcript", ("Time", "Speaker", "Source", "Text"), rows, cards=True)
     return _section("transcript-heading", "Transcript", table)
 
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from html import escape
 
 #: The drawing's coordinate system (the page scales it to its width).
-WIDTH = 640
-PLOT_LEFT = 56
+WIDTH = 480
+PLOT_LEFT = 84
 PLOT_RIGHT = WIDTH - 12
-PLOT_TOP = 12
+PLOT_TOP = 20
 LANE_HEIGHT = 28
-CHART_HEIGHT = 180
+CHART_HEIGHT = 150
 AXIS_HEIGHT = 28
 
 
@@ -157,7 +157,7 @@ def line_chart(
     parts.append(_time_axis(duration, PLOT_TOP + CHART_HEIGHT))
     legend_y = height - 6
     for index, s in enumerate(series):
-        x = PLOT_LEFT + index * 170
+        x = PLOT_LEFT + index * 130
         parts.append(
             f'<rect class="swatch {escape(s.css)}" x="{x}" y="{legend_y - 9}" width="12"'
             f' height="10"/><text class="axis-label" x="{x + 16}" y="{legend_y}">'
