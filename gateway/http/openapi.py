@@ -175,6 +175,34 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/interviews/{interview_id}/report": {
+        "get": {
+            "summary": "the report page's content (HTML with SVG pictures): transcript, who"
+            " spoke when, each turn's latency, each leg's quality; an admin credential or an"
+            " interviewer token for this interview",
+            "parameters": [_ID],
+            "responses": {
+                "200": {"description": "an HTML fragment", "content": {"text/html": {}}},
+                "403": {
+                    "description": "a token of another role or interview"
+                    " (code role_not_allowed or wrong_interview)",
+                    "content": _json(_ref("Error")),
+                },
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/dashboard": {
+        "get": {
+            "summary": "the dashboard page's content (HTML): the tenant's interviews, live"
+            " ones first",
+            "parameters": [_query("limit", PAGE_LIMIT), _query("offset", PAGE_OFFSET)],
+            "responses": {
+                "200": {"description": "an HTML fragment", "content": {"text/html": {}}},
+                **_ERRORS,
+            },
+        }
+    },
     "/v1/interviews/{interview_id}/end": {
         "post": {
             "summary": "end the interview now (idempotent)",
