@@ -158,12 +158,14 @@ def _table(
         )
     else:
         table = group = row = header = cell = ""
+
+    def label_of(header: str) -> str:
+        return f' data-label="{header}"' if cards else ""
+
     head = "".join(f'<th scope="col"{header}>{h}</th>' for h in headers)
     body = "".join(
         f"<tr{row}>"
-        + "".join(
-            f'<td{cell} data-label="{h}">{c}</td>' for h, c in zip(headers, values, strict=True)
-        )
+        + "".join(f"<td{cell}{label_of(h)}>{c}</td>" for h, c in zip(headers, values, strict=True))
         + "</tr>"
         for values in rows
     )

@@ -142,6 +142,8 @@ async def test_an_interviews_report_and_the_dashboard_in_chromium(
     await admin.add_init_script(path=str(axe_source()))
     csp += await csp_watch(admin)
     await admin.goto(f"{gateway.base_url}/dashboard")
+    await expect(admin.locator("main")).to_have_attribute("data-state", "refused")
+    assert await axe_violations(admin) == []  # the form, before any credential
     await admin.get_by_label("API key, admin token or interviewer token").fill(key)
     await admin.get_by_role("button", name="Show the tenant's interviews").click()
     await expect(admin.locator("main")).to_have_attribute("data-state", "loaded")
