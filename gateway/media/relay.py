@@ -13,8 +13,11 @@ answer: that way a relay that cannot reach the upstream fails before the browser
 it, and the session can fall back to proxy mode with the same offer.
 
 A candidate who reconnects gets a new browser leg (``reconnect``); the upstream leg and the AI
-conversation carry on. What happens to the legs reaches the session as ``CallListener`` events:
-the browser leg connected, lost (failed, closed by the candidate, or silent: see
+conversation carry on. While the candidate is away the session tells the relay
+(``candidate_away``): the interviewer's turn is stopped, and once they are back
+(``candidate_back``) it asks its last question again, in the upstream contract's client
+events. What happens to the legs reaches the session as ``CallListener`` events: the browser
+leg connected, lost (failed, closed by the candidate, or silent: see
 ``watchdog.SilenceWatchdog``) or back, the upstream leg gone (failed, closed, or silent: no
 audio packet and no event for ``upstream_timeout`` seconds, by the same watchdog). Legs the
 relay closes itself (the old leg on a reconnect, a refused offer, the whole relay on close)
@@ -139,6 +142,8 @@ class Relay:
         #: set once the upstream leg is up: only then is its loss the session's business
         self._started = False
         self._closing = False
+        #: the candidate is back from an absence; the repeat waits for a connected leg
+        self._repeat_pending = False
         self._guard = SessionGuard(
             upstream.effective_session(session),
             upstream.guarded_fields,
@@ -234,6 +239,7 @@ class Relay:
         if state == "connected":
             self.watchdog.start()
             self._listener.peer_connected(ice.selected_pair_summary(pc))
+            self._repeat_when_connected()
         elif state in ("failed", "closed"):
             self.watchdog.stop()
             self._listener.peer_lost(f"peer_{state}")
@@ -379,6 +385,27 @@ class Relay:
         self._turns.upstream_event(message)
         self._guard.observe(message)
         self._listener.server_event(message, "relay")
+
+    def candidate_away(self) -> None:
+        """Stop the interviewer's turn while the candidate is gone (the contract's client
+        events, ``UpstreamClient.pause_events``). They go on the upstream leg's own channel,
+        never through the browser's allowlist: they are the gateway's, not the candidate's."""
+        for event in self._upstream.pause_events:
+            self._to_upstream.send(event)
+
+    def candidate_back(self) -> None:
+        """Have the interviewer repeat its last question (``UpstreamClient.repeat_events``),
+        once the browser leg is connected: a rejoin's new leg may still be setting up, and
+        the question must reach the candidate's ears, not a leg that is not there yet."""
+        self._repeat_pending = True
+        self._repeat_when_connected()
+
+    def _repeat_when_connected(self) -> None:
+        pc = self.browser_pc
+        if self._repeat_pending and pc is not None and pc.connectionState == "connected":
+            self._repeat_pending = False
+            for event in self._upstream.repeat_events:
+                self._to_upstream.send(event)
 
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
         """A trickled browser candidate; ``BadOffer`` if aiortc cannot read it."""

@@ -9,7 +9,9 @@ The session holds one ``Call`` (relay or proxy, from the manager's call factory)
 to it as its ``CallListener``. The candidate counts as lost while their signaling socket is
 gone *or* their media is (a call's ``peer_lost``); a grace timer then runs, and it is
 cancelled as soon as nothing is lost any more (a new socket, media back on the same or a new
-peer connection). A healthy candidate is never failed for a loss that has ended.
+peer connection). A healthy candidate is never failed for a loss that has ended. The call is
+told both (``candidate_away``, ``candidate_back``): a relay pauses the interviewer while the
+candidate is away and has it repeat its last question on their return.
 
 Whatever happens — bye, a lost peer, the time limit, an upstream failure, shutdown — a session
 ends exactly once, in a recorded state (``ended`` or ``failed``) with a reason, and its upstream
@@ -117,6 +119,8 @@ class InterviewSession:
             log_extra=self.log_extra,
         )
         self._grace: asyncio.TimerHandle | None = None
+        #: the call was told the candidate is away (and is told once they are back)
+        self._away = False
         #: the call's network and turn latencies, sampled while it runs
         self.quality = QualitySampler(
             manager.db,
@@ -201,6 +205,9 @@ class InterviewSession:
             self._grace = asyncio.get_running_loop().call_later(
                 self.settings.reconnect_grace, self._spawn_end, "failed", reason
             )
+            if self.call is not None and not self._away:
+                self._away = True
+                self.call.candidate_away()  # no question asked to nobody
 
     def _found(self, what: Loss) -> None:
         """Something lost is back; once nothing is lost, the grace period is over."""
@@ -210,6 +217,9 @@ class InterviewSession:
             log.info("peer back; the session carries on", extra=self.log_extra)
             self._grace.cancel()
             self._grace = None
+            if self._away and self.call is not None:
+                self._away = False
+                self.call.candidate_back()  # the interviewer asks its last question again
 
     # -- negotiation ----------------------------------------------------------------------
 

@@ -91,6 +91,14 @@ class Call(Protocol):
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
         """A trickled browser candidate (``None``: end of candidates)."""
 
+    def candidate_away(self) -> None:
+        """The candidate is gone for now (the session's grace runs): the interviewer should
+        not go on asking questions to nobody. Called once per absence."""
+
+    def candidate_back(self) -> None:
+        """The candidate is back from an absence: the interviewer asks its last question
+        again. Called once per absence, after ``candidate_away``."""
+
     async def close(self) -> None:
         """Hang up, once; reports nothing to the listener."""
 
