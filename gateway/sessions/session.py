@@ -26,7 +26,7 @@ import json
 import logging
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from uuid import UUID
@@ -77,6 +77,7 @@ class InterviewSession:
         time_limit: float,
         upstream_session: dict[str, Any] | None = None,
         recording: str | None = None,
+        earlier: Sequence[tuple[TranscriptEvent, datetime]] = (),
     ) -> None:
         self.manager = manager
         self.settings = manager.settings
@@ -130,8 +131,14 @@ class InterviewSession:
             turns=manager.stats.turn_latency,
             log_extra=self.log_extra,
         )
-        #: the final lines shown so far, with when: a rejoining socket is told them again
-        self._said: deque[tuple[TranscriptEvent, datetime]] = deque(maxlen=CONVERSATION_LINES)
+        #: the final lines shown so far, with when: a rejoining socket is told them again;
+        #: it starts with what the database holds of an earlier process's interview (a
+        #: crashed gateway restarted, a failed session started again), so the room never
+        #: rejoins to an empty transcript
+        self._said: deque[tuple[TranscriptEvent, datetime]] = deque(
+            earlier, maxlen=CONVERSATION_LINES
+        )
+        self.transcript.restore([(line.role, line.text) for line, _ in earlier])
         self._closing_line = ClosingLine(self.settings.end_phrase)
         #: set once the interviewer said its closing line: the end, after the linger
         self._closing: asyncio.TimerHandle | None = None

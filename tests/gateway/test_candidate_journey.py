@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +23,11 @@ from gateway.sim.script import Script
 from gateway.sim.upstream import SimulatedUpstream
 from signaling.client import SignalingClientError
 from storage import transcripts
+from storage.database import Database
+from storage.tenants import create_tenant
 
 from .conftest import FAST_SPEECH, GatewayFactory, RunningGateway, until_status
+from .served import served
 
 pytestmark = pytest.mark.slow
 
@@ -152,6 +156,49 @@ async def test_a_rejoining_socket_is_told_the_interview_so_far(
     await candidate.close()
     record = await gateway.ended_record(invitation)
     assert record.connected_at == first.connected_at  # when it first connected, not the rejoin
+
+
+async def test_a_restarted_gateway_tells_a_rejoining_candidate_the_interview_so_far(
+    fresh_database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """The gateway crashes mid-interview and is started again on the same database and data
+    directory; the candidate's page rejoins. The new process has no line of the interview in
+    memory: what it tells the room comes from Postgres, in order, before anything new."""
+    tenant_id = await create_tenant(db, "restart")
+    data_dir = tmp_path / "gateway"
+    async with served(fresh_database_url, data_dir, db, tenant_id) as crashed:
+        invitation, candidate = await crashed.candidate()
+
+        async def stored() -> list[transcripts.TranscriptRow]:
+            return await transcripts.read_transcript(
+                db, invitation.tenant_id, invitation.interview_id
+            )
+
+        async with asyncio.timeout(60):  # a question and its answer, stored
+            before = await stored()
+            while {r.role for r in before} != {"interviewer", "candidate"}:
+                await asyncio.sleep(0.1)
+                before = await stored()
+        crashed.process.send_signal(signal.SIGKILL)
+        await crashed.process.wait()
+        await candidate.close()
+    async with served(fresh_database_url, data_dir, db, tenant_id) as restarted:
+        rejoined = HeadlessCandidate(
+            invitation.signal_url(restarted.base_url),
+            invitation.token,
+            interview_id=str(invitation.interview_id),
+            answers=[t.answer for t in Script.default().turns],
+            words_per_second=FAST_SPEECH,
+        )
+        try:
+            await rejoined.connect()  # a crashed gateway's interview: the token alone
+            async with asyncio.timeout(30):
+                while len(rejoined.report.transcript) < len(before):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            told = [(m["role"], m["text"], m["event_id"]) for m in rejoined.report.transcript]
+            assert told[: len(before)] == [(r.role, r.text, r.event_id) for r in before]
+        finally:
+            await rejoined.close()
 
 
 async def test_an_absent_candidate_pauses_the_interviewer_who_asks_again_on_their_return(
