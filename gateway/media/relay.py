@@ -53,9 +53,10 @@ from gateway.media.watchdog import SilenceWatchdog
 from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
-from gateway.upstream.openai import EVENTS_LABEL, UpstreamClient, UpstreamError
+from gateway.upstream.openai import EVENTS_LABEL, UpstreamClient, UpstreamError, merge_session
 from signaling.sdp import IceCandidate, with_explicit_directions, with_opus_parameters
 from storage.quality import QualityReport
+from storage.transcripts import Role
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +166,15 @@ class Relay:
 
     # -- set-up -------------------------------------------------------------------------
 
-    async def start(self, offer_sdp: str) -> str:
-        """Answer the browser's first offer; raises CallUnavailable if the upstream leg fails."""
+    async def start(self, offer_sdp: str, *, carry_over: Sequence[tuple[Role, str]] = ()) -> str:
+        """Answer the browser's first offer; raises CallUnavailable if the upstream leg fails.
+        ``carry_over``: an earlier conversation of the interview (a restarted gateway's), which
+        the new upstream call is given as the proxy gives it (``UpstreamClient.carry_over``)."""
         browser_pc, browser_audio = await self._open_browser_leg(offer_sdp)
         self.browser_pc = browser_pc
         try:
             await asyncio.wait_for(
-                self._open_upstream_leg(browser_audio), self._options.connect_timeout
+                self._open_upstream_leg(browser_audio, carry_over), self._options.connect_timeout
             )
         except (TimeoutError, UpstreamError, OSError, ValueError) as exc:
             reason = str(exc) or "upstream leg did not connect in time"
@@ -244,7 +247,9 @@ class Relay:
             self.watchdog.stop()
             self._listener.peer_lost(f"peer_{state}")
 
-    async def _open_upstream_leg(self, browser_audio: LegAudio) -> None:
+    async def _open_upstream_leg(
+        self, browser_audio: LegAudio, carry_over: Sequence[tuple[Role, str]]
+    ) -> None:
         pc = RTCPeerConnection(rtc_configuration(self._options.upstream_ice_servers))
         self.upstream_pc = pc
         connected = asyncio.get_running_loop().create_future()
@@ -271,8 +276,18 @@ class Relay:
         with ice.host_addresses(self._options.ice_addresses, self._options.ice_sockets):
             offer = await pc.createOffer()
             await pc.setLocalDescription(_with_opus_parameters(offer))
-        call = await self._upstream.create_call(pc.localDescription.sdp, self._session)
+        carried = self._upstream.carry_over(carry_over)
+        call = await self._upstream.create_call(
+            pc.localDescription.sdp, merge_session(self._session, carried.session)
+        )
         self.call_id = call.call_id
+        if carried.sideband_events:  # before the leg connects, as the proxy does
+            sideband = await self._upstream.open_sideband(call.call_id)
+            try:
+                for event in carried.sideband_events:
+                    await sideband.send(event)
+            finally:
+                await sideband.close()
         await pc.setRemoteDescription(
             RTCSessionDescription(sdp=with_explicit_directions(call.answer_sdp), type="answer")
         )

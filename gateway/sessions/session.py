@@ -257,7 +257,10 @@ class InterviewSession:
             return Answer(sdp=answer, mode=call.mode)
 
     async def _first_offer(self, sdp: str) -> tuple[Call, str]:
-        """Relay when wanted and possible, else proxy; the lease goes with a relay only."""
+        """Relay when wanted and possible, else proxy; the lease goes with a relay only. The
+        call is given what the database held of the interview (a restarted gateway's, a failed
+        session's): the interviewer goes on where it was."""
+        earlier = self.conversation()
         wanted = self.requested_mode if self.requested_mode != "auto" else self.settings.mode
         if wanted != "proxy":
             lease = self.manager.lease_relay(self.tenant_id)
@@ -270,7 +273,7 @@ class InterviewSession:
             if lease is not None:
                 relay = self._call("relay")
                 try:
-                    answer = await self._answering(relay.start(sdp))
+                    answer = await self._answering(relay.start(sdp, carry_over=earlier))
                 except CallUnavailable as exc:
                     lease.release()
                     if wanted == "relay":
@@ -284,7 +287,7 @@ class InterviewSession:
                     self._lease = lease
                     return relay, answer
         proxy = self._call("proxy")
-        return proxy, await self._upstream_answer(proxy.start(sdp))
+        return proxy, await self._upstream_answer(proxy.start(sdp, carry_over=earlier))
 
     def _call(self, mode: CallMode) -> Call:
         return self.manager.calls.create(

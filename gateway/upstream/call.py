@@ -82,8 +82,10 @@ class Call(Protocol):
     def call_id(self) -> str | None:
         """The upstream's id of the current call (a proxy's changes on reconnect)."""
 
-    async def start(self, offer_sdp: str) -> str:
-        """Answer the browser's first offer. Raises ``BadOffer`` or ``CallUnavailable``."""
+    async def start(self, offer_sdp: str, *, carry_over: Sequence[tuple[Role, str]] = ()) -> str:
+        """Answer the browser's first offer, the new upstream call given ``carry_over`` (the
+        interview so far of an earlier process, if any). Raises ``BadOffer`` or
+        ``CallUnavailable``."""
 
     async def reconnect(self, offer_sdp: str) -> str:
         """Answer a reconnected browser's new offer; the relay keeps the AI conversation."""

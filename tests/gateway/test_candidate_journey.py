@@ -166,7 +166,8 @@ async def test_a_restarted_gateway_tells_a_rejoining_candidate_the_interview_so_
 ) -> None:
     """The gateway crashes mid-interview and is started again on the same database and data
     directory; the candidate's page rejoins. The new process has no line of the interview in
-    memory: what it tells the room comes from Postgres, in order, before anything new."""
+    memory: what it tells the room comes from Postgres, in order, before anything new, and the
+    new upstream call is given that conversation."""
     tenant_id = await create_tenant(db, "restart")
     data_dir = tmp_path / "gateway"
     async with served(fresh_database_url, data_dir, db, tenant_id) as crashed:
@@ -184,6 +185,7 @@ async def test_a_restarted_gateway_tells_a_rejoining_candidate_the_interview_so_
                 before = await stored()
         crashed.process.send_signal(signal.SIGKILL)
         await crashed.process.wait()
+        killed_at = datetime.now(UTC)
         await candidate.close()
     async with served(fresh_database_url, data_dir, db, tenant_id) as restarted:
         rejoined = HeadlessCandidate(
@@ -200,6 +202,20 @@ async def test_a_restarted_gateway_tells_a_rejoining_candidate_the_interview_so_
                     await asyncio.sleep(0.05)
             told = [(m["role"], m["text"], m["event_id"]) for m in rejoined.report.transcript]
             assert told[: len(before)] == [(r.role, r.text, r.event_id) for r in before]
+
+            # the new upstream call was given the conversation: the interviewer goes on, it
+            # does not start again at the first question
+            async with asyncio.timeout(60):
+                asked: list[str] = []
+                while not asked:
+                    await asyncio.sleep(0.1)
+                    asked = [
+                        r.text
+                        for r in await stored()
+                        if r.role == "interviewer" and r.received_at > killed_at
+                    ]
+            questions = [t.question for t in Script.default().turns]
+            assert asked[0] in questions[1:], asked
         finally:
             await rejoined.close()
 
