@@ -13,8 +13,11 @@ answer: that way a relay that cannot reach the upstream fails before the browser
 it, and the session can fall back to proxy mode with the same offer.
 
 A candidate who reconnects gets a new browser leg (``reconnect``); the upstream leg and the AI
-conversation carry on. What happens to the legs reaches the session as ``CallListener`` events:
-the browser leg connected, lost (failed, closed by the candidate, or silent: see
+conversation carry on. While the candidate is away the session tells the relay
+(``candidate_away``): the interviewer's turn is stopped, and once they are back
+(``candidate_back``) it asks its last question again, in the upstream contract's client
+events. What happens to the legs reaches the session as ``CallListener`` events: the browser
+leg connected, lost (failed, closed by the candidate, or silent: see
 ``watchdog.SilenceWatchdog``) or back, the upstream leg gone (failed, closed, or silent: no
 audio packet and no event for ``upstream_timeout`` seconds, by the same watchdog). Legs the
 relay closes itself (the old leg on a reconnect, a refused offer, the whole relay on close)
@@ -50,9 +53,10 @@ from gateway.media.watchdog import SilenceWatchdog
 from gateway.recording.recorder import InterviewRecording, Participant
 from gateway.upstream.call import BadOffer, CallListener, CallMode, CallUnavailable
 from gateway.upstream.integrity import ClientEventPolicy, SessionGuard
-from gateway.upstream.openai import EVENTS_LABEL, UpstreamClient, UpstreamError
+from gateway.upstream.openai import EVENTS_LABEL, UpstreamClient, UpstreamError, merge_session
 from signaling.sdp import IceCandidate, with_explicit_directions, with_opus_parameters
 from storage.quality import QualityReport
+from storage.transcripts import Role
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +143,8 @@ class Relay:
         #: set once the upstream leg is up: only then is its loss the session's business
         self._started = False
         self._closing = False
+        #: the candidate is back from an absence; the repeat waits for a connected leg
+        self._repeat_pending = False
         self._guard = SessionGuard(
             upstream.effective_session(session),
             upstream.guarded_fields,
@@ -160,13 +166,15 @@ class Relay:
 
     # -- set-up -------------------------------------------------------------------------
 
-    async def start(self, offer_sdp: str) -> str:
-        """Answer the browser's first offer; raises CallUnavailable if the upstream leg fails."""
+    async def start(self, offer_sdp: str, *, carry_over: Sequence[tuple[Role, str]] = ()) -> str:
+        """Answer the browser's first offer; raises CallUnavailable if the upstream leg fails.
+        ``carry_over``: an earlier conversation of the interview (a restarted gateway's), which
+        the new upstream call is given as the proxy gives it (``UpstreamClient.carry_over``)."""
         browser_pc, browser_audio = await self._open_browser_leg(offer_sdp)
         self.browser_pc = browser_pc
         try:
             await asyncio.wait_for(
-                self._open_upstream_leg(browser_audio), self._options.connect_timeout
+                self._open_upstream_leg(browser_audio, carry_over), self._options.connect_timeout
             )
         except (TimeoutError, UpstreamError, OSError, ValueError) as exc:
             reason = str(exc) or "upstream leg did not connect in time"
@@ -234,11 +242,14 @@ class Relay:
         if state == "connected":
             self.watchdog.start()
             self._listener.peer_connected(ice.selected_pair_summary(pc))
+            self._repeat_when_connected()
         elif state in ("failed", "closed"):
             self.watchdog.stop()
             self._listener.peer_lost(f"peer_{state}")
 
-    async def _open_upstream_leg(self, browser_audio: LegAudio) -> None:
+    async def _open_upstream_leg(
+        self, browser_audio: LegAudio, carry_over: Sequence[tuple[Role, str]]
+    ) -> None:
         pc = RTCPeerConnection(rtc_configuration(self._options.upstream_ice_servers))
         self.upstream_pc = pc
         connected = asyncio.get_running_loop().create_future()
@@ -265,8 +276,18 @@ class Relay:
         with ice.host_addresses(self._options.ice_addresses, self._options.ice_sockets):
             offer = await pc.createOffer()
             await pc.setLocalDescription(_with_opus_parameters(offer))
-        call = await self._upstream.create_call(pc.localDescription.sdp, self._session)
+        carried = self._upstream.carry_over(carry_over)
+        call = await self._upstream.create_call(
+            pc.localDescription.sdp, merge_session(self._session, carried.session)
+        )
         self.call_id = call.call_id
+        if carried.sideband_events:  # before the leg connects, as the proxy does
+            sideband = await self._upstream.open_sideband(call.call_id)
+            try:
+                for event in carried.sideband_events:
+                    await sideband.send(event)
+            finally:
+                await sideband.close()
         await pc.setRemoteDescription(
             RTCSessionDescription(sdp=with_explicit_directions(call.answer_sdp), type="answer")
         )
@@ -379,6 +400,27 @@ class Relay:
         self._turns.upstream_event(message)
         self._guard.observe(message)
         self._listener.server_event(message, "relay")
+
+    def candidate_away(self) -> None:
+        """Stop the interviewer's turn while the candidate is gone (the contract's client
+        events, ``UpstreamClient.pause_events``). They go on the upstream leg's own channel,
+        never through the browser's allowlist: they are the gateway's, not the candidate's."""
+        for event in self._upstream.pause_events:
+            self._to_upstream.send(event)
+
+    def candidate_back(self) -> None:
+        """Have the interviewer repeat its last question (``UpstreamClient.repeat_events``),
+        once the browser leg is connected: a rejoin's new leg may still be setting up, and
+        the question must reach the candidate's ears, not a leg that is not there yet."""
+        self._repeat_pending = True
+        self._repeat_when_connected()
+
+    def _repeat_when_connected(self) -> None:
+        pc = self.browser_pc
+        if self._repeat_pending and pc is not None and pc.connectionState == "connected":
+            self._repeat_pending = False
+            for event in self._upstream.repeat_events:
+                self._to_upstream.send(event)
 
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
         """A trickled browser candidate; ``BadOffer`` if aiortc cannot read it."""

@@ -24,11 +24,12 @@ from gateway.config import Settings
 from gateway.sessions.connection import ConnectionHandler
 from gateway.sessions.quality import TurnLatencies
 from gateway.sessions.session import EndStatus, InterviewSession
+from gateway.sessions.transcript import stored_lines
 from gateway.upstream.call import CallFactory
 from signaling.errors import SignalingError
 from signaling.server import SignalingChannel
 from signaling.turn import IceServerMinter
-from storage import gateways, interviews
+from storage import gateways, interviews, transcripts
 from storage.database import Database
 from storage.session_state import StateWriter
 from storage.transcripts import TranscriptWriter
@@ -287,6 +288,8 @@ class SessionManager:
                 extra={"interview_id": str(interview_id), "tenant_id": str(tenant_id)},
             )
         options = await promptly(interviews.get_interview_options(self.db, tenant_id, interview_id))
+        # what an earlier process (crashed, restarted) or failed session had of the interview
+        earlier = await promptly(transcripts.read_transcript(self.db, tenant_id, interview_id))
         await promptly(gateways.claim(self.db, self.gateway_id, tenant_id, interview_id))
         limit = self.settings.session_time_limit
         session = InterviewSession(
@@ -297,6 +300,7 @@ class SessionManager:
             time_limit=min(limit, (options and options.max_duration_s) or limit),
             upstream_session=options.upstream_session if options else None,
             recording=options.recording if options else None,
+            earlier=stored_lines(earlier),
         )
         self._sessions[interview_id] = session
         self.stats.started += 1

@@ -9,7 +9,9 @@ The session holds one ``Call`` (relay or proxy, from the manager's call factory)
 to it as its ``CallListener``. The candidate counts as lost while their signaling socket is
 gone *or* their media is (a call's ``peer_lost``); a grace timer then runs, and it is
 cancelled as soon as nothing is lost any more (a new socket, media back on the same or a new
-peer connection). A healthy candidate is never failed for a loss that has ended.
+peer connection). A healthy candidate is never failed for a loss that has ended. The call is
+told both (``candidate_away``, ``candidate_back``): a relay pauses the interviewer while the
+candidate is away and has it repeat its last question on their return.
 
 Whatever happens — bye, a lost peer, the time limit, an upstream failure, shutdown — a session
 ends exactly once, in a recorded state (``ended`` or ``failed``) with a reason, and its upstream
@@ -24,7 +26,7 @@ import json
 import logging
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from uuid import UUID
@@ -75,6 +77,7 @@ class InterviewSession:
         time_limit: float,
         upstream_session: dict[str, Any] | None = None,
         recording: str | None = None,
+        earlier: Sequence[tuple[TranscriptEvent, datetime]] = (),
     ) -> None:
         self.manager = manager
         self.settings = manager.settings
@@ -117,6 +120,8 @@ class InterviewSession:
             log_extra=self.log_extra,
         )
         self._grace: asyncio.TimerHandle | None = None
+        #: the call was told the candidate is away (and is told once they are back)
+        self._away = False
         #: the call's network and turn latencies, sampled while it runs
         self.quality = QualitySampler(
             manager.db,
@@ -126,8 +131,14 @@ class InterviewSession:
             turns=manager.stats.turn_latency,
             log_extra=self.log_extra,
         )
-        #: the final lines shown so far, with when: a rejoining socket is told them again
-        self._said: deque[tuple[TranscriptEvent, datetime]] = deque(maxlen=CONVERSATION_LINES)
+        #: the final lines shown so far, with when: a rejoining socket is told them again;
+        #: it starts with what the database holds of an earlier process's interview (a
+        #: crashed gateway restarted, a failed session started again), so the room never
+        #: rejoins to an empty transcript
+        self._said: deque[tuple[TranscriptEvent, datetime]] = deque(
+            earlier, maxlen=CONVERSATION_LINES
+        )
+        self.transcript.restore([(line.role, line.text) for line, _ in earlier])
         self._closing_line = ClosingLine(self.settings.end_phrase)
         #: set once the interviewer said its closing line: the end, after the linger
         self._closing: asyncio.TimerHandle | None = None
@@ -201,6 +212,9 @@ class InterviewSession:
             self._grace = asyncio.get_running_loop().call_later(
                 self.settings.reconnect_grace, self._spawn_end, "failed", reason
             )
+            if self.call is not None and not self._away:
+                self._away = True
+                self.call.candidate_away()  # no question asked to nobody
 
     def _found(self, what: Loss) -> None:
         """Something lost is back; once nothing is lost, the grace period is over."""
@@ -210,6 +224,9 @@ class InterviewSession:
             log.info("peer back; the session carries on", extra=self.log_extra)
             self._grace.cancel()
             self._grace = None
+            if self._away and self.call is not None:
+                self._away = False
+                self.call.candidate_back()  # the interviewer asks its last question again
 
     # -- negotiation ----------------------------------------------------------------------
 
@@ -240,7 +257,10 @@ class InterviewSession:
             return Answer(sdp=answer, mode=call.mode)
 
     async def _first_offer(self, sdp: str) -> tuple[Call, str]:
-        """Relay when wanted and possible, else proxy; the lease goes with a relay only."""
+        """Relay when wanted and possible, else proxy; the lease goes with a relay only. The
+        call is given what the database held of the interview (a restarted gateway's, a failed
+        session's): the interviewer goes on where it was."""
+        earlier = self.conversation()
         wanted = self.requested_mode if self.requested_mode != "auto" else self.settings.mode
         if wanted != "proxy":
             lease = self.manager.lease_relay(self.tenant_id)
@@ -253,7 +273,7 @@ class InterviewSession:
             if lease is not None:
                 relay = self._call("relay")
                 try:
-                    answer = await self._answering(relay.start(sdp))
+                    answer = await self._answering(relay.start(sdp, carry_over=earlier))
                 except CallUnavailable as exc:
                     lease.release()
                     if wanted == "relay":
@@ -267,7 +287,7 @@ class InterviewSession:
                     self._lease = lease
                     return relay, answer
         proxy = self._call("proxy")
-        return proxy, await self._upstream_answer(proxy.start(sdp))
+        return proxy, await self._upstream_answer(proxy.start(sdp, carry_over=earlier))
 
     def _call(self, mode: CallMode) -> Call:
         return self.manager.calls.create(

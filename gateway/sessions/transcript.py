@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from uuid import UUID
 
 from gateway.sessions.events import TranscriptEvent
-from gateway.sessions.turns import LiveTurns
-from storage.transcripts import Role, Source, TranscriptEntry
+from gateway.sessions.turns import LiveTurns, read_turns
+from storage.transcripts import Role, Source, TranscriptEntry, TranscriptRow
 
 #: Live transcript lines waiting for the browser; beyond this, deltas are dropped (finals are
 #: stored regardless, so nothing durable depends on this queue).
@@ -27,6 +28,31 @@ LIVE_LINES = 512
 
 #: Final lines a session keeps to carry the interview over to a new upstream call.
 CONVERSATION_LINES = 400
+
+
+def stored_lines(rows: Sequence[TranscriptRow]) -> list[tuple[TranscriptEvent, datetime]]:
+    """A stored transcript (``read_transcript``'s rows) as the final lines a browser is shown,
+    each with when it was first received: turns by ``turns.read_turns``, with the ids a live
+    final line of the same turn has (a client drops those it has by them); the browser's own
+    copies (``source = client``) are never shown. At most the last ``CONVERSATION_LINES``."""
+    lines = [
+        (
+            TranscriptEvent(
+                event_id=turn.event_ids[0],
+                event_type="stored",
+                role=turn.role,
+                text=turn.text,
+                final=True,
+                item_id=turn.item_id or turn.event_ids[0],
+                audio_start_ms=turn.audio_start_ms,
+                audio_end_ms=turn.audio_end_ms,
+            ),
+            turn.received_at,
+        )
+        for turn in read_turns(rows)
+        if turn.source != "client" and turn.text
+    ]
+    return lines[-CONVERSATION_LINES:]
 
 
 class SessionTranscript:
@@ -50,6 +76,11 @@ class SessionTranscript:
             self._turns.add(line)
         else:
             self._live_line(line)
+
+    def restore(self, conversation: Sequence[tuple[Role, str]]) -> None:
+        """Start from an earlier process's interview (read back from the database), so a
+        call that carries the conversation over carries that too."""
+        self._conversation.extend(conversation)
 
     def conversation(self) -> list[tuple[Role, str]]:
         """The interview so far, final lines in order (an open GPT-Live turn included)."""

@@ -9,8 +9,18 @@ and — only if the session enables input transcription — reports the scripted
 transcription, then moves on; after the last answer it says the closing line. Every server event
 also goes to the call's sideband sockets.
 
+The client events that steer a turn follow the contract: ``response.cancel`` ends the response
+in progress (``response.done`` with status ``cancelled`` and the transcript of the words
+played; the error ``response_cancel_not_active`` when none is), ``output_audio_buffer.clear``
+cuts its audio (``output_audio_buffer.cleared``), and ``response.create`` starts a response
+(``conversation_already_has_active_response`` while one runs). The simulator reads no
+instructions: a response it is asked for is the line it is on said again (the question
+awaiting an answer, or cut short), which is what the gateway asks for when a candidate is
+back from an absence. Generation and playback are one thing here, so a cancel also stops the
+audio at once.
+
 Not simulated: barge-in (speech during a response does not cancel it), text-only responses,
-tools, and ``response.create`` (the scripted interviewer speaks first, on its own).
+and tools.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ class _Response:
     response_id: str
     item_id: str
     words: list[str] = field(default_factory=list)
+    cancelled: bool = False
 
 
 class SimulatedCall:
@@ -85,8 +96,14 @@ class SimulatedCall:
         self._answered = asyncio.Event()
         self._speech_item: str | None = None
         self._speech_start_ms = 0
+        self._last_response_id: str | None = None
         #: the (role, text) of the messages a client restored with conversation.item.create
         self.restored: list[tuple[str, str]] = []
+        #: the response being spoken, and the line the interviewer is on (what it repeats)
+        self._current: _Response | None = None
+        self._line: str | None = None
+        #: every client event type received (data channel and sideband), in order
+        self.client_events: list[str] = []
 
     @property
     def transcription_enabled(self) -> bool:
@@ -181,8 +198,15 @@ class SimulatedCall:
         except EventError as exc:
             self._error(str(exc), "invalid_event", param=None, client_event=None)
             return
-        if event["type"] == "conversation.item.create":
-            self._restore_item(event)
+        self.client_events.append(event["type"])
+        steer = {
+            "conversation.item.create": self._restore_item,
+            "response.cancel": self._cancel_response,
+            "output_audio_buffer.clear": self._clear_audio,
+            "response.create": self._create_response,
+        }.get(event["type"])
+        if steer is not None:
+            steer(event)
             return
         if event["type"] != "session.update":
             self._error(
@@ -219,6 +243,40 @@ class SimulatedCall:
         for kind in ("conversation.item.added", "conversation.item.done"):
             self.emit(kind, item=added, previous_item_id=self._last_item_id)
         self._last_item_id = added["id"]
+
+    def _cancel_response(self, event: dict[str, Any]) -> None:
+        if self._current is None:
+            self._error(
+                "Cancellation failed: no active response found",
+                "response_cancel_not_active",
+                param=None,
+                client_event=event.get("event_id"),
+            )
+            return
+        self._current.cancelled = True
+        self.track.interrupt()  # _speak wakes and reports the response cancelled
+
+    def _clear_audio(self, event: dict[str, Any]) -> None:
+        self.track.interrupt()
+        if self._current is not None:
+            self._current.cancelled = True
+        if self._last_response_id is not None:
+            self.emit("output_audio_buffer.cleared", response_id=self._last_response_id)
+
+    def _create_response(self, event: dict[str, Any]) -> None:
+        if self._current is not None or self._line is None:
+            self._error(
+                "Conversation already has an active response in progress"
+                if self._current is not None
+                else "the simulated interviewer has not spoken yet: nothing to say again",
+                "conversation_already_has_active_response"
+                if self._current is not None
+                else "invalid_value",
+                param=None,
+                client_event=event.get("event_id"),
+            )
+            return
+        self._spawn(self._speak(self._line))
 
     def view(self) -> dict[str, Any]:
         return session_view(self.session, self.options.vad_hangover_ms)
@@ -269,13 +327,16 @@ class SimulatedCall:
             "audio": {"output": {"voice": self.view()["audio"]["output"]["voice"]}},
             "output": output,
         }
-        if status == "completed":
+        if status in ("completed", "cancelled"):
             tokens = len(r.words)
             response["usage"] = {"input_tokens": 0, "output_tokens": tokens, "total_tokens": tokens}
+        if status == "cancelled":
+            response["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
         return response
 
     async def _speak(self, text: str) -> None:
         r = _Response(new_id("resp"), new_id("item"))
+        self._current, self._line, self._last_response_id = r, text, r.response_id
         ids = {"response_id": r.response_id, "item_id": r.item_id, "output_index": 0}
         self.emit("response.created", response=self._response(r, "in_progress", []))
         item = self._item(r.item_id, "assistant", "in_progress", [])
@@ -300,7 +361,14 @@ class SimulatedCall:
                 delta=word if index == 0 else f" {word}",
             )
 
-        await self.track.say(text, on_word=on_word)
+        try:
+            await self.track.say(text, on_word=on_word)
+        except asyncio.CancelledError:
+            if not r.cancelled or self.hung_up:
+                raise
+        finally:
+            self._current = None
+        done = "cancelled" if r.cancelled else "completed"
         transcript = " ".join(r.words)
         self.emit(
             "response.output_audio_transcript.done", **ids, content_index=0, transcript=transcript
@@ -314,13 +382,14 @@ class SimulatedCall:
         item = self._item(
             r.item_id,
             "assistant",
-            "completed",
+            "incomplete" if r.cancelled else "completed",
             [{"type": "output_audio", "transcript": transcript}],
         )
         self.emit("response.output_item.done", response_id=r.response_id, output_index=0, item=item)
         self.emit("conversation.item.done", item=item, previous_item_id=self._last_item_id)
-        self.emit("response.done", response=self._response(r, "completed", [item]))
-        self.emit("output_audio_buffer.stopped", response_id=r.response_id)
+        self.emit("response.done", response=self._response(r, done, [item]))
+        if not r.cancelled:  # a cancelled one's audio was cut (output_audio_buffer.cleared)
+            self.emit("output_audio_buffer.stopped", response_id=r.response_id)
         self._last_item_id = r.item_id
 
     # ---- the candidate

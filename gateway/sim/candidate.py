@@ -2,12 +2,13 @@
 
 It signals over the real WebSocket protocol, offers audio plus the ``oai-events`` data channel,
 and answers each of the interviewer's turns with a spoken, scripted answer: when the upstream
-says a response is done (Realtime's ``response.done`` on the data channel), it speaks the next
-answer; after the interviewer's closing turn it says ``bye``. GPT-Live marks no end of a turn
-(the candidate knows it is on GPT-Live from ``session.started``), so there it answers as a
-person would, once the interviewer has spoken and then been quiet for ``QUIET_MS`` of the audio
-it receives. Silence is measured in received audio, not wall-clock time, so a stalled process
-(a loaded machine) cannot make it answer in the middle of a question. Used by ``simulate``, the
+says a response is done (Realtime's ``response.done`` on the data channel, status
+``completed``: a cancelled one asked nothing), it speaks the next answer; after the
+interviewer's closing turn it says ``bye``. GPT-Live marks no end of a turn (the candidate
+knows it is on GPT-Live from ``session.started``), so there it answers as a person would, once
+the interviewer has spoken and then been quiet for ``QUIET_MS`` of the audio it receives.
+Silence is measured in received audio, not wall-clock time, so a stalled process (a loaded
+machine) cannot make it answer in the middle of a question. Used by ``simulate``, the
 benchmarks and tests.
 """
 
@@ -178,8 +179,10 @@ class HeadlessCandidate:
         except ValueError:
             return
         kind = event.get("type")
-        if kind == "response.done":
-            self._interviewer_done()
+        response = event.get("response")
+        if kind == "response.done" and isinstance(response, dict):
+            if response.get("status") == "completed":  # a cancelled one asked nothing
+                self._interviewer_done()
         elif kind == "session.started":
             self._turns_by_ear = True
 

@@ -29,6 +29,7 @@ SERVER_EVENT_TYPES = frozenset(
         "response.content_part.done",
         "output_audio_buffer.started",
         "output_audio_buffer.stopped",
+        "output_audio_buffer.cleared",
         "response.output_audio_transcript.delta",
         "response.output_audio_transcript.done",
         "response.done",

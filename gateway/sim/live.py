@@ -19,8 +19,10 @@ it) differs from the Realtime call in what it says, not in how it sounds, so thi
   every one) restricts what the data channel may send, never the sideband; a refused event
   is not applied and gets an ``error`` (code ``client_event_not_allowed``: the SDK documents
   the setting but not the error's code, so that one is this simulator's);
-- ``session.close`` -> ``session.closed`` (``close_requested``); other client events ->
-  ``error``;
+- ``session.close`` -> ``session.closed`` (``close_requested``);
+  ``session.instructions.append`` -> ``session.instructions.appended`` (kept in
+  ``appended_instructions``; the simulator reads no instructions, as it reads no others);
+  other client events -> ``error``;
 - ``session.closed`` with the reason and final ``usage`` whenever the session ends: hangup
   (``close_requested``), the peer gone (``connection_lost`` / ``remote_hangup``), or ``end``
   called with another reason (tests use it for ``expired``).
@@ -50,6 +52,7 @@ LIVE_SERVER_EVENT_TYPES = frozenset(
         "session.input_transcript.delta",
         "session.usage.updated",
         "session.closed",
+        "session.instructions.appended",
         "error",
     }
 )
@@ -115,6 +118,8 @@ class SimulatedLiveSession(SimulatedCall):
         self.closed_reason: str | None = None
         #: client event types the data channel sent that the session's creator did not allow
         self.refused_frontend_events: list[str] = []
+        #: the content of every accepted session.instructions.append, in order
+        self.appended_instructions: list[str] = []
 
     @property
     def transcription_enabled(self) -> bool:
@@ -208,8 +213,11 @@ class SimulatedLiveSession(SimulatedCall):
             return
         client_event_id = event.get("event_id")
         client_event_id = client_event_id if isinstance(client_event_id, str) else None
+        self.client_events.append(event["type"])
         if event["type"] == "session.close":
             self._spawn(self.end("close_requested"))
+        elif event["type"] == "session.instructions.append":
+            self._append_instructions(event.get("content"), client_event_id)
         elif event["type"] == "session.update":
             self._update(event.get("session"), client_event_id)
         else:
@@ -219,6 +227,17 @@ class SimulatedLiveSession(SimulatedCall):
                 param="type",
                 client_event_id=client_event_id,
             )
+
+    def _append_instructions(self, content: Any, client_event_id: str | None) -> None:
+        if not isinstance(content, str) or not content:
+            self._live_error(
+                "'content' must be a non-empty string", "invalid_type", "content", client_event_id
+            )
+            return
+        self.appended_instructions.append(content)
+        now = self._ms()
+        extra = {"client_event_id": client_event_id} if client_event_id else {}
+        self.emit("session.instructions.appended", start_ms=now, end_ms=now, **extra)
 
     def _update(self, update: Any, client_event_id: str | None) -> None:
         if not isinstance(update, dict):

@@ -194,10 +194,15 @@ class SpeechTrack(MediaStreamTrack):
             self._queue.append(_Playing(utterance, done, on_word))
         return done
 
-    def stop(self) -> None:
-        super().stop()
+    def interrupt(self) -> None:
+        """Cut short what is playing and drop what is queued: their futures are cancelled, and
+        the track goes on, silent."""
         while self._queue:
             self._queue.popleft().done.cancel()
+
+    def stop(self) -> None:
+        super().stop()
+        self.interrupt()
 
     def _next_samples(self) -> np.ndarray:
         if not self._queue:

@@ -82,14 +82,24 @@ class Call(Protocol):
     def call_id(self) -> str | None:
         """The upstream's id of the current call (a proxy's changes on reconnect)."""
 
-    async def start(self, offer_sdp: str) -> str:
-        """Answer the browser's first offer. Raises ``BadOffer`` or ``CallUnavailable``."""
+    async def start(self, offer_sdp: str, *, carry_over: Sequence[tuple[Role, str]] = ()) -> str:
+        """Answer the browser's first offer, the new upstream call given ``carry_over`` (the
+        interview so far of an earlier process, if any). Raises ``BadOffer`` or
+        ``CallUnavailable``."""
 
     async def reconnect(self, offer_sdp: str) -> str:
         """Answer a reconnected browser's new offer; the relay keeps the AI conversation."""
 
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
         """A trickled browser candidate (``None``: end of candidates)."""
+
+    def candidate_away(self) -> None:
+        """The candidate is gone for now (the session's grace runs): the interviewer should
+        not go on asking questions to nobody. Called once per absence."""
+
+    def candidate_back(self) -> None:
+        """The candidate is back from an absence: the interviewer asks its last question
+        again. Called once per absence, after ``candidate_away``."""
 
     async def close(self) -> None:
         """Hang up, once; reports nothing to the listener."""

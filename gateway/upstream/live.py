@@ -14,7 +14,12 @@ contract this follows):
   ``delegation`` and ``triggers`` can change later, so those are what the gateway guards;
 - the session can be told which client events the browser's data channel may send
   (``client.data_channel.allowed_client_events``), so in proxy mode the upstream enforces the
-  gateway's allowlist.
+  gateway's allowlist;
+- nothing stops the interviewer mid-turn: the contract has no ``response.cancel`` and no
+  output-audio clear (``session.input_audio.mute`` mutes what the model hears, not what it
+  says; ``response.create`` needs Responses delegation), so a relay pauses nothing while the
+  candidate is away, and on their return appends instructions to repeat the last question
+  (``session.instructions.append``, the contract's way to steer a running session).
 
 The key is handed in by the composition root, which reads it through
 ``openai.api_key_from_env``; like the Realtime client, this one sends it only in the headers of
@@ -30,7 +35,13 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from gateway.upstream.integrity import ClientEventPolicy
-from gateway.upstream.openai import CarryOver, HttpUpstream, UpstreamCall, UpstreamError
+from gateway.upstream.openai import (
+    REPEAT_INSTRUCTIONS,
+    CarryOver,
+    HttpUpstream,
+    UpstreamCall,
+    UpstreamError,
+)
 from storage.transcripts import Role
 
 #: What the gateway asks of every GPT-Live session unless configured otherwise. GPT-Live
@@ -63,6 +74,18 @@ LIVE_CLIENT_EVENTS: tuple[str, ...] = (
     "response.create",
 )
 
+#: Once the candidate is back from an absence: instructions to repeat the last question
+#: (``InstructionsAppendEvent``; ``delegation_id`` null: general session context).
+LIVE_REPEAT_EVENTS: tuple[str, ...] = (
+    json.dumps(
+        {
+            "type": "session.instructions.append",
+            "content": REPEAT_INSTRUCTIONS,
+            "delegation_id": None,
+        }
+    ),
+)
+
 #: GPT-Live's startup history takes at most this many messages.
 MAX_INPUT_ITEMS = 128
 
@@ -80,6 +103,9 @@ class LiveUpstream(HttpUpstream):
 
     defaults = DEFAULT_LIVE_SESSION
     guarded_fields = LIVE_GUARDED_FIELDS
+    #: the contract has nothing that stops the interviewer mid-turn (module docstring)
+    pause_events: tuple[str, ...] = ()
+    repeat_events = LIVE_REPEAT_EVENTS
 
     async def create_call(
         self, offer_sdp: str, session: dict[str, Any] | None = None

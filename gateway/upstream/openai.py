@@ -143,6 +143,12 @@ class UpstreamClient(Protocol):
     kind: str
     #: session fields (as paths) the gateway owns and restores when a client changes them
     guarded_fields: tuple[tuple[str, ...], ...]
+    #: client events (JSON text) that stop the interviewer mid-turn while the candidate is
+    #: away (relay mode); empty where the contract has none
+    pause_events: tuple[str, ...]
+    #: client events (JSON text) that have the interviewer ask its last question again once
+    #: the candidate is back from an absence; empty where the contract has none
+    repeat_events: tuple[str, ...]
 
     def effective_session(self, session: dict[str, Any] | None = None) -> dict[str, Any]:
         """The session a call is created with: the defaults, the deployment's, the interview's."""
@@ -281,6 +287,26 @@ REALTIME_GUARDED_FIELDS: tuple[tuple[str, ...], ...] = (
 )
 
 
+#: What the interviewer is told to do when the candidate comes back from an absence.
+REPEAT_INSTRUCTIONS = (
+    "The candidate's connection dropped and they are back now. Briefly say so, then repeat "
+    "your last question, shortly, and wait for their answer."
+)
+
+#: Realtime: cancel the response in progress and drop the audio the WebRTC call still holds
+#: for it (``response.cancel``, ``output_audio_buffer.clear``: both client events of the GA
+#: contract), so no question is asked to nobody.
+REALTIME_PAUSE_EVENTS: tuple[str, ...] = (
+    json.dumps({"type": "response.cancel"}),
+    json.dumps({"type": "output_audio_buffer.clear"}),
+)
+
+#: Realtime: a new response whose instructions (for this response only) ask for the repeat.
+REALTIME_REPEAT_EVENTS: tuple[str, ...] = (
+    json.dumps({"type": "response.create", "response": {"instructions": REPEAT_INSTRUCTIONS}}),
+)
+
+
 def restored_item(role: Role, text: str) -> dict[str, Any]:
     """A ``conversation.item.create`` that puts one earlier line into a new Realtime call."""
     if role == "interviewer":
@@ -295,6 +321,8 @@ class RealtimeUpstream(HttpUpstream):
 
     defaults = DEFAULT_SESSION
     guarded_fields = REALTIME_GUARDED_FIELDS
+    pause_events = REALTIME_PAUSE_EVENTS
+    repeat_events = REALTIME_REPEAT_EVENTS
 
     async def create_call(
         self, offer_sdp: str, session: dict[str, Any] | None = None

@@ -92,6 +92,13 @@ class ProxyCall:
         self._listener.peer_back()
         return answer
 
+    def candidate_away(self) -> None:
+        """Nothing to pause: the upstream hears the browser's own peer connection, and when
+        that goes the upstream ends the call (a reconnect is a new call, carried over)."""
+
+    def candidate_back(self) -> None:
+        """Nothing to repeat: a reconnect's new call carries the conversation over."""
+
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
         """Nothing to do: the upstream takes no trickle; its checks learn peer-reflexive ones."""
 

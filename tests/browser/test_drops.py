@@ -5,7 +5,10 @@ Each kind of drop is made by the test inside its own network namespace: the sign
 through ``CuttableLink`` (a forwarder the test controls: ``stall`` keeps its connections open
 and carries nothing more); the media goes straight between Chromium and the gateway over
 loopback UDP, dropped with ``iptables`` rules on the browser leg's ports. The reload is
-``test_rejoin.py``'s. ``scripts/drop-loop`` runs these in a loop and counts what resumed.
+``test_rejoin.py``'s (and ``test_proxy_reload.py``'s). While the candidate is away the
+interviewer is paused and, on their return, asks its last question again: the stored lines
+are the script's, with the line it was on possibly cut short and then repeated.
+``scripts/drop-loop`` runs these in a loop and counts what resumed.
 """
 
 from __future__ import annotations
@@ -67,6 +70,19 @@ def browser_leg_ports(session: InterviewSession) -> set[int]:
     if pc.sctp is not None:
         transports.add(pc.sctp.transport.transport)
     return {c.port for t in transports for c in t.iceGatherer.getLocalCandidates()}
+
+
+def as_scripted(said: list[str]) -> list[str]:
+    """The interviewer's stored lines without what an absence adds: the line it was on, cut
+    short when the candidate went (a prefix of the next line), and asked again on their return
+    (the same line twice)."""
+    lines: list[str] = []
+    for text in said:
+        if lines and text.startswith(lines[-1]):
+            lines[-1] = text
+        else:
+            lines.append(text)
+    return lines
 
 
 @contextlib.contextmanager
@@ -142,5 +158,5 @@ async def test_a_drop_resumes_and_the_interview_runs_to_its_end(
     assert len({row.event_id for row in rows}) == len(rows), "a line was stored twice"
     script = Script.from_dict(SHORT)
     said = [row.text for row in rows if row.role == "interviewer"]
-    assert said == [script.turns[0].question, script.closing]
+    assert as_scripted(said) == [script.turns[0].question, script.closing]
     assert script.turns[0].answer in [row.text for row in rows if row.role == "candidate"]

@@ -160,11 +160,21 @@ async def test_every_event_the_simulator_emits_passes_the_official_schema(
     await interview(sim, http, offerer, script, session)
     # the rarer paths: a session.update, a bad client event, and speech heard out of turn
     offerer.send({"type": "session.update", "session": {"instructions": "Be brief."}})
-    offerer.send({"type": "response.create"})
+    offerer.send({"type": "conversation.item.retrieve", "item_id": "item_x"})
     await offerer.voice.say("One more thing before we go.")
     await offerer.wait_count("conversation.item.input_audio_transcription.failed", 1)
-    await offerer.wait_count("error", 1)
     await offerer.wait_count("session.updated", 1)
+    # a response asked for (the closing line again), then its buffer cleared, then a cancel
+    # with nothing to cancel (an error, as upstream)
+    offerer.send({"type": "response.create"})
+    (*_, again) = await offerer.wait_count("response.done", len(script.turns) + 2)
+    assert again["response"]["status"] == "completed"
+    offerer.send({"type": "output_audio_buffer.clear"})
+    offerer.send({"type": "response.cancel", "event_id": "cancel_1"})
+    (cleared,) = await offerer.wait_count("output_audio_buffer.cleared", 1)
+    assert cleared["response_id"] == again["response"]["id"]
+    errors = await offerer.wait_count("error", 2)
+    assert errors[1]["error"]["code"] == "response_cancel_not_active"
 
     for event in offerer.events:
         try:
@@ -182,3 +192,47 @@ def _rid(event: dict[str, Any]) -> str | None:
 def _item_id(event: dict[str, Any]) -> str | None:
     item = event.get("item")
     return event.get("item_id") or (item.get("id") if isinstance(item, dict) else None)
+
+
+#: A question long enough (about 5 s at SPEED) to be cut short in the middle.
+LONG_QUESTION = " ".join(["Tell me about the hardest bug you fixed and how you found it"] * 7)
+
+
+@pytest.mark.parametrize(
+    "script", [Script((ScriptTurn(LONG_QUESTION, "A race in the cache."),), "Thanks, bye.")]
+)
+async def test_a_cancelled_question_is_cut_short_and_asked_again_on_request(
+    sim: SimulatedUpstream, http: aiohttp.ClientSession, offerer: Offerer, script: Script
+) -> None:
+    """``response.cancel`` + ``output_audio_buffer.clear`` (what the gateway sends while the
+    candidate is away) end the question mid-sentence; ``response.create`` has it asked again,
+    whole, and the interview then goes on as scripted."""
+    session = {"type": "realtime", "model": "gpt-realtime"} | TRANSCRIPTION
+    response = await post_call(http, sim.base_url, await offerer.offer(), session)
+    assert response.status == 201, await response.text()
+    await offerer.accept(await response.text())
+    await offerer.wait_count("response.output_audio_transcript.delta", 2)
+    offerer.send({"type": "response.cancel"})
+    offerer.send({"type": "output_audio_buffer.clear"})
+    (cut,) = await offerer.wait_count("response.done", 1)
+    assert cut["response"]["status"] == "cancelled"
+    assert cut["response"]["status_details"]["reason"] == "client_cancelled"
+    await offerer.wait_count("output_audio_buffer.cleared", 1)
+    (partial,) = offerer.of_type("response.output_audio_transcript.done")
+    assert LONG_QUESTION.startswith(partial["transcript"]) and partial["transcript"]
+    assert partial["transcript"] != LONG_QUESTION
+
+    offerer.send({"type": "response.create"})
+    offerer.send({"type": "response.create"})  # one response at a time, as upstream
+    (error,) = await offerer.wait_count("error", 1)
+    assert error["error"]["code"] == "conversation_already_has_active_response"
+    await offerer.wait_count("output_audio_buffer.stopped", 1)
+    transcripts = offerer.of_type("response.output_audio_transcript.done")
+    assert transcripts[1]["transcript"] == LONG_QUESTION
+    await offerer.voice.say(script.turns[0].answer)
+    await offerer.wait_count("output_audio_buffer.stopped", 2)  # the closing line
+    assert offerer.of_type("response.output_audio_transcript.done")[2]["transcript"] == (
+        script.closing
+    )
+    for event in offerer.events:
+        ServerEvent.validate_python(event)

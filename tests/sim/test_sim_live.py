@@ -104,7 +104,11 @@ async def test_every_live_event_passes_the_official_schema(
     offerer.send({"type": "session.update", "session": {"triggers": []}, "event_id": "c1"})
     offerer.send({"type": "session.update", "session": {"instructions": "Be rude."}})
     offerer.send({"type": "response.create", "event_id": "c2"})
+    content = "Repeat your last question."
+    offerer.send({"type": "session.instructions.append", "content": content, "event_id": "c3"})
     await offerer.wait_count("error", 2)
+    (appended,) = await offerer.wait_count("session.instructions.appended", 1)
+    assert appended["client_event_id"] == "c3" and call.appended_instructions == [content]
     updated = await offerer.wait_count("session.updated", 1)
     assert updated[0]["client_event_id"] == "c1"
     assert call.session["instructions"] == SESSION["instructions"]  # immutable, as upstream
