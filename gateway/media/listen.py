@@ -8,6 +8,12 @@ packetizes. A subscriber runs on the forwarding path, so it only appends; a list
 sender falls behind loses its oldest packets, the interview loses nothing. When the relay
 replaces a forwarder (the candidate reconnected and got a new browser leg), ``follow`` moves the
 feed to the new one and keeps its timestamps running on.
+
+A listener that stops answering (its browser froze, its network went) fails ICE consent
+freshness (RFC 7675: aioice checks every ~5 s, and gives up after 6 failures): the leg's
+connection turns ``failed`` (or ``closed``, when the peer's DTLS closed) and ``on_lost`` tells
+its owner, who hangs it up and tells the observer (``listen_lost``). Until then its packets
+cost a send each, and nobody waits on it.
 """
 
 from __future__ import annotations
@@ -92,12 +98,22 @@ class ListenLeg:
         ice_addresses: Sequence[str],
         *,
         on_close: Callable[[ListenLeg], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.pc = RTCPeerConnection(configuration)
         self._ice_addresses = ice_addresses
         self.feeds: dict[Participant, VoiceFeed] = {voice: VoiceFeed() for voice in VOICES}
         self._on_close = on_close
+        self._on_lost = on_lost
         self._closed = False
+        self.pc.on("connectionstatechange", self._state)
+
+    def _state(self) -> None:
+        # failed: consent expired; closed: the peer's DTLS said goodbye (not through us)
+        if self.pc.connectionState in ("failed", "closed") and not self._closed:
+            log.info("listen-in peer %s", self.pc.connectionState)
+            if self._on_lost is not None:
+                self._on_lost()
 
     async def answer(self, offer_sdp: str) -> str:
         """Answer an offer of (at least) two audio m-lines that receive Opus; ``BadOffer``
