@@ -64,6 +64,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "interview_in_progress": ErrorSpec(
         4313, True, "the interview is live; rejoining it needs its reconnect secret"
     ),
+    "listen_lost": ErrorSpec(4314, False, "the listen-in peer connection stopped answering"),
     "internal": ErrorSpec(4500, True, "the server failed; nothing the client did"),
     "keys_unavailable": ErrorSpec(4501, True, "the identity provider's keys could not be fetched"),
     "database_unavailable": ErrorSpec(4502, True, "the gateway's database is away; retry shortly"),

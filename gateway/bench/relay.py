@@ -6,13 +6,19 @@ upstreams, each its own process: ``relay_peers``) carrying marked full-duplex Op
 path), and through a stock aiortc relay (``MediaRelay``: decode, jitter buffer, re-encode, with
 aiortc's own audio-level code). With ``--udp-mux``, a fourth set-up runs the fast path with
 every ICE agent of the relay on one shared UDP socket (``mux``, as ``GATEWAY_ICE_UDP_PORT``
-does). The relay runs alone in its process (``relay_process``), whose CPU (getrusage, all
-threads) and resident memory are read at the start and end of the measured window, and its
-UDP sockets at the most (``udp_sockets``, sampled from ``/proc``).
+does). With ``--observers K``, the fast path runs twice more, right after its first run, with
+1 and then K observers of every session (``relay_peers listen``: one receive-only listen-in
+peer connection per observer, fed both voices by ``Relay.listen_in`` as in the gateway). The
+relay runs alone in its process (``relay_process``), whose CPU (getrusage, all threads) and
+resident memory are read at the start and end of the measured window, and its UDP sockets at
+the most (``udp_sockets``, sampled from ``/proc``).
 
 Figures: CPU per session, frames delivered / frames sent at the far ends, one-way latency of
 the marks minus the direct connection's median (``added_latency_ms``), resident MB per session.
-The baseline runs at most 4 sessions unless told otherwise (``--baseline-sessions``): beyond ~6 it
+With observers: the relay's CPU per observer (with K observers per session minus with none,
+divided by K x sessions) and the candidate's added latency (the sessions' p50 with K observers
+minus with none, ``added_latency_ms_p50``). The baseline runs at most 4 sessions unless told
+otherwise (``--baseline-sessions``): beyond ~6 it
 saturates, and a saturated relay's CPU per session is just one core divided by N (at 20 it
 delivered 22 % of the frames, 235 ms late).
 Everything stays on 127.0.0.1: the command re-runs itself in a network namespace holding only
@@ -41,6 +47,7 @@ from gateway.sim.opus_peers import FRAME_SECONDS, MARK_PERIOD
 
 MODULE = "gateway.bench.relay"
 MAX_SESSIONS = 50
+MAX_OBSERVERS = 20
 BASELINE_SESSIONS = 4
 MAX_DURATION = 120.0
 NETNS_MARK = "IGW_BENCH_NETNS"
@@ -54,10 +61,15 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
 
 
 async def run_phase(
-    http: aiohttp.ClientSession, mode: str, sessions: int, duration: float, upstream: str = "sim"
+    http: aiohttp.ClientSession,
+    mode: str,
+    sessions: int,
+    duration: float,
+    upstream: str = "sim",
+    observers: int = 0,
 ) -> dict[str, Any]:
     """One set-up (``direct``, ``fast``, ``mux`` or ``baseline``): connect, run marked audio,
-    report."""
+    report; ``observers`` listen in on each session (fast path and mux only)."""
     peers = relay_peers.__name__
     started: list[Process] = []
     try:
@@ -76,6 +88,13 @@ async def run_phase(
             peers, "near", "--target", target + "/v1", "--sessions", str(sessions)
         )
         started.append(near)
+        listeners: Process | None = None
+        if observers and relay is not None:
+            listeners = await Process.start(
+                peers, "listen", "--target", relay.url, "--sessions", str(sessions),
+                "--observers", str(observers),
+            )  # fmt: skip
+            started.append(listeners)
         load_before = os.getloadavg()
         for peer in (near, far):
             await http.post(f"{peer.url}/control/go")
@@ -89,6 +108,8 @@ async def run_phase(
         await asyncio.sleep(DRAIN_SECONDS)
         near_report = await get_json(http, f"{near.url}/control/report")
         far_report = await get_json(http, f"{far.url}/control/report")
+        if listeners is not None:
+            heard = await get_json(http, f"{listeners.url}/control/report")
     finally:
         for process in reversed(started):
             await process.stop(http)
@@ -96,6 +117,10 @@ async def run_phase(
     result["loadavg_1m"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     if relay is not None:
         cpu = (last["cpu_s"] - first["cpu_s"]) / (last["t"] - first["t"])
+        result["cpu_percent"] = round(100 * cpu, 3)
+        #: of which in the kernel (on loopback a send also pays for the receiving end's delivery)
+        kernel = (last["sys_s"] - first["sys_s"]) / (last["t"] - first["t"])
+        result["kernel_cpu_percent"] = round(100 * kernel, 3)
         result["cpu_percent_per_session"] = round(100 * cpu / sessions, 2)
         result["rss_mb_per_session"] = round((last["rss_mb"] - idle["rss_mb"]) / sessions, 2)
         result["udp_sockets"] = last["udp_sockets_peak"]
@@ -103,6 +128,11 @@ async def run_phase(
         result["udp_drops"] = last["udp_drops"] - first["udp_drops"]
         if last["demux"] is not None:
             result["demux"] = last["demux"]  # what the mux did with every datagram
+    if listeners is not None:
+        result["observers_per_session"] = observers
+        #: packets of both voices the observers received in all (each session's and voice's
+        #: forwarded copies: ~50 a second per voice and observer while the sources send)
+        result["observer_packets"] = sum(heard.values())
     return result
 
 
@@ -154,20 +184,35 @@ def added(relayed: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def observer_costs(none: dict[str, Any], many: dict[str, Any], observers: int) -> dict[str, float]:
+    """What ``observers`` observers per session cost, from the fast path run with none and
+    with them: the relay's CPU per observer (percent of a core) and the sessions' added p50."""
+    total = observers * none["sessions"]
+    return {
+        "cpu_percent_per_observer": round((many["cpu_percent"] - none["cpu_percent"]) / total, 3),
+        "added_latency_ms_p50": round(many["latency_ms"]["p50"] - none["latency_ms"]["p50"], 2),
+    }
+
+
 async def run_bench(
     sessions: int,
     baseline_sessions: int,
     duration: float,
     udp_mux: bool = False,
     upstream: str = "sim",
+    observers: int = 0,
 ) -> dict[str, Any]:
     counts = {"direct": sessions, "fast": sessions, "baseline": baseline_sessions}
     if udp_mux:
         counts["mux"] = sessions
+    watched: dict[int, dict[str, Any]] = {}
     async with aiohttp.ClientSession() as http:
-        phases = {
-            mode: await run_phase(http, mode, n, duration, upstream) for mode, n in counts.items()
-        }
+        phases: dict[str, dict[str, Any]] = {}
+        for mode, n in counts.items():
+            phases[mode] = await run_phase(http, mode, n, duration, upstream)
+            if mode == "fast":  # right after it, so that the machine's load is alike
+                for k in sorted({1, observers} - {0}):
+                    watched[k] = await run_phase(http, "fast", n, duration, upstream, k)
     for mode, n in counts.items():
         phases[mode]["sessions"] = n
     direct = phases["direct"]
@@ -175,7 +220,13 @@ async def run_bench(
         if mode != "direct":
             phases[mode]["added_latency_ms"] = added(phases[mode], direct)
     fast_cpu = phases["fast"]["cpu_percent_per_session"]
-    extra = {"mux": phases["mux"]} if udp_mux else {}
+    extra: dict[str, Any] = {"mux": phases["mux"]} if udp_mux else {}
+    if observers:
+        for phase in watched.values():
+            phase["sessions"] = sessions
+            phase["added_latency_ms"] = added(phase, direct)
+        extra["with_observers"] = {str(k): phase for k, phase in watched.items()}
+        extra["observers"] = observer_costs(phases["fast"], watched[observers], observers)
     return {
         "sessions": sessions,
         "upstream": upstream,
@@ -207,10 +258,11 @@ def print_report(report: dict[str, Any]) -> None:
         "load 1m",
     )
     print("".join(f"{h:>14}" for h in header))
-    for mode in ("direct", "fast", "baseline", "mux"):
-        if mode not in report:
-            continue
-        phase = report[mode]
+    watched = report.get("with_observers", {})
+    rows: list[tuple[str, dict[str, Any]]] = [(m, report[m]) for m in ("direct", "fast")]
+    rows += [(f"fast+{k} obs", phase) for k, phase in watched.items()]
+    rows += [(mode, report[mode]) for mode in ("baseline", "mux") if mode in report]
+    for mode, phase in rows:
         extra = phase.get("added_latency_ms", {"p50": "-", "p99": "-"})
         row = (
             mode,
@@ -226,6 +278,14 @@ def print_report(report: dict[str, Any]) -> None:
         print("".join(f"{v!s:>14}" for v in row))
     print(f"direct one-way latency p50 {direct['p50']} ms, p99 {direct['p99']} ms")
     print(f"cpu_ratio (baseline / fast): {report['cpu_ratio']}")
+    if "observers" in report:
+        k = max(watched, key=int)
+        costs = report["observers"]
+        print(
+            f"observers ({k} per session against none): "
+            f"{costs['cpu_percent_per_observer']} % of a core each, "
+            f"the sessions' p50 +{costs['added_latency_ms_p50']} ms"
+        )
 
 
 def in_namespace_or_reexec(argv: list[str]) -> None:
@@ -272,6 +332,14 @@ def main(argv: list[str]) -> int:
         help="the contract the relay's upstream leg speaks: sim (Realtime calls) or sim-live "
         "(GPT-Live); the audio path is the same",
     )
+    parser.add_argument(
+        "--observers",
+        type=int,
+        default=0,
+        metavar="K",
+        help=f"also run the fast path with 1 and K observers listening in on every session "
+        f"(1-{MAX_OBSERVERS}): CPU per observer, the candidate's added p50",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args(argv)
     baseline = args.baseline_sessions or min(args.sessions, BASELINE_SESSIONS)
@@ -279,12 +347,18 @@ def main(argv: list[str]) -> int:
         1 <= args.sessions <= MAX_SESSIONS
         and 1 <= baseline <= MAX_SESSIONS
         and 0 < args.duration <= MAX_DURATION
+        and 0 <= args.observers <= MAX_OBSERVERS
     ):
-        parser.error(f"sessions must be 1-{MAX_SESSIONS} and --duration 0-{MAX_DURATION:g}")
+        parser.error(
+            f"sessions must be 1-{MAX_SESSIONS}, --duration 0-{MAX_DURATION:g}"
+            f" and --observers 1-{MAX_OBSERVERS}"
+        )
     if os.geteuid() == 0:
         in_namespace_or_reexec(argv)
     report = asyncio.run(
-        run_bench(args.sessions, baseline, args.duration, args.udp_mux, args.upstream)
+        run_bench(
+            args.sessions, baseline, args.duration, args.udp_mux, args.upstream, args.observers
+        )
     )
     print_report(report)
     if args.json:

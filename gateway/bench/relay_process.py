@@ -7,7 +7,9 @@ one shared UDP socket, ``gateway.media.udp_mux``) or through stock aiortc (``bas
 ``MediaRelay`` subscriptions of the decoded tracks, re-encoded on the way out). Alone in its
 process, its CPU (getrusage, all threads), resident memory and UDP sockets (now and the most
 seen, sampled every ``SOCKET_SAMPLE_S``) are what ``GET /control/usage`` reports;
-``POST /control/exit`` ends it.
+``POST /control/listen/{name}`` (an SDP offer) gives an observer's listen-in peer of the session
+the near peers named ``name`` (``Relay.listen_in``, fast path only); ``POST /control/exit``
+ends it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from gateway.media import aiortc_internals, ice
 from gateway.media.host_sockets import HostSockets
 from gateway.media.relay import Relay, RelayOptions, rtc_configuration
 from gateway.media.udp_mux import UdpMux
-from gateway.sim.opus_peers import LOCAL, read_call
+from gateway.sim.opus_peers import LOCAL, SESSION_KEY, read_call
 from gateway.upstream.call import Unsupervised
 from gateway.upstream.live import LiveUpstream
 from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream, UpstreamClient
@@ -75,12 +77,14 @@ class MediaRelayBaseline:
 
 
 def usage() -> dict[str, float]:
-    """This process's CPU seconds (all threads), monotonic time and resident MB."""
+    """This process's CPU seconds (all threads; of which in the kernel), monotonic time and
+    resident MB."""
     rusage = resource.getrusage(resource.RUSAGE_SELF)
     with open("/proc/self/status") as status:
         rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     return {
         "cpu_s": rusage.ru_utime + rusage.ru_stime,
+        "sys_s": rusage.ru_stime,
         "t": time.monotonic(),
         "rss_mb": rss_kb / 1024,
     }
@@ -102,6 +106,7 @@ async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None
     if mode != "baseline":
         aiortc_internals.install()  # as the gateway does (the fast path encodes nothing)
     relays: list[Relay | MediaRelayBaseline] = []
+    named: dict[str, Relay] = {}  # by the near peers' session names, for listeners
     done = asyncio.Event()
     sockets = SocketPeak()
     sampler = asyncio.create_task(sockets.run())
@@ -122,6 +127,7 @@ async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None
             relay: Relay | MediaRelayBaseline
             if mode != "baseline":
                 relay = Relay(upstream, Unsupervised(), options=options, session=session)
+                named[str(session.get(SESSION_KEY))] = relay
             else:
                 relay = MediaRelayBaseline(upstream, session)
             relays.append(relay)
@@ -145,12 +151,20 @@ async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None
                 }
             )
 
+        async def listen_in(request: web.Request) -> web.Response:
+            relay = named.get(request.match_info["name"])
+            if relay is None:
+                raise web.HTTPNotFound(text="no such session (listeners need the fast path)")
+            _, answer = await relay.listen_in(await request.text())
+            return web.Response(text=answer, content_type="application/sdp")
+
         async def exit_(_: web.Request) -> web.Response:
             done.set()
             return web.Response()
 
         app = web.Application()
         app.router.add_post("/v1/realtime/calls", call)
+        app.router.add_post("/control/listen/{name}", listen_in)
         app.router.add_get("/control/usage", report_usage)
         app.router.add_post("/control/exit", exit_)
         try:

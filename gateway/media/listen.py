@@ -4,14 +4,24 @@ second), never decoded or mixed on the gateway, and never sending anything into 
 
 Each voice is a ``VoiceFeed``: a subscriber of the relay's forwarder for that voice (the hook
 the recorder uses), holding a few packets in a bounded deque that the listen leg's sender
-packetizes. A subscriber runs on the forwarding path, so it only appends; a listener whose
-sender falls behind loses its oldest packets, the interview loses nothing. When the relay
-replaces a forwarder (the candidate reconnected and got a new browser leg), ``follow`` moves the
-feed to the new one and keeps its timestamps running on.
+packetizes. A subscriber runs on the forwarding path, so it only appends, and on the event
+loop's next turn: every forwarder's own send that the packet's arrival woke (this session's and
+any other's) goes out before a listener's: no packet of the interview waits behind an
+observer's copy. A listener whose sender falls behind loses its oldest packets, the interview
+loses nothing. When the relay replaces a forwarder (the candidate reconnected and got a new
+browser leg), ``follow`` moves the feed to the new one and keeps its timestamps running on.
+
+A listener that stops answering (its browser froze, its network went) fails ICE consent
+freshness (RFC 7675: a check every ~5 s, each retransmitted for up to 7.5 s, six in a row
+unanswered: about 75 s, ``media.ice``): the leg's
+connection turns ``failed`` (or ``closed``, when the peer's DTLS closed) and ``on_lost`` tells
+its owner, who hangs it up and tells the observer (``listen_lost``). Until then its packets
+cost a send each, and nobody waits on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
@@ -63,11 +73,14 @@ class VoiceFeed(PacketQueueTrack):
             assert self._last_pts is not None
             self._offset = self._last_pts + MIN_STEP - packet.pts
             self._rebase = False
-        out = Packet(bytes(packet))
-        out.pts = packet.pts + self._offset
-        out.time_base = TIME_BASE
+        if self._offset:
+            out = Packet(bytes(packet))
+            out.pts = packet.pts + self._offset
+            out.time_base = TIME_BASE
+        else:  # the forwarder's own packet, which nobody changes once made: shared, not copied
+            out = packet
         self._last_pts = out.pts
-        self._put(out)
+        asyncio.get_running_loop().call_soon(self._put, out)
         self.packets += 1
 
     def _leave(self) -> None:
@@ -92,12 +105,22 @@ class ListenLeg:
         ice_addresses: Sequence[str],
         *,
         on_close: Callable[[ListenLeg], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.pc = RTCPeerConnection(configuration)
         self._ice_addresses = ice_addresses
         self.feeds: dict[Participant, VoiceFeed] = {voice: VoiceFeed() for voice in VOICES}
         self._on_close = on_close
+        self._on_lost = on_lost
         self._closed = False
+        self.pc.on("connectionstatechange", self._state)
+
+    def _state(self) -> None:
+        # failed: consent expired; closed: the peer's DTLS said goodbye (not through us)
+        if self.pc.connectionState in ("failed", "closed") and not self._closed:
+            log.info("listen-in peer %s", self.pc.connectionState)
+            if self._on_lost is not None:
+                self._on_lost()
 
     async def answer(self, offer_sdp: str) -> str:
         """Answer an offer of (at least) two audio m-lines that receive Opus; ``BadOffer``

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -331,13 +331,17 @@ class Relay:
         ]
         return QualityReport(legs, self._turns.take())
 
-    async def listen_in(self, offer_sdp: str) -> tuple[ListenLeg, str]:
+    async def listen_in(
+        self, offer_sdp: str, on_lost: Callable[[], None] | None = None
+    ) -> tuple[ListenLeg, str]:
         """An observer's receive-only peer for ``offer_sdp``, fed both voices as they are
-        forwarded, and its answer; ``BadOffer`` for an offer it cannot take."""
+        forwarded, and its answer; ``BadOffer`` for an offer it cannot take. ``on_lost``:
+        the peer stopped answering (its connection failed)."""
         leg = ListenLeg(
             rtc_configuration(self._options.browser_ice_servers),
             self._options.ice_addresses,
             on_close=self._listeners.discard,
+            on_lost=on_lost,
         )
         try:
             answer = await leg.answer(offer_sdp)

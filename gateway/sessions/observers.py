@@ -13,7 +13,9 @@ line is missed or repeated.
 An observer sends nothing into the interview: its events are refused (``observer_read_only``);
 its offer, in a relayed interview, gets a receive-only peer connection that carries both voices
 as forwarded packets (``media.listen``, reached through the call's ``listen_in``: this room
-holds no aiortc), and anywhere else ``listen_unavailable``. It never counts as the candidate
+holds no aiortc), and anywhere else ``listen_unavailable``. A listen-in peer that stops
+answering (its connection failed) is hung up and the observer told ``listen_lost``, through its
+queue like everything else: the observer may offer again. It never counts as the candidate
 (the session's losses and grace timer do not know it exists). Each join and leave is an audit
 row (``storage.observers``): the join is written before the observer is admitted (no database,
 no watching), the leave after it went, retried for a while if the database is away
@@ -45,6 +47,8 @@ HISTORY_LINES = 2000
 LAGGING = "observer_lagging"
 #: An observer's close reason when the interview it watched ended.
 WATCHED_ENDED = "interview_ended"
+#: The error an observer is sent when its listen-in peer stopped answering and was hung up.
+LISTEN_LOST = "listen_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,13 @@ class _End:
     reason: str
 
 
-_Item = TranscriptEvent | _State | _End
+@dataclass(frozen=True, slots=True)
+class _Error:
+    code: str
+    message: str
+
+
+_Item = TranscriptEvent | _State | _End | _Error
 
 
 class Observer:
@@ -135,6 +145,8 @@ class Observer:
             )
         elif isinstance(item, _State):
             await self.channel.send_state(item.state, item.detail)
+        elif isinstance(item, _Error):
+            await self.channel.send_error(item.code, item.message)
         else:
             await self.channel.send_state(item.state, {"reason": item.reason})
 
@@ -228,9 +240,11 @@ class ListenPeer(Protocol):
 @runtime_checkable
 class ListensIn(Protocol):
     """A call that can give an observer both voices (the relay); ``BadOffer`` for an offer
-    it cannot take."""
+    it cannot take; ``on_lost`` when the peer stops answering."""
 
-    async def listen_in(self, offer_sdp: str) -> tuple[ListenPeer, str]: ...
+    async def listen_in(
+        self, offer_sdp: str, on_lost: Callable[[], None] | None = None
+    ) -> tuple[ListenPeer, str]: ...
 
 
 class ObserverHandler:
@@ -251,6 +265,7 @@ class ObserverHandler:
         self._on_leave = on_leave
         self._call = call
         self.listen: ListenPeer | None = None
+        self._watching: asyncio.Future[None] | None = None
 
     async def on_offer(self, sdp: str, *, reconnect: bool) -> Answer:
         """A listen-in offer: a new receive-only peer (a reconnect's replaces the last)."""
@@ -261,11 +276,28 @@ class ObserverHandler:
                 "listen-in audio needs a relayed interview, once it is connected",
             )
         await self._hang_up()
+        lost = asyncio.Event()
         try:
-            self.listen, answer = await call.listen_in(sdp)
+            self.listen, answer = await call.listen_in(sdp, on_lost=lost.set)
         except BadOffer as exc:
             raise SignalingError("bad_sdp", str(exc)) from None
+        self._watching = asyncio.ensure_future(self._drop_when_lost(self.listen, lost))
         return Answer(sdp=answer, mode="relay")
+
+    async def _drop_when_lost(self, listen: ListenPeer, lost: asyncio.Event) -> None:
+        """Hang up ``listen`` once it stopped answering, and tell the observer (who may still
+        be reading its socket, and may offer again)."""
+        await lost.wait()
+        if self.listen is not listen:
+            return
+        log.info(
+            "observer %s: listen-in dropped: %s",
+            self.observer.id,
+            LISTEN_LOST,
+            extra=self.hub.log_extra,
+        )
+        await self._hang_up()
+        self.observer.put(_Error(LISTEN_LOST, "the listen-in peer connection stopped answering"))
 
     async def on_candidate(self, candidate: IceCandidate | None) -> None:
         if self.listen is None:
@@ -286,5 +318,8 @@ class ObserverHandler:
 
     async def _hang_up(self) -> None:
         listen, self.listen = self.listen, None
+        watching, self._watching = self._watching, None
+        if watching is not None and watching is not asyncio.current_task():
+            watching.cancel()
         if listen is not None:
             await listen.close()

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import aiohttp
+import aioice.ice
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -25,7 +26,7 @@ from gateway.media import ice
 from gateway.media.listen import VOICES
 from gateway.sessions.invitations import Invitation, observer_token
 from gateway.sessions.session import InterviewSession
-from gateway.sim.candidate import SPEECH_RMS
+from gateway.sim.candidate import SPEECH_RMS, HeadlessCandidate
 from signaling.client import SignalingClient, SignalingClientError
 from signaling.tokens import issue_token
 from storage import tenants, transcripts
@@ -45,6 +46,7 @@ class Listener:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.frames = [0, 0]
         self.loudest = [0.0, 0.0]
+        self.heard = asyncio.Event()  # set at every frame
         self._tracks = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.pc.on("track", self._hear)
@@ -74,10 +76,27 @@ class Listener:
                     frame = await track.recv()
                     samples = frame.to_ndarray().astype(np.float64)
                     self.frames[index] += 1
+                    self.heard.set()
                     rms = float(np.sqrt(np.mean(samples**2)))
                     self.loudest[index] = max(self.loudest[index], rms)
 
         self._tasks.append(asyncio.ensure_future(drain()))
+
+    async def hears(self, more: int, within: float = WITHIN) -> None:
+        """Until both voices brought ``more`` frames than they have now."""
+        target = [frames + more for frames in self.frames]
+        async with asyncio.timeout(within):
+            while any(have < want for have, want in zip(self.frames, target, strict=True)):
+                self.heard.clear()
+                await self.heard.wait()
+
+    def stop_reading(self) -> None:
+        """Freeze the peer as a hung browser tab is: its UDP sockets stay open and datagrams
+        still arrive, but nothing reads them (no consent answers, no RTCP, no media)."""
+        receiver = self.pc.getTransceivers()[0].receiver
+        connection = receiver.transport.transport.iceGatherer._connection
+        for protocol in connection._protocols:
+            protocol.datagram_received = lambda data, addr: None
 
     async def close(self) -> None:
         await self.pc.close()
@@ -311,6 +330,77 @@ async def test_an_observer_that_stops_reading_is_dropped_and_nobody_else_waits(
     stuck.close()
     await reader.close()
     await candidate.close()
+
+
+@pytest.mark.slow
+async def test_a_listen_in_peer_that_stops_reading_is_dropped_and_nobody_else_waits(
+    start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stuck peer fails ICE consent freshness (RFC 7675, ``gateway.media.ice``'s loop):
+    its interval is shortened from 5 s to 0.5 s here and each check retransmitted once rather
+    than three times (for every peer of the test, the interview's too), so that six checks in
+    a row unanswered take ~12 s rather than ~75 s. The candidate hears the first question and
+    says nothing more until the test is done (its microphone sends silence), so the interview
+    stays live however long that takes."""
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.5)
+    monkeypatch.setattr(ice, "CONSENT_RETRANSMISSIONS", 1)
+    gateway = await start_gateway(mode="relay")
+    invitation = await gateway.invite("relay")
+    url = invitation.signal_url(gateway.base_url)
+    candidate = HeadlessCandidate(
+        url, invitation.token, interview_id=str(invitation.interview_id), answers=[]
+    )
+    await candidate.connect()
+    session = await live_session(gateway, invitation)
+    stuck, steady = Watcher(), Watcher()
+    ears = {stuck: Listener(), steady: Listener()}
+    for watcher, subject in ((stuck, "stuck"), (steady, "steady")):
+        await watcher.join(url, token_for(gateway, invitation, subject=subject))
+        await watcher.until(lambda: {"type": "state", "state": "connected"} in watcher.messages)  # noqa: B023
+        await ears[watcher].listen(watcher.client)
+    await ears[stuck].hears(10)
+    ears[stuck].stop_reading()
+
+    def lost() -> bool:
+        return any(m.get("code") == "listen_lost" for m in stuck.messages)
+
+    await stuck.until(lost, within=90)
+    error = next(m for m in stuck.messages if m.get("code") == "listen_lost")
+    assert error["fatal"] is False  # its socket reads on: it watches on, and may offer again
+    heard = list(ears[stuck].frames)
+    await ears[steady].hears(50)  # the other observer hears both voices on
+    assert ears[stuck].frames == heard
+    assert len(session.observers) == 2  # nobody left: only the stuck peer was let go
+    assert not session.losses and session.current is not None  # the candidate never noticed
+    assert candidate.report.error is None, candidate.report.error
+    await steady.until(lambda: len(steady.finals) >= 1)  # the first question, to both
+    assert candidate.client is not None
+    await candidate.client.bye()
+    for watcher in (stuck, steady):
+        await watcher.until(lambda: watcher.closed)  # noqa: B023
+    await candidate.close()
+    await gateway.writer.flush()
+    rows = await transcripts.read_transcript(
+        gateway.db, invitation.tenant_id, invitation.interview_id
+    )
+    stored = [(row.event_id, row.role, row.text) for row in rows]
+    assert stored and stored == [
+        (m["event_id"], m["role"], m["text"]) for m in candidate.report.transcript
+    ]
+    for watcher in (stuck, steady):
+        assert [(m["event_id"], m["role"], m["text"]) for m in watcher.finals] == stored
+        assert watcher.messages[-1] == {"type": "bye", "reason": "interview_ended"}
+    audit = await audit_rows(gateway, invitation, 4)
+    assert sorted((r.subject, r.event, r.reason) for r in audit) == [
+        ("steady", "join", None),
+        ("steady", "leave", "interview_ended"),
+        ("stuck", "join", None),
+        ("stuck", "leave", "interview_ended"),
+    ]
+    for ear in ears.values():
+        await ear.close()
+    await stuck.close()
+    await steady.close()
 
 
 async def test_observers_cannot_send_anything_into_the_interview(

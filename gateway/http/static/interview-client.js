@@ -7,10 +7,20 @@
 // DOM events. When the network drops it reconnects to the same interview with a new socket and a
 // new peer connection (the gateway keeps the session for a grace period).
 //
+// In observer mode (`role: "observer"`, for an interviewer's or observer's token) it watches a
+// live interview instead: the interview's state and transcript, and optionally both voices over
+// a receive-only peer connection; it never opens a device and never sends media.
+//
 // Protocol: docs/signaling.md. API and example: docs/browser-client.md.
 
 /** The Realtime data channel's label; the AI's events flow on it. */
 export const EVENTS_CHANNEL = "oai-events";
+
+/** The voices an observer hears, in the order of its listen-in peer connection's m-lines. */
+export const VOICES = Object.freeze(["candidate", "interviewer"]);
+
+/** What a client joins as: the candidate takes the interview, an observer watches it. */
+export const ROLES = Object.freeze(["candidate", "observer"]);
 
 /** States a client goes through; `ended` and `failed` are final. */
 export const STATES = Object.freeze([
@@ -35,6 +45,7 @@ const FINAL_CODES = new Set([
   "wrong_audience",
   "role_not_allowed",
   "interview_in_progress",
+  "interview_not_live",
   "origin_not_allowed",
   "microphone_denied",
   "microphone_missing",
@@ -44,6 +55,9 @@ const FINAL_CODES = new Set([
 
 /** Errors about one trickled candidate: the connection may well succeed without it. */
 const CANDIDATE_ERRORS = new Set(["bad_candidate", "unknown_mline", "candidate_refused"]);
+
+/** An observer's listen-in offer refused: it watches on without the voices (no retry helps). */
+const LISTEN_REFUSALS = new Set(["listen_unavailable", "bad_sdp"]);
 
 /** An error with a stable `code` (the gateway's signaling codes, plus the client's own). */
 export class InterviewError extends Error {
@@ -108,15 +122,17 @@ function mediaError(err) {
 }
 
 /**
- * One candidate's interview.
+ * One candidate's interview, or (`role: "observer"`) one observer's view of it.
  *
  * Events (all CustomEvents, data in `event.detail`):
- * - `statechange` {state, reason}: see STATES;
+ * - `statechange` {state, reason}: see STATES (for an observer: its own watching);
  * - `transcript` {id, role, text, final, at}: a line, repeated with growing text while spoken,
  *   once more with `final: true`; `role` is "candidate" or "interviewer", `at` a Date;
  * - `error` {code, message, fatal}: from the gateway, the media or the connection;
- * - `realtime` {event}: each Realtime event received on the data channel;
- * - `remotestream` {stream}: the AI's audio arrived (also played by the client).
+ * - `realtime` {event}: each Realtime event received on the data channel (candidate only);
+ * - `remotestream` {stream, voice}: audio arrived and plays: the AI's (voice "interviewer"), or
+ *   for an observer each of VOICES;
+ * - `interviewstate` {state, reason}: observer only, the interview's state as the gateway says.
  */
 export class InterviewClient extends EventTarget {
   #signalUrl;
@@ -128,6 +144,9 @@ export class InterviewClient extends EventTarget {
   #ownsStream = false;
   #remoteStream = null;
   #audio = null;
+  #observing = false;
+  #voices = {}; // observer: voice -> {stream, audio}
+  #interviewState = null;
   #muted = false;
   #link = null; // the current {ws, pc, channel, ...}: one socket and one peer connection
   #partials = new Map(); // item id -> text spoken so far
@@ -149,12 +168,21 @@ export class InterviewClient extends EventTarget {
    * @param {number} [options.answerTimeoutMs] how long to wait for the gateway's answer
    * @param {Storage|null} [options.storage] where the session's reconnect secret is kept, so
    *   that a reload rejoins (default: sessionStorage, one per tab; null: nowhere)
+   * @param {string} [options.role] "candidate" (default) or "observer": watch the interview
+   *   with an interviewer's or observer's token, read-only
+   * @param {boolean} [options.listen] observer: also hear both voices (relay mode only)
+   * @param {{candidate?: HTMLAudioElement, interviewer?: HTMLAudioElement}} [options.audioElements]
+   *   observer: where each voice plays (default: a new Audio() each)
    */
   constructor(options) {
     super();
     if (!options?.signalUrl || !options?.token) {
       throw new TypeError("InterviewClient needs a signalUrl and a token");
     }
+    if (options.role !== undefined && !ROLES.includes(options.role)) {
+      throw new TypeError(`InterviewClient's role is one of ${ROLES.join(", ")}`);
+    }
+    this.#observing = options.role === "observer";
     this.#signalUrl = options.signalUrl;
     this.#token = options.token;
     this.#options = {
@@ -163,6 +191,8 @@ export class InterviewClient extends EventTarget {
       reconnectAttempts: 6,
       reconnectDelayMs: 500,
       answerTimeoutMs: 20000,
+      listen: false,
+      audioElements: {},
       ...options,
     };
     this.#stream = options.stream ?? null;
@@ -181,6 +211,7 @@ export class InterviewClient extends EventTarget {
   }
 
   get #storage() {
+    if (this.#observing) return null; // an observer has no session of its own to rejoin
     return this.#options.storage === undefined ? (globalThis.sessionStorage ?? null) : this.#options.storage;
   }
 
@@ -199,6 +230,21 @@ export class InterviewClient extends EventTarget {
 
   get remoteStream() {
     return this.#remoteStream;
+  }
+
+  /** "candidate" or "observer": what this client joined as. */
+  get role() {
+    return this.#observing ? "observer" : "candidate";
+  }
+
+  /** Observer: each voice's MediaStream once it arrived ({candidate, interviewer}). */
+  get remoteStreams() {
+    return Object.fromEntries(Object.entries(this.#voices).map(([voice, { stream }]) => [voice, stream]));
+  }
+
+  /** Observer: the interview's last state as the gateway told it ({state, reason}), or null. */
+  get interviewState() {
+    return this.#interviewState;
   }
 
   /** The current RTCPeerConnection (a new one after each reconnect), or null. */
@@ -224,6 +270,10 @@ export class InterviewClient extends EventTarget {
     if (this.#state !== "idle") throw new InterviewError("already_started", "start() runs once");
     this.#setState("connecting");
     try {
+      if (this.#observing) {
+        await this.#establish(false); // an observer opens no device
+        return;
+      }
       if (!this.#stream) {
         this.#stream = await openMedia({ video: this.#options.video });
         this.#ownsStream = true;
@@ -237,8 +287,8 @@ export class InterviewClient extends EventTarget {
     }
   }
 
-  /** End the interview for good: tell the gateway (bye), then close everything. */
-  async end(reason = "candidate_ended") {
+  /** End the interview for good (an observer: stop watching): say bye, close everything. */
+  async end(reason = this.#observing ? "observer_left" : "candidate_ended") {
     if (this.#state === "ended" || this.#state === "failed") return;
     const link = this.#link;
     this.#setState("ended", reason); // first: the closing socket must not look like a loss
@@ -256,19 +306,26 @@ export class InterviewClient extends EventTarget {
     if (!pc) return null;
     const stats = await pc.getStats();
     for (const report of stats.values()) {
-      if (report.type === "inbound-rtp" && report.kind === "audio") {
-        return {
-          packetsReceived: report.packetsReceived ?? 0,
-          packetsLost: report.packetsLost ?? 0,
-          bytesReceived: report.bytesReceived ?? 0,
-          jitter: report.jitter ?? 0,
-          audioLevel: report.audioLevel ?? 0,
-          totalAudioEnergy: report.totalAudioEnergy ?? 0,
-          totalSamplesReceived: report.totalSamplesReceived ?? 0,
-        };
-      }
+      if (report.type === "inbound-rtp" && report.kind === "audio") return inboundFigures(report);
     }
     return null;
+  }
+
+  /**
+   * Observer: each voice's inbound-rtp stats, as inboundAudioStats gives them
+   * ({candidate, interviewer}, each null before its audio), or null without a listen-in peer.
+   */
+  async listenStats() {
+    const link = this.#link;
+    if (!this.#observing || !link?.pc || !link.voices) return null;
+    const stats = await link.pc.getStats();
+    const result = Object.fromEntries(VOICES.map((voice) => [voice, null]));
+    for (const report of stats.values()) {
+      if (report.type !== "inbound-rtp" || report.kind !== "audio") continue;
+      const voice = link.voices.find(({ transceiver }) => transceiver.mid === report.mid)?.voice;
+      if (voice) result[voice] = inboundFigures(report);
+    }
+    return result;
   }
 
   // --- connecting -----------------------------------------------------------------------------
@@ -317,29 +374,68 @@ export class InterviewClient extends EventTarget {
     );
   }
 
-  /** One socket and one peer connection, up to `connected`. */
+  /** One socket and one peer connection, up to `connected` (an observer's: up to welcome). */
   async #connect(reconnect) {
     const generation = ++this.#generation;
     const link = this.#openLink(generation);
     this.#link = link;
     await link.opened;
     const secret = this.#secret;
-    link.ws.send(JSON.stringify({ type: "hello", token: this.#token, ...(secret ? { reconnect_secret: secret } : {}) }));
+    const role = this.#observing ? { role: "observer" } : {};
+    link.ws.send(JSON.stringify({ type: "hello", token: this.#token, ...role, ...(secret ? { reconnect_secret: secret } : {}) }));
     const welcome = await link.next("welcome");
     this.#secret = welcome.reconnect_secret; // what a later socket (or a reloaded page) presents
     // The gateway pings every ping_interval; this much silence is a dead path (signaling.md).
     link.silenceMs = (welcome.silence_timeout ?? 1.5 * (welcome.ping_interval ?? 10)) * 1000;
     this.#watchLiveness(link);
-
     // The gateway's servers (a TURN relay with credentials minted for this session) first,
     // then the page's own.
-    const iceServers = [...(welcome.ice_servers ?? []), ...this.#options.iceServers];
-    const pc = new RTCPeerConnection({ iceServers });
+    link.iceServers = [...(welcome.ice_servers ?? []), ...this.#options.iceServers];
+    if (this.#observing) {
+      // Watching starts with the welcome: the state and the lines so far follow it.
+      link.up = true;
+      this.#setState("connected");
+      if (this.#options.listen) this.#listenIn(link, reconnect);
+      return;
+    }
+
+    const pc = new RTCPeerConnection({ iceServers: link.iceServers });
     link.pc = pc;
     for (const track of this.#stream.getTracks()) pc.addTrack(track, this.#stream);
     link.channel = pc.createDataChannel(EVENTS_CHANNEL);
     link.channel.onmessage = (msg) => this.#onRealtime(msg.data);
     pc.ontrack = (ev) => this.#onTrack(ev);
+    await this.#negotiate(link, generation, reconnect);
+    link.up = true;
+    this.#setState("connected");
+  }
+
+  /**
+   * Observer: once the interview is `connected`, a receive-only peer connection with one audio
+   * m-line per voice. A refused offer (proxy mode, say) leaves it watching without the voices;
+   * a peer that fails later is a network loss like the candidate's.
+   */
+  async #listenIn(link, reconnect) {
+    const generation = this.#generation;
+    try {
+      await Promise.race([link.live, link.failed]);
+      if (generation !== this.#generation) return;
+      const pc = new RTCPeerConnection({ iceServers: link.iceServers });
+      link.pc = pc;
+      link.voices = VOICES.map((voice) => ({ voice, transceiver: pc.addTransceiver("audio", { direction: "recvonly" }) }));
+      pc.ontrack = (ev) => this.#onVoice(link, ev);
+      await this.#negotiate(link, generation, reconnect);
+    } catch (err) {
+      if (generation !== this.#generation) return;
+      const error = asInterviewError(err);
+      this.#emit("error", { code: error.code, message: error.message, fatal: false });
+      if (!LISTEN_REFUSALS.has(error.code)) this.#lost("media_lost");
+    }
+  }
+
+  /** Offer `link.pc`, trickle its candidates, apply the answer, wait for the media path. */
+  async #negotiate(link, generation, reconnect) {
+    const pc = link.pc;
     const connected = new Promise((resolve, reject) => {
       pc.onconnectionstatechange = () => {
         if (generation !== this.#generation) return;
@@ -356,23 +452,26 @@ export class InterviewClient extends EventTarget {
     const sendCandidate = (candidate) => link.send(candidateMessage(candidate));
     pc.onicecandidate = (ev) => (offerSent ? sendCandidate(ev.candidate) : pending.push(ev.candidate));
 
+    const refused = new Promise((_, reject) => (link.refuseOffer = reject));
+    refused.catch(() => {});
     await pc.setLocalDescription(await pc.createOffer());
     link.send({ type: "offer", sdp: pc.localDescription.sdp, ...(reconnect ? { reconnect: true } : {}) });
     offerSent = true;
     pending.splice(0).forEach(sendCandidate);
 
-    const answer = await withTimeout(link.next("answer"), this.#options.answerTimeoutMs, "answer_timeout");
+    const answered = Promise.race([link.next("answer"), refused]);
+    const answer = await withTimeout(answered, this.#options.answerTimeoutMs, "answer_timeout");
+    link.refuseOffer = null;
     this.#mode = answer.mode;
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     await withTimeout(Promise.race([connected, link.failed]), this.#options.answerTimeoutMs, "connect_timeout");
-    link.up = true;
-    this.#setState("connected");
   }
 
   /** A WebSocket with promises for its opening, its closing and the next message of a type. */
   #openLink(generation) {
     const ws = new WebSocket(this.#signalUrl);
     const link = { ws, pc: null, channel: null, up: false, lastHeard: Date.now(), silenceMs: 15000, timers: [] };
+    link.live = new Promise((resolve) => (link.isLive = resolve)); // observer: the interview is connected
     const waiters = new Map(); // message type -> resolve
     let failLink;
     link.failed = new Promise((_, reject) => (failLink = reject));
@@ -423,6 +522,12 @@ export class InterviewClient extends EventTarget {
         this.#onTranscript(msg);
         break;
       case "state":
+        if (this.#observing) {
+          this.#interviewState = { state: msg.state, reason: msg.detail?.reason ?? null };
+          if (msg.state === "connected") link.isLive();
+          this.#emit("interviewstate", this.#interviewState);
+          break;
+        }
         // A failure is an error too: the page must say what happened (its reason is the code).
         if (msg.state === "failed") {
           const reason = msg.detail?.reason ?? "failed";
@@ -436,6 +541,8 @@ export class InterviewClient extends EventTarget {
         const error = new InterviewError(msg.code, msg.message, { fatal });
         // A refused offer spoils this attempt (#establish reports it); a refused candidate does not.
         if (fatal || (!link.up && !CANDIDATE_ERRORS.has(msg.code))) failLink(error);
+        else if (link.refuseOffer && !CANDIDATE_ERRORS.has(msg.code)) link.refuseOffer(error); // an observer's listen-in
+        else if (msg.code === "listen_lost") this.#lost("media_lost"); // the gateway gave up on our peer
         else this.#emit("error", { code: msg.code, message: msg.message, fatal });
         if (fatal && link.up) this.#fail(error);
         break;
@@ -460,13 +567,18 @@ export class InterviewClient extends EventTarget {
     if (ev.track.kind !== "audio") return;
     const stream = ev.streams[0] ?? new MediaStream([ev.track]);
     this.#remoteStream = stream;
-    if (!this.#audio) {
-      this.#audio = new Audio();
-      this.#audio.autoplay = true;
-    }
-    this.#audio.srcObject = stream;
-    this.#audio.play().catch(() => {}); // autoplay may wait for a click; the element keeps trying
-    this.#emit("remotestream", { stream });
+    this.#audio = play(stream, this.#audio);
+    this.#emit("remotestream", { stream, voice: "interviewer" });
+  }
+
+  /** Observer: one voice arrived; each plays in its own element (one stream, one track). */
+  #onVoice(link, ev) {
+    const voice = link.voices.find(({ transceiver }) => transceiver === ev.transceiver)?.voice;
+    if (!voice || ev.track.kind !== "audio") return;
+    const stream = new MediaStream([ev.track]);
+    const audio = play(stream, this.#voices[voice]?.audio ?? this.#options.audioElements[voice]);
+    this.#voices[voice] = { stream, audio };
+    this.#emit("remotestream", { stream, voice });
   }
 
   #onRealtime(data) {
@@ -570,6 +682,7 @@ export class InterviewClient extends EventTarget {
     this.#closeLink();
     if (this.#ownsStream) this.#stream?.getTracks().forEach((t) => t.stop());
     if (this.#audio) this.#audio.srcObject = null;
+    for (const { audio } of Object.values(this.#voices)) audio.srcObject = null;
   }
 
   #setState(state, reason = null) {
@@ -581,6 +694,27 @@ export class InterviewClient extends EventTarget {
   #emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+/** Play `stream` in `audio` (a new autoplaying element if none); returns the element. */
+function play(stream, audio) {
+  const element = audio ?? Object.assign(new Audio(), { autoplay: true });
+  element.srcObject = stream;
+  element.play().catch(() => {}); // autoplay may wait for a click; the element keeps trying
+  return element;
+}
+
+/** What inboundAudioStats reports of one inbound-rtp audio report. */
+function inboundFigures(report) {
+  return {
+    packetsReceived: report.packetsReceived ?? 0,
+    packetsLost: report.packetsLost ?? 0,
+    bytesReceived: report.bytesReceived ?? 0,
+    jitter: report.jitter ?? 0,
+    audioLevel: report.audioLevel ?? 0,
+    totalAudioEnergy: report.totalAudioEnergy ?? 0,
+    totalSamplesReceived: report.totalSamplesReceived ?? 0,
+  };
 }
 
 function asInterviewError(err) {

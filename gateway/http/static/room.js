@@ -1,6 +1,8 @@
 // The interview room: the page a candidate reaches from an invitation link
 // (/interview/{id}#token=...). It drives an InterviewClient and turns its events into words:
 // connection status, the live transcript, and a clear message for whatever went wrong.
+// With an interviewer's or observer's token the same page watches the interview live instead
+// ("Watch live"): the transcript and both voices, no microphone.
 import { InterviewClient, openMedia, signalUrlFor } from "./interview-client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -11,6 +13,10 @@ const ui = {
   micHint: $("mic-hint"),
   micCheck: $("mic-check"),
   start: $("start"),
+  watch: $("watch"),
+  title: $("title"),
+  micPanel: $("mic-panel"),
+  candidateAudio: $("candidate-audio"),
   mute: $("mute"),
   end: $("end"),
   transcript: $("transcript"),
@@ -18,6 +24,9 @@ const ui = {
   empty: $("transcript-empty"),
   audio: $("remote-audio"),
 };
+
+/** Token roles that watch the interview rather than take it. */
+const WATCHING_ROLES = new Set(["interviewer", "observer"]);
 
 const STATUS_TEXT = {
   idle: "Not connected",
@@ -50,6 +59,11 @@ const ENDED = {
   upstream_remote_hangup: "The interviewer ended the interview. Thank you for your time; you can close this page.",
 };
 const ENDED_OTHERWISE = "The interview is over. You can close this page.";
+/** What an interviewer or observer reads when watching ends. */
+const WATCH_ENDED = {
+  interview_ended: "The interview is over. Its report is available to your organisation.",
+  observer_left: "You stopped watching. Reload this page to watch again while the interview is live.",
+};
 
 /** What the candidate reads for each error code: what happened, and what they can do. */
 const MESSAGES = {
@@ -70,6 +84,14 @@ const MESSAGES = {
   token_not_yet_valid: ["This invitation is not valid yet", "Open the link again at the time you were given."],
   wrong_audience: ["This invitation is not valid here", INVITATION_BAD],
   role_not_allowed: ["This link cannot join the interview", INVITATION_BAD],
+  interview_not_live: [
+    "The interview has not started yet",
+    "There is nothing to watch until the candidate joins. Reload this page in a minute.",
+  ],
+  listen_unavailable: [
+    "The voices cannot be heard for this interview",
+    "Only relayed interviews can be listened to; the transcript still follows live.",
+  ],
   interview_in_progress: [
     "This interview is open in another window",
     "Continue it in the window or tab where you started it. If you closed that one, wait a minute, then reload this page.",
@@ -113,6 +135,7 @@ function messageFor(code) {
 
 const interviewId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() ?? "");
 const token = takeToken();
+const watching = WATCHING_ROLES.has(tokenClaims(token)?.role);
 let stream = null;
 let client = null;
 let meterFrame = 0;
@@ -130,11 +153,11 @@ function takeToken() {
   return sessionStorage.getItem(key);
 }
 
-/** Seconds-since-epoch expiry of a JWT, read without verifying (the gateway verifies). */
-function tokenExpiry(jwt) {
+/** A JWT's claims (role, exp, ...), read without verifying (the gateway verifies), or null. */
+function tokenClaims(jwt) {
   try {
     const payload = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(payload)).exp ?? null;
+    return JSON.parse(atob(payload));
   } catch {
     return null;
   }
@@ -165,7 +188,8 @@ function showError(code, message) {
 
 function setStatus(state, mode) {
   ui.status.dataset.state = state;
-  ui.status.textContent = STATUS_TEXT[state] + (state === "connected" && mode ? ` (${mode})` : "");
+  const text = watching && state === "connected" ? "Watching live" : STATUS_TEXT[state];
+  ui.status.textContent = text + (state === "connected" && mode ? ` (${mode})` : "");
 }
 
 // --- microphone ---------------------------------------------------------------------------------
@@ -217,7 +241,7 @@ function showLevel(mediaStream) {
 // --- transcript ---------------------------------------------------------------------------------
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-const speakerName = (role) => (role === "candidate" ? "You" : "Interviewer");
+const speakerName = (role) => (role === "candidate" ? (watching ? "Candidate" : "You") : "Interviewer");
 
 function addLine({ role, text, at }) {
   const item = document.createElement("li");
@@ -299,6 +323,61 @@ async function startInterview() {
   }
 }
 
+// --- watching (an interviewer's or observer's token) --------------------------------------------
+
+function onWatchState({ detail: { state, reason } }) {
+  setStatus(state, client.mode);
+  ui.end.disabled = !(state === "connected" || state === "reconnecting");
+  if (state === "reconnecting") {
+    showAlert("Connection lost", "Reconnecting to the interview… please stay on this page.", "warn");
+  } else if (state === "connected") {
+    hideAlert();
+  } else if (state === "ended") {
+    ui.speaking.hidden = true;
+    showAlert("Watching has ended", WATCH_ENDED[reason] ?? ENDED_OTHERWISE, "info");
+  } else if (state === "failed") {
+    ui.speaking.hidden = true;
+  }
+}
+
+async function watchLive() {
+  ui.watch.disabled = true;
+  client = new InterviewClient({
+    signalUrl: signalUrlFor(interviewId),
+    token,
+    role: "observer",
+    listen: true,
+    audioElements: { candidate: ui.candidateAudio, interviewer: ui.audio },
+  });
+  globalThis.interviewClient = client; // for diagnostics from the console (and the tests)
+  client.addEventListener("statechange", onWatchState);
+  client.addEventListener("transcript", onTranscript);
+  // the mode is known once the voices' peer connection is answered
+  client.addEventListener("remotestream", () => setStatus(client.state, client.mode));
+  client.addEventListener("error", ({ detail }) => {
+    if (detail.fatal) showError(detail.code, detail.message);
+    else if (detail.code === "listen_unavailable") showError(detail.code, detail.message);
+  });
+  try {
+    await client.start();
+    ui.end.focus();
+  } catch {
+    // the error event already said what happened
+  }
+}
+
+/** The page for watching: no microphone, no mute; "Watch live" and "Stop watching". */
+function showWatchView() {
+  document.title = "Watching an interview";
+  ui.title.textContent = "Watching the interview";
+  ui.micPanel.hidden = true;
+  ui.start.hidden = true;
+  ui.mute.hidden = true;
+  ui.watch.hidden = false;
+  ui.end.textContent = "Stop watching";
+  ui.empty.textContent = "The conversation will appear here, from its beginning, once you watch.";
+}
+
 function toggleMute() {
   const muted = !client.muted;
   client.setMuted(muted);
@@ -318,15 +397,18 @@ function init() {
   ui.start.addEventListener("click", startInterview);
   ui.mute.addEventListener("click", toggleMute);
   ui.end.addEventListener("click", endInterview);
+  ui.watch.addEventListener("click", watchLive);
+  if (watching) showWatchView();
   if (!token) {
     showError("token_missing");
     ui.start.disabled = true;
     return;
   }
-  const exp = tokenExpiry(token);
+  const exp = tokenClaims(token)?.exp ?? null;
   if (exp !== null && exp * 1000 < Date.now()) {
     showError("token_expired");
     ui.start.disabled = true;
+    ui.watch.disabled = true;
   }
 }
 
