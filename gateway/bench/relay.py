@@ -6,12 +6,17 @@ upstreams, each its own process: ``relay_peers``) carrying marked full-duplex Op
 path), and through a stock aiortc relay (``MediaRelay``: decode, jitter buffer, re-encode, with
 aiortc's own audio-level code). With ``--udp-mux``, a fourth set-up runs the fast path with
 every ICE agent of the relay on one shared UDP socket (``mux``, as ``GATEWAY_ICE_UDP_PORT``
-does). The relay runs alone in its process (``relay_process``), whose CPU (getrusage, all
-threads) and resident memory are read at the start and end of the measured window, and its
-UDP sockets at the most (``udp_sockets``, sampled from ``/proc``).
+does). With ``--record``, a set-up between the fast path and the baseline runs the fast path
+recording both voices of every session (``recorded``: Ogg segments, fsync'd, a row each in the
+configured database, uploaded to local storage; ``relay_recording``), so that recording's cost
+is the difference of two set-ups of one run. The relay runs alone in its process
+(``relay_process``), whose CPU (getrusage, all threads) and resident memory are read at the
+start and end of the measured window, and its UDP sockets at the most (``udp_sockets``,
+sampled from ``/proc``).
 
 Figures: CPU per session, frames delivered / frames sent at the far ends, one-way latency of
-the marks minus the direct connection's median (``added_latency_ms``), resident MB per session.
+the marks minus the direct connection's median (``added_latency_ms``), resident MB per session;
+recorded, the bytes its recordings wrote per minute per session.
 The baseline runs at most 4 sessions unless told otherwise (``--baseline-sessions``): beyond ~6 it
 saturates, and a saturated relay's CPU per session is just one core divided by N (at 20 it
 delivered 22 % of the frames, 235 ms late).
@@ -37,6 +42,7 @@ import aiortc
 from gateway.bench import relay_peers, relay_process
 from gateway.bench.processes import Process
 from gateway.cli.helptext import command_parser
+from gateway.config import ConfigError, Settings
 from gateway.sim.opus_peers import FRAME_SECONDS, MARK_PERIOD
 
 MODULE = "gateway.bench.relay"
@@ -45,6 +51,8 @@ BASELINE_SESSIONS = 4
 MAX_DURATION = 120.0
 NETNS_MARK = "IGW_BENCH_NETNS"
 DRAIN_SECONDS = 1.0  # after the sources stop, for packets still in flight
+#: the ``recorded`` object of the JSON report (issue 17's contract)
+RECORDED_KEYS = ("cpu_percent_per_session", "delivered_ratio", "bytes_per_minute_per_session")
 
 
 async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
@@ -101,6 +109,9 @@ async def run_phase(
         result["udp_sockets"] = last["udp_sockets_peak"]
         #: dropped by the kernel in the window, on the relay's sockets (a full receive buffer)
         result["udp_drops"] = last["udp_drops"] - first["udp_drops"]
+        if mode == "recorded":
+            written = (last["recorded_bytes"] - first["recorded_bytes"]) / (last["t"] - first["t"])
+            result["bytes_per_minute_per_session"] = round(60 * written / sessions)
         if last["demux"] is not None:
             result["demux"] = last["demux"]  # what the mux did with every datagram
     return result
@@ -160,8 +171,12 @@ async def run_bench(
     duration: float,
     udp_mux: bool = False,
     upstream: str = "sim",
+    record: bool = False,
 ) -> dict[str, Any]:
-    counts = {"direct": sessions, "fast": sessions, "baseline": baseline_sessions}
+    counts = {"direct": sessions, "fast": sessions}
+    if record:
+        counts["recorded"] = sessions
+    counts["baseline"] = baseline_sessions
     if udp_mux:
         counts["mux"] = sessions
     async with aiohttp.ClientSession() as http:
@@ -175,7 +190,9 @@ async def run_bench(
         if mode != "direct":
             phases[mode]["added_latency_ms"] = added(phases[mode], direct)
     fast_cpu = phases["fast"]["cpu_percent_per_session"]
-    extra = {"mux": phases["mux"]} if udp_mux else {}
+    extra: dict[str, Any] = {"mux": phases["mux"]} if udp_mux else {}
+    if record:
+        extra["recorded"] = phases["recorded"]
     return {
         "sessions": sessions,
         "upstream": upstream,
@@ -190,6 +207,24 @@ async def run_bench(
         else None,
         **extra,
     }
+
+
+def json_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The report as ``--json`` prints it: ``recorded`` holds exactly ``RECORDED_KEYS``."""
+    if "recorded" not in report:
+        return report
+    return {**report, "recorded": {key: report["recorded"][key] for key in RECORDED_KEYS}}
+
+
+def recording_cost(report: dict[str, Any]) -> str:
+    """What recording added to the fast path, per session, in the text report."""
+    recorded, fast = report["recorded"], report["fast"]["cpu_percent_per_session"]
+    extra = recorded["cpu_percent_per_session"] - fast
+    on_top = f" ({100 * extra / fast:+.0f} % on top of the fast path)" if fast else ""
+    return (
+        f"recording: {extra:+.2f} % of a core per session{on_top},"
+        f" {recorded['bytes_per_minute_per_session']} bytes per minute per session"
+    )
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -207,7 +242,7 @@ def print_report(report: dict[str, Any]) -> None:
         "load 1m",
     )
     print("".join(f"{h:>14}" for h in header))
-    for mode in ("direct", "fast", "baseline", "mux"):
+    for mode in ("direct", "fast", "recorded", "baseline", "mux"):
         if mode not in report:
             continue
         phase = report[mode]
@@ -226,6 +261,8 @@ def print_report(report: dict[str, Any]) -> None:
         print("".join(f"{v!s:>14}" for v in row))
     print(f"direct one-way latency p50 {direct['p50']} ms, p99 {direct['p99']} ms")
     print(f"cpu_ratio (baseline / fast): {report['cpu_ratio']}")
+    if "recorded" in report:
+        print(recording_cost(report))
 
 
 def in_namespace_or_reexec(argv: list[str]) -> None:
@@ -272,6 +309,12 @@ def main(argv: list[str]) -> int:
         help="the contract the relay's upstream leg speaks: sim (Realtime calls) or sim-live "
         "(GPT-Live); the audio path is the same",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also run the fast path recording both voices of every session (recorded): CPU "
+        "with and without recording in one run, and bytes written per minute per session",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args(argv)
     baseline = args.baseline_sessions or min(args.sessions, BASELINE_SESSIONS)
@@ -281,14 +324,19 @@ def main(argv: list[str]) -> int:
         and 0 < args.duration <= MAX_DURATION
     ):
         parser.error(f"sessions must be 1-{MAX_SESSIONS} and --duration 0-{MAX_DURATION:g}")
+    if args.record:
+        try:
+            Settings.from_env()  # the recorded set-up's database: a bad setting fails here
+        except ConfigError as exc:
+            parser.error(str(exc))
     if os.geteuid() == 0:
         in_namespace_or_reexec(argv)
     report = asyncio.run(
-        run_bench(args.sessions, baseline, args.duration, args.udp_mux, args.upstream)
+        run_bench(args.sessions, baseline, args.duration, args.udp_mux, args.upstream, args.record)
     )
     print_report(report)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(json_report(report)))
     return 0
 
 

@@ -136,6 +136,11 @@ class InterviewRecording:
             track = self.tracks[participant] = AudioTrackRecording(self, participant)
         track.follow(source)
 
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of Ogg its tracks have written so far (what ``bench relay --record`` counts)."""
+        return sum(track.bytes_written for track in self.tracks.values())
+
     def elapsed_samples(self) -> int:
         """Where on the shared timeline ``now`` is, in 48 kHz samples."""
         return round((time.monotonic() - self._started) * opus.RATE)
@@ -191,6 +196,8 @@ class AudioTrackRecording:
         self.position = 0
         self.malformed = 0
         self.closed = False
+        #: bytes of the segments finished so far
+        self._finished_bytes = 0
         self._sequence = 0
         self._segment: _OpenSegment | None = None
         self._sources: list[PacketSource] = []
@@ -200,6 +207,11 @@ class AudioTrackRecording:
             return
         self._sources.append(source)
         source.subscribers.append(_Subscription(self))
+
+    @property
+    def bytes_written(self) -> int:
+        segment = self._segment
+        return self._finished_bytes + (segment.writer.bytes_written if segment else 0)
 
     def write(self, at: int, packet: bytes, samples: int) -> None:
         """``packet`` at timeline position ``at``: what lies between is concealed first."""
@@ -245,6 +257,7 @@ class AudioTrackRecording:
         if segment is None:
             return
         segment.writer.finish()
+        self._finished_bytes += segment.writer.bytes_written
         owner, extra = self.owner, self.owner.log_extra
         file, sink, writer = segment.file, segment.sink, segment.writer
 
