@@ -101,7 +101,7 @@ class RecordingsApi:
             tracks = (track,)
         else:
             raise api_error(404, "not_found", f"no track {track!r}; see the recordings list")
-        fmt: export.Format = "ogg" if len(tracks) == 1 else "webm"
+        fmt = export.format_of(tracks)
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkstemp(dir=self.scratch_dir, suffix=f".{fmt}")[1])
         try:

@@ -1,4 +1,5 @@
-"""One relayed interview's recording: each voice its own track of Ogg Opus segments.
+"""One relayed interview's recording: each voice its own track of Ogg Opus segments (and the
+candidate's video, when it sends VP8, a track of WebM segments: ``recording.video``).
 
 The relay's forwarders hand every Opus packet they send on to ``subscribers``; a track here is
 one of them, so recording reads the very packets that cross the gateway, neither decoded nor
@@ -33,12 +34,13 @@ from uuid import UUID
 
 from av.packet import Packet
 
-from gateway.recording import opus, retention
+from gateway.recording import opus, retention, video
 from gateway.recording.ogg import OggOpusWriter
 from gateway.recording.recovery import recover
 from gateway.recording.segments import Participant, SegmentFile, segment_name
 from gateway.recording.storage import SegmentStorage
 from gateway.recording.uploads import Uploader
+from gateway.recording.video import VideoSource, VideoTrackRecording
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,7 @@ class InterviewRecording:
         self.directory = options.spool_dir / str(tenant_id) / str(interview_id)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.tracks: dict[Participant, AudioTrackRecording] = {}
+        self.video: dict[Participant, VideoTrackRecording] = {}
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue()
         self.worker = asyncio.ensure_future(self._run())
 
@@ -136,14 +139,26 @@ class InterviewRecording:
             track = self.tracks[participant] = AudioTrackRecording(self, participant)
         track.follow(source)
 
+    def follow_video(self, participant: Participant, source: VideoSource) -> None:
+        """Record ``source``'s VP8 frames as ``participant``'s video (``recording.video``)."""
+        track = self.video.get(participant)
+        if track is None:
+            track = self.video[participant] = VideoTrackRecording(self, participant)
+        track.follow(source)
+
     @property
     def bytes_written(self) -> int:
         """Bytes of Ogg its tracks have written so far (what ``bench relay --record`` counts)."""
-        return sum(track.bytes_written for track in self.tracks.values())
+        audio = sum(track.bytes_written for track in self.tracks.values())
+        return audio + sum(track.bytes_written for track in self.video.values())
 
     def elapsed_samples(self) -> int:
         """Where on the shared timeline ``now`` is, in 48 kHz samples."""
         return round((time.monotonic() - self._started) * opus.RATE)
+
+    def elapsed_ticks(self) -> int:
+        """Where on the shared timeline ``now`` is, on video's 90 kHz clock."""
+        return round((time.monotonic() - self._started) * video.RATE)
 
     def submit(self, job: Job) -> None:
         self._jobs.put_nowait(job)
@@ -152,6 +167,8 @@ class InterviewRecording:
         """Stop recording: every track's last segment is finished; its row settles later."""
         for track in self.tracks.values():
             track.close()
+        for video_track in self.video.values():
+            video_track.close()
         self._jobs.put_nowait(None)
 
     async def _run(self) -> None:
@@ -263,7 +280,8 @@ class AudioTrackRecording:
 
         async def settle() -> None:
             await asyncio.to_thread(file.complete, sink)
-            await file.stored(owner.options.db, writer.granule, writer.bytes_written, extra)
+            duration_ms = round(writer.granule * 1000 / opus.RATE)
+            await file.stored(owner.options.db, duration_ms, writer.bytes_written, extra)
             owner.uploader.submit(file, extra)
 
         self.owner.submit(settle)

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
+from gateway.recording import opus
 from gateway.recording.segments import (
     Participant,
     SegmentFile,
@@ -128,7 +129,7 @@ async def _recover_interview(
                 await file.settled(db, "failed", None, extra)
                 found.lost += 1
                 continue
-            await file.stored(db, samples, size, extra)
+            await file.stored(db, round(samples * 1000 / opus.RATE), size, extra)
             found.salvaged += 1
         uploader.submit(file, extra)
         found.uploading += 1

@@ -18,25 +18,28 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 from uuid import UUID
 
-from gateway.recording import opus
 from gateway.recording.ogg import whole_pages
 from gateway.recording.storage import fsync_directory
 from gateway.sessions.recorder import retry_until_done
 from storage import interviews
 from storage.database import Database
 
-CODEC = "opus"
 Participant = Literal["candidate", "interviewer"]
+Kind = Literal["audio", "video"]
+#: each kind's codec (its rows' ``codec``) and file name extension
+CODECS: dict[Kind, str] = {"audio": "opus", "video": "vp8"}
+EXTENSIONS: dict[Kind, str] = {"audio": "opus", "video": "webm"}
 _NAME = re.compile(r"(candidate|interviewer)-audio-(\d{5,})\.opus")
 
 
-def segment_name(participant: Participant, sequence: int) -> str:
-    """The file name of one segment: ``candidate-audio-00003.opus``."""
-    return f"{participant}-audio-{sequence:05d}.opus"
+def segment_name(participant: Participant, sequence: int, kind: Kind = "audio") -> str:
+    """A segment's file name: ``candidate-audio-00003.opus``, ``candidate-video-00003.webm``."""
+    return f"{participant}-{kind}-{sequence:05d}.{EXTENSIONS[kind]}"
 
 
 def parse_segment_name(name: str) -> tuple[Participant, int] | None:
-    """(participant, sequence) of a name ``segment_name`` made; None for any other file."""
+    """(participant, sequence) of an audio segment's name; None for any other file (video
+    segments are not recovered: see ``recovery``)."""
     match = _NAME.fullmatch(name)
     if match is None:
         return None
@@ -64,6 +67,7 @@ class SegmentFile:
     path: Path
     started_at: datetime | None
     row_id: UUID | None = field(default=None)
+    kind: Kind = "audio"
 
     @property
     def key(self) -> str:
@@ -77,9 +81,9 @@ class SegmentFile:
                 self.tenant_id,
                 self.interview_id,
                 participant=self.participant,
-                kind="audio",
+                kind=self.kind,
                 sequence=self.sequence,
-                codec=CODEC,
+                codec=CODECS[self.kind],
                 started_at=self.started_at,
                 storage_uri=self.path.as_uri(),
             )
@@ -94,15 +98,9 @@ class SegmentFile:
         fsync_directory(self.path.parent)
 
     async def stored(
-        self, db: Database, samples: int, size: int, log_extra: dict[str, str]
+        self, db: Database, duration_ms: int, size: int, log_extra: dict[str, str]
     ) -> None:
-        await self._update(
-            db,
-            log_extra,
-            status="stored",
-            duration_ms=round(samples * 1000 / opus.RATE),
-            bytes=size,
-        )
+        await self._update(db, log_extra, status="stored", duration_ms=duration_ms, bytes=size)
 
     async def settled(
         self,
