@@ -15,9 +15,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, NamedTuple
 from uuid import UUID
 
+from gateway.recording import opus, webm
 from gateway.recording.ogg import whole_pages
 from gateway.recording.storage import fsync_directory
 from gateway.sessions.recorder import retry_until_done
@@ -29,7 +30,13 @@ Kind = Literal["audio", "video"]
 #: each kind's codec (its rows' ``codec``) and file name extension
 CODECS: dict[Kind, str] = {"audio": "opus", "video": "vp8"}
 EXTENSIONS: dict[Kind, str] = {"audio": "opus", "video": "webm"}
-_NAME = re.compile(r"(candidate|interviewer)-audio-(\d{5,})\.opus")
+_NAME = re.compile(r"(candidate|interviewer)-(audio-(\d{5,})\.opus|video-(\d{5,})\.webm)")
+
+
+class SegmentName(NamedTuple):
+    participant: Participant
+    kind: Kind
+    sequence: int
 
 
 def segment_name(participant: Participant, sequence: int, kind: Kind = "audio") -> str:
@@ -37,25 +44,28 @@ def segment_name(participant: Participant, sequence: int, kind: Kind = "audio") 
     return f"{participant}-{kind}-{sequence:05d}.{EXTENSIONS[kind]}"
 
 
-def parse_segment_name(name: str) -> tuple[Participant, int] | None:
-    """(participant, sequence) of an audio segment's name; None for any other file (video
-    segments are not recovered: see ``recovery``)."""
+def parse_segment_name(name: str) -> SegmentName | None:
+    """What a name ``segment_name`` made says; None for any other file."""
     match = _NAME.fullmatch(name)
     if match is None:
         return None
     participant: Participant = "candidate" if match[1] == "candidate" else "interviewer"
-    return participant, int(match[2])
+    if match[3] is not None:
+        return SegmentName(participant, "audio", int(match[3]))
+    return SegmentName(participant, "video", int(match[4]))
 
 
-def salvage(path: Path) -> tuple[int, int]:
-    """Cut a segment file left unfinished by a crash back to its last whole page and fsync it;
-    (samples, bytes) of what is left (samples 0: no audio survived). Blocking."""
+def salvage(path: Path, kind: Kind = "audio") -> tuple[int, int]:
+    """Cut a segment file left unfinished by a crash back to what whole reached the disk and
+    fsync it; (duration in ms, bytes) of what is left (0 ms: nothing survived). Blocking."""
+    if kind == "video":
+        return webm.salvage(path)
     with path.open("r+b") as file:
         end, samples = whole_pages(file.read())
         file.truncate(end)
         file.flush()
         os.fsync(file.fileno())
-    return samples, end
+    return round(samples * 1000 / opus.RATE), end
 
 
 @dataclass

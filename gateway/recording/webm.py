@@ -10,8 +10,10 @@ the muxer keeps milliseconds) and its keyframe flag; nothing else about it chang
 from __future__ import annotations
 
 import io
+import os
 import struct
 from fractions import Fraction
+from pathlib import Path
 from typing import BinaryIO
 
 import av
@@ -63,3 +65,32 @@ class WebmVp8Writer:
     def finish(self) -> None:
         """Write the trailer (sizes, cues); the sink stays open, for its fsync."""
         self._container.close()
+
+
+def salvage(path: Path) -> tuple[int, int]:
+    """Rewrite a segment file a crash left unfinished with the frames that reached the disk
+    (FFmpeg's muxer writes whole clusters), fsync'd; (duration in ms, bytes) of what is left,
+    (0, 0) if no frame survived (the file is left as it was). Blocking."""
+    kept: list[tuple[bytes, int, bool]] = []
+    try:
+        with av.open(str(path), "r", format="webm") as torn:
+            stream = torn.streams.video[0]
+            scale = (stream.time_base or Fraction(1, 1000)) / TIME_BASE
+            for packet in torn.demux(stream):
+                if packet.size and packet.pts is not None:
+                    kept.append((bytes(packet), round(packet.pts * scale), packet.is_keyframe))
+    except (av.FFmpegError, IndexError):
+        pass  # what was read before the tear is kept
+    if not kept or not kept[0][2]:
+        return 0, 0
+    rewritten = path.with_name(path.name + ".salvaged")
+    with rewritten.open("w+b") as sink:
+        writer = WebmVp8Writer(sink, kept[0][0])
+        for data, pts, keyframe in kept:
+            writer.write(data, pts, keyframe)
+        writer.finish()
+        size = sink.seek(0, io.SEEK_END)
+        sink.flush()
+        os.fsync(sink.fileno())
+    rewritten.replace(path)
+    return round(kept[-1][1] * 1000 / 90000), size
