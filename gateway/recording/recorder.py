@@ -35,6 +35,7 @@ from uuid import UUID
 from av.packet import Packet
 
 from gateway.recording import opus, retention, video
+from gateway.recording.apivideo import ApiVideoStorage, publish_when_settled
 from gateway.recording.ogg import OggOpusWriter
 from gateway.recording.recovery import recover
 from gateway.recording.segments import Participant, SegmentFile, segment_name
@@ -78,6 +79,8 @@ class Recordings:
         self.options = options
         self.uploader = Uploader(options.db, options.storage, retry_seconds=options.retry_seconds)
         self._finishing: set[asyncio.Task[None]] = set()
+        #: interviews' exports on their way to api.video (``ApiVideoStorage`` only)
+        self._publishing: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[Any]] = []
 
     def recover(self) -> None:
@@ -98,7 +101,31 @@ class Recordings:
         task = recording.worker
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
+        if isinstance(self.options.storage, ApiVideoStorage):
+            self._publish(recording, self.options.storage)
         return recording
+
+    def _publish(self, recording: InterviewRecording, storage: ApiVideoStorage) -> None:
+        """Once the recording's rows and uploads have settled, its export goes to api.video."""
+
+        async def settled() -> None:
+            await asyncio.shield(recording.worker)
+            prefix = f"{recording.tenant_id}/{recording.interview_id}/"
+            await self.uploader.drained(prefix)
+
+        task = asyncio.ensure_future(
+            publish_when_settled(
+                storage,
+                self.options.db,
+                recording.tenant_id,
+                recording.interview_id,
+                settled(),
+                self.options.retry_seconds,
+                recording.log_extra,
+            )
+        )
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
 
     async def close(self) -> None:
         """Give the interviews' outstanding fsyncs, rows and uploads ``SETTLE_TIMEOUT`` to
@@ -108,6 +135,12 @@ class Recordings:
             task.cancel()
         if self._finishing:
             await asyncio.wait(list(self._finishing), timeout=SETTLE_TIMEOUT)
+        if self._publishing:
+            await asyncio.wait(
+                list(self._publishing), timeout=max(0.1, deadline - time.monotonic())
+            )
+            for publishing in self._publishing:
+                publishing.cancel()
         await self.uploader.close(max(0.0, deadline - time.monotonic()))
 
 
