@@ -184,4 +184,6 @@ def _segment_json(record: interviews.VideoSegmentRecord) -> dict[str, Any]:
         "started_at": record.started_at.astimezone(UTC).isoformat() if record.started_at else None,
         "duration_ms": record.duration_ms,
         "bytes": record.bytes,
+        "video_id": record.video_id,
+        "video_url": record.video_url,
     }

@@ -91,11 +91,16 @@ async def test_a_settled_recording_is_published_as_one_video_in_chunks(
     # the key bought a token; every other call carried the token (the stand-in checks)
     assert stand_in.requests[0] == ("POST", "/auth/api-key")
 
-    # deleting the recording deletes its published video too
+    # the listing names the video; deleting the recording deletes the video too
     async with aiohttp.ClientSession() as http:
         key = await tenants.create_api_key(gateway.db, gateway.tenant_id, "owner")
         owner = ApiTenant(gateway.tenant_id, key, gateway, http)
         path = f"/v1/interviews/{invitation.interview_id}/recordings"
+        async with await owner.request("GET", path) as response:
+            listing = await response.json()
+        assert {(s["video_id"], s["video_url"]) for s in listing["segments"]} == {
+            (video.video_id, f"{url}/vod/{video.video_id}")
+        }  # the admin API shows where each segment was published
         async with await owner.request("DELETE", path) as response:
             assert response.status == 204
     assert stand_in.videos == {}
