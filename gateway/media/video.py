@@ -48,7 +48,6 @@ class VideoFrames:
     def __init__(self, receiver: RTCRtpReceiver) -> None:
         self.receiver = receiver
         self.subscribers: list[Callable[[Packet], None]] = []
-        self.frames = 0
         self._last: int | None = None
         self._pts = 0
         self._pending: set[asyncio.Task[None]] = set()
@@ -63,7 +62,6 @@ class VideoFrames:
             return
         self._last = frame.timestamp
         self._pts += step
-        self.frames += 1
         packet = Packet(frame.data)
         packet.pts = packet.dts = self._pts
         packet.time_base = TIME_BASE

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+import av
 from av.packet import Packet
 
 from gateway.recording.segments import Participant, SegmentFile, segment_name
-from gateway.recording.webm import WebmVp8Writer
+from gateway.recording.webm import NotAKeyframe, WebmVp8Writer, vp8_size
 
 if TYPE_CHECKING:
     from gateway.recording.recorder import InterviewRecording
@@ -72,6 +73,8 @@ class VideoTrackRecording:
         #: timeline position (90 kHz) just after the last frame written
         self.position = 0
         self.closed = False
+        #: frames dropped: a keyframe whose header is not VP8's, or one the muxer refused
+        self.malformed = 0
         self._finished_bytes = 0
         self._sequence = 0
         self._segment: _OpenSegment | None = None
@@ -92,16 +95,23 @@ class VideoTrackRecording:
     def write(self, at: int, packet: Packet, source: VideoSource) -> None:
         """A frame of ``source`` at timeline position ``at`` (90 kHz)."""
         at = max(at, self.position)  # never before a frame already written
+        data = bytes(packet)
         segment = self._segment
-        if packet.is_keyframe and (segment is None or at >= segment.end):
-            self._finish()
-            segment = self._begin(at, bytes(packet))
-        elif segment is None:
-            return  # the first keyframe is not here yet
-        elif at >= segment.end and at - segment.asked_at >= RATE:
-            segment.asked_at = at
-            source.request_keyframe()
-        segment.writer.write(bytes(packet), at - segment.start, packet.is_keyframe)
+        try:
+            if packet.is_keyframe and (segment is None or at >= segment.end):
+                vp8_size(data)  # a keyframe a segment can begin with (before the last ends)
+                self._finish()
+                segment = self._begin(at, data)
+            elif segment is None:
+                return  # the first keyframe is not here yet
+            elif at >= segment.end and at - segment.asked_at >= RATE:
+                segment.asked_at = at
+                source.request_keyframe()
+            segment.writer.write(data, at - segment.start, packet.is_keyframe)
+        except (NotAKeyframe, av.FFmpegError):
+            # a frame the muxer cannot take is dropped; the packet path never raises
+            self.malformed += 1
+            return
         segment.last = at
         self.position = at + 1
 

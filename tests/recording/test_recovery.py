@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from pathlib import Path
 from uuid import UUID
 
 import av
-import numpy as np
 
 from gateway.recording import opus
 from gateway.recording.ogg import OggOpusWriter
@@ -21,6 +19,7 @@ from gateway.recording.uploads import Uploader
 from gateway.recording.webm import WebmVp8Writer
 from storage import interviews, tenants
 from storage.database import Database
+from tests.recording.vp8 import vp8_frames
 
 BEGAN = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PACKET = bytes([0xFC]) + bytes(range(60))  # CELT 20 ms, code 0: 960 samples
@@ -110,23 +109,6 @@ async def test_recovery_settles_every_state_a_killed_gateway_leaves(
     assert rows["interviewer", 1].started_at == BEGAN + timedelta(seconds=2)  # after i0's 2 s
     # nothing of a segment is left in the spool; what was not a segment is
     assert sorted(os.listdir(directory)) == ["notes.txt"]
-
-
-def vp8_frames(count: int) -> list[tuple[bytes, bool]]:
-    """``count`` VP8 frames of noise at 30 fps (libvpx, as a browser's would be), the first a
-    keyframe."""
-    codec = av.CodecContext.create("libvpx", "w")
-    assert isinstance(codec, av.VideoCodecContext)
-    codec.width, codec.height, codec.pix_fmt = 160, 120, "yuv420p"
-    codec.time_base = Fraction(1, 30)
-    noise = np.random.default_rng(7)
-    frames = []
-    for index in range(count):
-        picture = noise.integers(0, 255, (120, 160, 3), dtype=np.uint8)
-        frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
-        frame.pts = index
-        frames += [(bytes(p), p.is_keyframe) for p in codec.encode(frame)]
-    return frames
 
 
 def video_segment(path: Path, frames: list[tuple[bytes, bool]]) -> None:
