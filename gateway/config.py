@@ -31,7 +31,7 @@ from gateway.env import (
     env_port_range,
     raw,
 )
-from gateway.recording.storage import S3Settings
+from gateway.recording.storage import APIVIDEO_MIN_CHUNK, ApiVideoSettings, S3Settings
 from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
 from signaling.candidates import DEFAULT_MAX_REMOTE_CANDIDATES, parse_networks
 
@@ -148,9 +148,11 @@ BOUNDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
 
 def _recording_storage(env: dict[str, str]) -> dict[str, Any]:
     """``GATEWAY_RECORDING_STORAGE`` and, for ``s3``, the bucket it needs (the rest optional)."""
-    kind = env_choice(env, "GATEWAY_RECORDING_STORAGE", "local", ("local", "s3"))
+    kind = env_choice(env, "GATEWAY_RECORDING_STORAGE", "local", ("local", "s3", "apivideo"))
     if kind == "local":
         return {"recording_storage": kind}
+    if kind == "apivideo":
+        return {"recording_storage": kind, "recording_apivideo": _apivideo(env)}
     bucket = raw(env, "GATEWAY_RECORDING_S3_BUCKET")
     if bucket is None:
         raise ConfigError(
@@ -170,6 +172,25 @@ def _recording_storage(env: dict[str, str]) -> dict[str, Any]:
             " together: set both, or neither (obstore's own credential chain)."
         )
     return {"recording_storage": kind, "recording_s3": s3}
+
+
+def _apivideo(env: dict[str, str]) -> ApiVideoSettings:
+    key = raw(env, "GATEWAY_RECORDING_APIVIDEO_KEY")
+    if key is None:
+        raise ConfigError(
+            "GATEWAY_RECORDING_STORAGE is 'apivideo' but GATEWAY_RECORDING_APIVIDEO_KEY is not set."
+        )
+    chunk = env_float(env, "GATEWAY_RECORDING_APIVIDEO_CHUNK_MIB", 64.0)
+    if chunk * 1024 * 1024 < APIVIDEO_MIN_CHUNK or chunk > 4096:
+        raise ConfigError(
+            "GATEWAY_RECORDING_APIVIDEO_CHUNK_MIB must be from 5 (api.video's smallest chunk)"
+            f" to 4096, not {chunk:g}."
+        )
+    return ApiVideoSettings(
+        api_key=key,
+        base_url=raw(env, "GATEWAY_RECORDING_APIVIDEO_URL") or ApiVideoSettings.base_url,
+        chunk_bytes=round(chunk * 1024 * 1024),
+    )
 
 
 def _turn_settings(env: dict[str, str]) -> dict[str, Any]:
@@ -385,9 +406,11 @@ class Settings:
     #: Where recordings are kept (None: ``recordings`` in ``data_dir``); segments are written
     #: to ``recording-spool`` in ``data_dir`` first.
     recording_dir: Path | None = None
-    #: Where finished segments go: ``local`` (``recording_dir``) or ``s3`` (``recording_s3``).
-    recording_storage: Literal["local", "s3"] = "local"
+    #: Where finished segments go: ``local`` (``recording_dir``), ``s3`` (``recording_s3``), or
+    #: ``apivideo`` (``recording_dir``, and each interview's export to ``recording_apivideo``).
+    recording_storage: Literal["local", "s3", "apivideo"] = "local"
     recording_s3: S3Settings | None = None
+    recording_apivideo: ApiVideoSettings | None = None
     #: Seconds before a refused upload is retried; doubled after each refusal, up to 60.
     recording_retry_seconds: float = 1.0
     #: Days a recording's segments are kept before they are deleted (0: forever).

@@ -38,7 +38,16 @@ SESSION_FIELDS: frozenset[str] = frozenset(
     }
 )
 SEGMENT_FIELDS: frozenset[str] = frozenset(
-    {"storage_uri", "codec", "started_at", "duration_ms", "bytes", "status"}
+    {
+        "storage_uri",
+        "codec",
+        "started_at",
+        "duration_ms",
+        "bytes",
+        "status",
+        "video_id",
+        "video_url",
+    }
 )
 _JSON_FIELDS = frozenset({"selected_pair", "metadata"})
 
@@ -84,6 +93,9 @@ class VideoSegmentRecord:
     status: str
     created_at: datetime
     updated_at: datetime
+    #: the video the interview was published as (api.video), and its player URL
+    video_id: str | None
+    video_url: str | None
 
 
 _SESSION_COLUMNS = sql.SQL(", ").join(
@@ -353,6 +365,7 @@ class ExpiredSegment:
     id: UUID
     status: str
     storage_uri: str | None
+    video_id: str | None
 
 
 async def expired_video_segments(db: Database, age_s: float, limit: int) -> list[ExpiredSegment]:
@@ -362,7 +375,7 @@ async def expired_video_segments(db: Database, age_s: float, limit: int) -> list
     async with await psycopg.AsyncConnection.connect(db.admin_conninfo) as conn:
         cur = conn.cursor(row_factory=class_row(ExpiredSegment))
         await cur.execute(
-            "SELECT tenant_id, id, status, storage_uri FROM video_segments"
+            "SELECT tenant_id, id, status, storage_uri, video_id FROM video_segments"
             " WHERE status IN ('uploaded', 'failed')"
             " AND created_at < now() - make_interval(secs => %s)"
             " ORDER BY created_at LIMIT %s",

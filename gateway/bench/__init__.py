@@ -11,8 +11,8 @@ import sys
 
 BENCHMARKS: dict[str, str] = {
     "transcripts": "the transcript writer: events/s, commit latency, lost and duplicate events",
-    "relay": "the relay's fast path against aiortc's MediaRelay: CPU, delivery, latency, memory",
-    "recording": "recording both voices of relayed sessions: CPU and bytes per session",
+    "relay": "the relay's fast path against aiortc's MediaRelay (and with recording): CPU, "
+    "delivery, latency, memory",
     "fleet": "N interviews through a front, a worker each: claim and connect latency, leaks",
 }
 

@@ -6,18 +6,23 @@ upstreams, each its own process: ``relay_peers``) carrying marked full-duplex Op
 path), and through a stock aiortc relay (``MediaRelay``: decode, jitter buffer, re-encode, with
 aiortc's own audio-level code). With ``--udp-mux``, a fourth set-up runs the fast path with
 every ICE agent of the relay on one shared UDP socket (``mux``, as ``GATEWAY_ICE_UDP_PORT``
-does). With ``--observers K``, the fast path runs twice more, right after its first run, with
-1 and then K observers of every session (``relay_peers listen``: one receive-only listen-in
-peer connection per observer, fed both voices by ``Relay.listen_in`` as in the gateway). The
-relay runs alone in its process (``relay_process``), whose CPU (getrusage, all threads) and
-resident memory are read at the start and end of the measured window, and its UDP sockets at
-the most (``udp_sockets``, sampled from ``/proc``).
+does). With ``--record``, a set-up between the fast path and the baseline runs the fast path
+recording both voices of every session (``recorded``: Ogg segments, fsync'd, a row each in the
+configured database, uploaded to local storage; ``relay_recording``), so that recording's cost
+is the difference of two set-ups of one run. With ``--observers K``, the fast path runs twice
+more, right after its first run, with 1 and then K observers of every session (``relay_peers
+listen``: one receive-only listen-in peer connection per observer, fed both voices by
+``Relay.listen_in`` as in the gateway). The relay runs alone in its process
+(``relay_process``), whose CPU (getrusage, all threads) and resident memory are read at the
+start and end of the measured window, and its UDP sockets at the most (``udp_sockets``,
+sampled from ``/proc``).
 
 Figures: CPU per session, frames delivered / frames sent at the far ends, one-way latency of
-the marks minus the direct connection's median (``added_latency_ms``), resident MB per session.
-With observers: the relay's CPU per observer (with K observers per session minus with none,
-divided by K x sessions) and the candidate's added latency (the sessions' p50 with K observers
-minus with none, ``added_latency_ms_p50``). The baseline runs at most 4 sessions unless told
+the marks minus the direct connection's median (``added_latency_ms``), resident MB per session;
+recorded, the bytes its recordings wrote per minute per session. With observers: the relay's
+CPU per observer (with K observers per session minus with none, divided by K x sessions) and
+the candidate's added latency (the sessions' p50 with K observers minus with none,
+``added_latency_ms_p50``). The baseline runs at most 4 sessions unless told
 otherwise (``--baseline-sessions``): beyond ~6 it
 saturates, and a saturated relay's CPU per session is just one core divided by N (at 20 it
 delivered 22 % of the frames, 235 ms late).
@@ -43,6 +48,7 @@ import aiortc
 from gateway.bench import relay_peers, relay_process
 from gateway.bench.processes import Process
 from gateway.cli.helptext import command_parser
+from gateway.config import ConfigError, Settings
 from gateway.sim.opus_peers import FRAME_SECONDS, MARK_PERIOD
 
 MODULE = "gateway.bench.relay"
@@ -52,6 +58,8 @@ BASELINE_SESSIONS = 4
 MAX_DURATION = 120.0
 NETNS_MARK = "IGW_BENCH_NETNS"
 DRAIN_SECONDS = 1.0  # after the sources stop, for packets still in flight
+#: the ``recorded`` object of the JSON report (issue 17's contract)
+RECORDED_KEYS = ("cpu_percent_per_session", "delivered_ratio", "bytes_per_minute_per_session")
 
 
 async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
@@ -126,6 +134,9 @@ async def run_phase(
         result["udp_sockets"] = last["udp_sockets_peak"]
         #: dropped by the kernel in the window, on the relay's sockets (a full receive buffer)
         result["udp_drops"] = last["udp_drops"] - first["udp_drops"]
+        if mode == "recorded":
+            written = (last["recorded_bytes"] - first["recorded_bytes"]) / (last["t"] - first["t"])
+            result["bytes_per_minute_per_session"] = round(60 * written / sessions)
         if last["demux"] is not None:
             result["demux"] = last["demux"]  # what the mux did with every datagram
     if listeners is not None:
@@ -201,8 +212,12 @@ async def run_bench(
     udp_mux: bool = False,
     upstream: str = "sim",
     observers: int = 0,
+    record: bool = False,
 ) -> dict[str, Any]:
-    counts = {"direct": sessions, "fast": sessions, "baseline": baseline_sessions}
+    counts = {"direct": sessions, "fast": sessions}
+    if record:
+        counts["recorded"] = sessions
+    counts["baseline"] = baseline_sessions
     if udp_mux:
         counts["mux"] = sessions
     watched: dict[int, dict[str, Any]] = {}
@@ -227,6 +242,8 @@ async def run_bench(
             phase["added_latency_ms"] = added(phase, direct)
         extra["with_observers"] = {str(k): phase for k, phase in watched.items()}
         extra["observers"] = observer_costs(phases["fast"], watched[observers], observers)
+    if record:
+        extra["recorded"] = phases["recorded"]
     return {
         "sessions": sessions,
         "upstream": upstream,
@@ -241,6 +258,24 @@ async def run_bench(
         else None,
         **extra,
     }
+
+
+def json_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The report as ``--json`` prints it: ``recorded`` holds exactly ``RECORDED_KEYS``."""
+    if "recorded" not in report:
+        return report
+    return {**report, "recorded": {key: report["recorded"][key] for key in RECORDED_KEYS}}
+
+
+def recording_cost(report: dict[str, Any]) -> str:
+    """What recording added to the fast path, per session, in the text report."""
+    recorded, fast = report["recorded"], report["fast"]["cpu_percent_per_session"]
+    extra = recorded["cpu_percent_per_session"] - fast
+    on_top = f" ({100 * extra / fast:+.0f} % on top of the fast path)" if fast else ""
+    return (
+        f"recording: {extra:+.2f} % of a core per session{on_top},"
+        f" {recorded['bytes_per_minute_per_session']} bytes per minute per session"
+    )
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -261,7 +296,7 @@ def print_report(report: dict[str, Any]) -> None:
     watched = report.get("with_observers", {})
     rows: list[tuple[str, dict[str, Any]]] = [(m, report[m]) for m in ("direct", "fast")]
     rows += [(f"fast+{k} obs", phase) for k, phase in watched.items()]
-    rows += [(mode, report[mode]) for mode in ("baseline", "mux") if mode in report]
+    rows += [(mode, report[mode]) for mode in ("recorded", "baseline", "mux") if mode in report]
     for mode, phase in rows:
         extra = phase.get("added_latency_ms", {"p50": "-", "p99": "-"})
         row = (
@@ -286,6 +321,8 @@ def print_report(report: dict[str, Any]) -> None:
             f"{costs['cpu_percent_per_observer']} % of a core each, "
             f"the sessions' p50 +{costs['added_latency_ms_p50']} ms"
         )
+    if "recorded" in report:
+        print(recording_cost(report))
 
 
 def in_namespace_or_reexec(argv: list[str]) -> None:
@@ -340,6 +377,12 @@ def main(argv: list[str]) -> int:
         help=f"also run the fast path with 1 and K observers listening in on every session "
         f"(1-{MAX_OBSERVERS}): CPU per observer, the candidate's added p50",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also run the fast path recording both voices of every session (recorded): CPU "
+        "with and without recording in one run, and bytes written per minute per session",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args(argv)
     baseline = args.baseline_sessions or min(args.sessions, BASELINE_SESSIONS)
@@ -353,16 +396,27 @@ def main(argv: list[str]) -> int:
             f"sessions must be 1-{MAX_SESSIONS}, --duration 0-{MAX_DURATION:g}"
             f" and --observers 1-{MAX_OBSERVERS}"
         )
+    if args.record:
+        try:
+            Settings.from_env()  # the recorded set-up's database: a bad setting fails here
+        except ConfigError as exc:
+            parser.error(str(exc))
     if os.geteuid() == 0:
         in_namespace_or_reexec(argv)
     report = asyncio.run(
         run_bench(
-            args.sessions, baseline, args.duration, args.udp_mux, args.upstream, args.observers
+            args.sessions,
+            baseline,
+            args.duration,
+            args.udp_mux,
+            args.upstream,
+            args.observers,
+            args.record,
         )
     )
     print_report(report)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(json_report(report)))
     return 0
 
 

@@ -3,13 +3,14 @@
 It answers ``POST /v1/realtime/calls`` as the gateway's relay would be asked to, relaying each
 session to the ``--upstream`` AI (the bench's far peers) either through the gateway's own
 ``Relay`` (``fast``: Opus forwarded without decoding; ``mux``: the same with every leg's ICE on
-one shared UDP socket, ``gateway.media.udp_mux``) or through stock aiortc (``baseline``:
+one shared UDP socket, ``gateway.media.udp_mux``; ``recorded``: the fast path recording both
+voices of every session, ``relay_recording``) or through stock aiortc (``baseline``:
 ``MediaRelay`` subscriptions of the decoded tracks, re-encoded on the way out). Alone in its
-process, its CPU (getrusage, all threads), resident memory and UDP sockets (now and the most
-seen, sampled every ``SOCKET_SAMPLE_S``) are what ``GET /control/usage`` reports;
-``POST /control/listen/{name}`` (an SDP offer) gives an observer's listen-in peer of the session
-the near peers named ``name`` (``Relay.listen_in``, fast path only); ``POST /control/exit``
-ends it.
+process, its CPU (getrusage, all threads), resident memory, UDP sockets (now and the most
+seen, sampled every ``SOCKET_SAMPLE_S``) and the bytes its recordings wrote are what
+``GET /control/usage`` reports; ``POST /control/listen/{name}`` (an SDP offer) gives an
+observer's listen-in peer of the session the near peers named ``name`` (``Relay.listen_in``,
+fast path only); ``POST /control/exit`` ends it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from gateway.bench.processes import serve
+from gateway.bench.relay_recording import BenchRecordings
 from gateway.bench.udp_sockets import udp_drops, udp_sockets
+from gateway.config import Settings
 from gateway.media import aiortc_internals, ice
 from gateway.media.host_sockets import HostSockets
 from gateway.media.relay import Relay, RelayOptions, rtc_configuration
@@ -38,8 +41,9 @@ from gateway.sim.opus_peers import LOCAL, SESSION_KEY, read_call
 from gateway.upstream.call import Unsupervised
 from gateway.upstream.live import LiveUpstream
 from gateway.upstream.openai import EVENTS_LABEL, RealtimeUpstream, UpstreamClient
+from storage.database import DatabaseUnavailable
 
-MODES = ("fast", "mux", "baseline")
+MODES = ("fast", "mux", "recorded", "baseline")
 #: the contract the relay's upstream leg speaks: the Realtime calls API, or GPT-Live
 CONTRACTS = ("sim", "sim-live")
 SOCKET_SAMPLE_S = 0.5
@@ -113,6 +117,7 @@ async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None
     mux = UdpMux(0, LOCAL) if mode == "mux" else None
     if mux is not None:
         await mux.start()
+    recordings = await BenchRecordings.open(Settings.from_env()) if mode == "recorded" else None
     options = RelayOptions(
         ice_addresses=LOCAL,
         ice_sockets=HostSockets(mux=mux) if mux is not None else None,
@@ -126,7 +131,10 @@ async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None
             offer_sdp, session = await read_call(request)
             relay: Relay | MediaRelayBaseline
             if mode != "baseline":
-                relay = Relay(upstream, Unsupervised(), options=options, session=session)
+                recording = await recordings.start() if recordings is not None else None
+                relay = Relay(
+                    upstream, Unsupervised(), options=options, session=session, recording=recording
+                )
                 named[str(session.get(SESSION_KEY))] = relay
             else:
                 relay = MediaRelayBaseline(upstream, session)
@@ -148,6 +156,7 @@ async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None
                     "udp_sockets_peak": sockets.peak,
                     "udp_drops": udp_drops(),
                     "demux": demux,
+                    "recorded_bytes": recordings.bytes_written if recordings is not None else 0,
                 }
             )
 
@@ -172,6 +181,8 @@ async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None
         finally:
             await asyncio.gather(*(relay.close() for relay in relays))
             sampler.cancel()
+            if recordings is not None:
+                await recordings.close()
             if mux is not None:
                 await mux.close()
 
@@ -183,7 +194,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--contract", choices=CONTRACTS, default="sim")
     args = parser.parse_args(argv)
     ice.install(LOCAL)  # also the host-socket hook the mux mode needs
-    asyncio.run(run_relay(args.mode, args.upstream, args.contract))
+    try:
+        asyncio.run(run_relay(args.mode, args.upstream, args.contract))
+    except DatabaseUnavailable as exc:  # the recorded set-up's
+        print(f"bench relay: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

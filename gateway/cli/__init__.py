@@ -17,7 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("gateway.cli.simulate", "run headless interviews through a gateway and report"),
     "bench": ("gateway.bench", "benchmarks: bench transcripts, bench relay, bench fleet"),
     "invite": ("gateway.cli.invite", "create an interview for a tenant and print its join URL"),
-    "recording": ("gateway.cli.recording", "recording export: an interview's voices in one file"),
+    "recording": (
+        "gateway.cli.recording",
+        "recording export: an interview's voices and video in one file",
+    ),
 }
 
 

@@ -1,7 +1,8 @@
 """``interview-gateway recording export INTERVIEW [--out FILE]``: an interview's recording as
 one file.
 
-Both voices as separate Opus tracks of one WebM (Matroska) file, made of the uploaded
+Both voices as separate Opus tracks, and the candidate's video as a VP8 track when it sent
+one, of one WebM (Matroska) file, made of the uploaded
 segments' packets as they are, remuxed and never transcoded; a segment that was lost leaves
 a gap in its place. ``--out`` defaults to ``INTERVIEW.webm`` in the current directory. Uses
 the same settings as ``serve`` (``DATABASE_URL``, ``GATEWAY_RECORDING_STORAGE`` and the rest):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import os
 import signal
 import sys
 from types import FrameType
@@ -107,7 +108,14 @@ def main(argv: list[str]) -> int:
     from storage.database import DatabaseUnavailable
 
     args = parse_args(argv)
-    logs.configure(secrets=[api_key_from_env()])
+    # the storage keys too: a client library's error may quote a request
+    logs.configure(
+        secrets=[
+            api_key_from_env(),
+            os.environ.get("GATEWAY_RECORDING_APIVIDEO_KEY"),
+            os.environ.get("GATEWAY_RECORDING_S3_SECRET_ACCESS_KEY"),
+        ]
+    )
     try:
         settings = Settings.from_env(
             host=args.host, port=args.port, mode=args.mode, role=args.role, backend=args.backend

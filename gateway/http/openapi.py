@@ -255,6 +255,8 @@ _SCHEMAS["Recordings"] = {
                     "started_at": {"type": ["string", "null"], "format": "date-time"},
                     "duration_ms": {"type": ["integer", "null"]},
                     "bytes": {"type": ["integer", "null"]},
+                    "video_id": {"type": ["string", "null"]},
+                    "video_url": {"type": ["string", "null"]},
                 },
             },
         },

@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from gateway.http.errors import api_error
 from gateway.http.openapi import COMBINED
-from gateway.recording import export
+from gateway.recording import apivideo, export
 from gateway.recording.storage import SegmentStorage, StorageError
 from gateway.sessions.manager import SessionManager
 from storage import interviews
@@ -101,7 +101,7 @@ class RecordingsApi:
             tracks = (track,)
         else:
             raise api_error(404, "not_found", f"no track {track!r}; see the recordings list")
-        fmt: export.Format = "ogg" if len(tracks) == 1 else "webm"
+        fmt = export.format_of(tracks)
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkstemp(dir=self.scratch_dir, suffix=f".{fmt}")[1])
         try:
@@ -136,14 +136,15 @@ class RecordingsApi:
             raise api_error(
                 409, "upload_pending", "some segments are not uploaded yet; try again later"
             )
-        for record in rows:
-            if record.status == "uploaded" and record.storage_uri:
-                try:
+        try:
+            await apivideo.delete_videos(self.storage, rows)
+            for record in rows:
+                if record.status == "uploaded" and record.storage_uri:
                     await self.storage.delete(record.storage_uri)
-                except StorageError:
-                    raise api_error(
-                        503, "storage_unavailable", "the recording's storage cannot be reached"
-                    ) from None
+        except StorageError:
+            raise api_error(
+                503, "storage_unavailable", "the recording's storage cannot be reached"
+            ) from None
         await interviews.delete_video_segments(db, tenant_id, interview_id)
         return web.Response(status=204)
 
@@ -183,4 +184,6 @@ def _segment_json(record: interviews.VideoSegmentRecord) -> dict[str, Any]:
         "started_at": record.started_at.astimezone(UTC).isoformat() if record.started_at else None,
         "duration_ms": record.duration_ms,
         "bytes": record.bytes,
+        "video_id": record.video_id,
+        "video_url": record.video_url,
     }

@@ -11,6 +11,11 @@ fails loudly if a name used here moves, so an aiortc upgrade cannot silently und
   ``tap_receiver`` puts a ``PacketTap`` in the buffer's place, which hands every packet (after
   SRTP, statistics for RTCP receiver reports, and RTX unwrapping, which all stay aiortc's) to a
   callback and releases nothing to the decoder. The far end keeps its own jitter buffer.
+- The same attribute for video: ``tap_frames`` wraps the real buffer (``FrameTap``), so aiortc
+  still assembles each frame from its depacketized RTP payloads (and still asks for a keyframe,
+  by PLI, when packets were lost), but the frame goes to a callback, not to the decoder: the
+  candidate's VP8 is recorded as it came. ``request_keyframe`` sends that PLI
+  (``RTCRtpReceiver._send_rtcp_pli``) when a recording needs a keyframe to start a segment.
 - ``RTCRtpTransceiver._codecs``: the codecs negotiated for a transceiver (first = the one that is
   sent), which aiortc does not expose; the relay forwards only when both legs agree on Opus.
 
@@ -27,6 +32,7 @@ import aiortc
 import aiortc.rtp
 import numpy as np
 from aiortc import RTCRtpReceiver, RTCRtpTransceiver
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from av import AudioFrame
@@ -107,6 +113,51 @@ def restore_decoder(receiver: RTCRtpReceiver) -> None:
 
 def _discard(packet: RtpPacket) -> None:
     pass
+
+
+class FrameTap:
+    """Wraps a video receiver's jitter buffer: frames it completes go to ``on_frame``, none to
+    the decoder; its PLIs (packets lost) still go out. ``ssrc``: the sender's, once heard."""
+
+    def __init__(self, on_frame: Callable[[JitterFrame], None], original: object) -> None:
+        self.on_frame = on_frame
+        self.original = original
+        self.ssrc: int | None = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        self.ssrc = packet.ssrc
+        pli, frame = self.original.add(packet)  # type: ignore[attr-defined]
+        if frame is not None:
+            self.on_frame(frame)
+        return pli, None
+
+
+def tap_frames(
+    receiver: RTCRtpReceiver, on_frame: Callable[[JitterFrame], None]
+) -> Callable[[], None]:
+    """Route the frames ``receiver``'s jitter buffer assembles (depacketized, RTP timestamps)
+    to ``on_frame`` instead of its decoder; returns the detach function (frames go nowhere)."""
+    current = getattr(receiver, JITTER_BUFFER_ATTRIBUTE)
+    original = current.original if isinstance(current, (PacketTap, FrameTap)) else current
+    tap = FrameTap(on_frame, original)
+    setattr(receiver, JITTER_BUFFER_ATTRIBUTE, tap)
+
+    def detach() -> None:
+        tap.on_frame = _discard_frame
+
+    return detach
+
+
+def _discard_frame(frame: JitterFrame) -> None:
+    pass
+
+
+async def request_keyframe(receiver: RTCRtpReceiver) -> None:
+    """Ask the sender of a tapped video receiver for a keyframe (RTCP PLI); nothing before
+    its first packet (no SSRC to name yet)."""
+    tap = getattr(receiver, JITTER_BUFFER_ATTRIBUTE)
+    if isinstance(tap, FrameTap) and tap.ssrc is not None:
+        await receiver._send_rtcp_pli(tap.ssrc)
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:

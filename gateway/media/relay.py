@@ -43,7 +43,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from gateway.media import ice
+from gateway.media import aiortc_internals, ice, video
 from gateway.media.datachannel import ChannelBridge
 from gateway.media.forwarding import AudioRoute, EncodedAudioTrack, LegAudio, MediaStats
 from gateway.media.host_sockets import HostSockets
@@ -131,6 +131,8 @@ class Relay:
         self._to_upstream = ChannelBridge()
         self._to_browser = ChannelBridge()
         self._sinks: set[asyncio.Task[None]] = set()
+        #: the candidate's video frames, each browser leg's, when recorded
+        self._video: list[video.VideoFrames] = []
         self._hangups: set[asyncio.Task[bool]] = set()
         #: when the upstream last sent an event, and (a browser leg ago) audio
         self._upstream_event_at: float | None = None
@@ -234,7 +236,7 @@ class Relay:
             raise BadOffer("the offer carries no audio track")
         for track in tracks:
             if track.kind == "video":
-                self._sink(track)
+                self._take_video(pc, track)
         return pc, LegAudio.of(pc, audio)
 
     def _browser_state(self, pc: RTCPeerConnection) -> None:
@@ -374,11 +376,24 @@ class Relay:
         else:
             log.warning("the %s's audio is not recorded: it is not forwarded as Opus", participant)
 
-    def _sink(self, track: MediaStreamTrack) -> None:
-        """Consume a track nobody forwards (the candidate's video), so its queue stays empty.
+    def _take_video(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        """The candidate's video: recorded as its VP8 frames came (``media.video``), when this
+        interview is recorded and the leg negotiated VP8; otherwise only drained."""
+        transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
+        codecs = aiortc_internals.negotiated_codecs(transceiver)
+        if self._recording is None:
+            self._sink(track)
+        elif codecs and video.recordable(codecs[0]):
+            frames = video.VideoFrames(transceiver.receiver)
+            self._video.append(frames)
+            self._recording.follow_video("candidate", frames)
+        else:
+            name = codecs[0].mimeType if codecs else "unknown"
+            log.warning("the candidate's video is not recorded: %s is not VP8", name)
+            self._sink(track)
 
-        This is where a recorder will take the frames.
-        """
+    def _sink(self, track: MediaStreamTrack) -> None:
+        """Consume a track nobody forwards or records, so its queue stays empty."""
 
         async def drain() -> None:
             with contextlib.suppress(MediaStreamError):
@@ -457,6 +472,8 @@ class Relay:
             self._recording.close()
         for task in list(self._sinks):
             task.cancel()
+        for frames in self._video:
+            frames.stop()
         for leg in list(self._listeners):
             await leg.close()
         for route in (self._to_upstream_audio, self._to_browser_audio):

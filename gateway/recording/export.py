@@ -1,11 +1,11 @@
 """An interview's recording as one file: its segments' packets remuxed, never decoded.
 
-A track (``candidate-audio``, ``interviewer-audio``) is its uploaded segments in sequence,
-each segment placed at its ``started_at`` on the interview's timeline (a segment a crash lost
-leaves a gap rather than pulling the rest forward). ``export`` writes one track as Ogg Opus,
-or both voices as separate tracks of one WebM file (Matroska): each packet is the very bytes
-the segment holds, handed to FFmpeg's muxer through PyAV with its timestamp and nothing else,
-so nothing is decoded or re-encoded.
+A track (``candidate-audio``, ``interviewer-audio``, ``candidate-video``) is its uploaded
+segments in sequence, each segment placed at its ``started_at`` on the interview's timeline (a
+segment a crash lost leaves a gap rather than pulling the rest forward). ``export`` writes one
+voice as Ogg Opus, or the tracks as separate tracks of one WebM file (Matroska): each packet
+is the very bytes the segment holds, handed to FFmpeg's muxer through PyAV with its timestamp
+(and a video frame's keyframe flag) and nothing else, so nothing is decoded or re-encoded.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ Format = Literal["ogg", "webm"]
 #: What each format is served as.
 CONTENT_TYPES: dict[Format, str] = {"ogg": "audio/ogg", "webm": "video/webm"}
 #: Track names, in the order a combined file holds them.
-TRACKS = ("candidate-audio", "interviewer-audio")
+TRACKS = ("candidate-audio", "interviewer-audio", "candidate-video")
 TIME_BASE = Fraction(1, opus.RATE)
 
 
@@ -75,11 +75,16 @@ async def load(
     return {name: loaded[name] for name in tracks if name in loaded}
 
 
+def format_of(tracks: tuple[str, ...]) -> Format:
+    """Ogg for one voice alone, WebM for anything else (video, or more than one track)."""
+    return "ogg" if len(tracks) == 1 and tracks[0].endswith("-audio") else "webm"
+
+
 def export(tracks: dict[str, list[Segment]], out: Path | io.BytesIO, fmt: Format) -> float:
-    """Write ``tracks`` into ``out`` as ``fmt`` (``ogg``: one track only); its duration in
+    """Write ``tracks`` into ``out`` as ``fmt`` (``ogg``: one voice only); its duration in
     seconds. Blocking: run it in a thread."""
-    if fmt == "ogg" and len(tracks) != 1:
-        raise ValueError("an Ogg export holds one track")
+    if fmt == "ogg" and (len(tracks) != 1 or any(n.endswith("-video") for n in tracks)):
+        raise ValueError("an Ogg export holds one voice")
     start = min(
         s.record.started_at for segments in tracks.values() for s in segments if s.record.started_at
     )
@@ -89,33 +94,47 @@ def export(tracks: dict[str, list[Segment]], out: Path | io.BytesIO, fmt: Format
         streams = {}
         for name, segments in tracks.items():
             with av.open(io.BytesIO(segments[0].data)) as first:
-                stream = container.add_stream_from_template(first.streams.audio[0])
+                stream = container.add_stream_from_template(first.streams[0])
             stream.metadata["title"] = name
             streams[name] = stream
         ends = []
         timelines = [_timeline(name, segments, start) for name, segments in tracks.items()]
-        for pts, name, data in heapq.merge(*timelines):
+        for pts, name, data, keyframe, length in heapq.merge(*timelines):
             packet = av.Packet(data)
             packet.pts = packet.dts = pts
             packet.time_base = TIME_BASE  # the muxer rescales to its own (WebM: 1 ms)
+            if keyframe is not None:
+                packet.is_keyframe = keyframe
             packet.stream = streams[name]
             container.mux(packet)
-            ends.append(pts + opus.packet_samples(data))
+            ends.append(pts + length)
     return max(ends, default=0) / opus.RATE
 
 
-def _timeline(
-    name: str, segments: list[Segment], start: datetime
-) -> Iterator[tuple[int, str, bytes]]:
-    """(pts in 48 kHz samples from ``start``, track, packet) of each packet of a track."""
+#: one packet on the export's timeline: (pts in 48 kHz samples from the start, track, its
+#: bytes, its keyframe flag (video; None for audio), how long it lasts in samples)
+Placed = tuple[int, str, bytes, bool | None, int]
+
+
+def _timeline(name: str, segments: list[Segment], start: datetime) -> Iterator[Placed]:
+    """Each packet of a track, placed: a segment at its ``started_at``, a voice's packets one
+    after the other by their durations, a video's frames at their own timestamps."""
     position = 0
     for segment in segments:
         began = segment.record.started_at
         if began is not None:
             position = max(position, round((began - start).total_seconds() * opus.RATE))
+        if segment.record.kind == "video":
+            end = position
+            for at, data, keyframe, length in frames(segment.data):
+                yield position + at, name, data, keyframe, length
+                end = position + at + length
+            position = end
+            continue
         for data in packets(segment.data):
-            yield position, name, data
-            position += opus.packet_samples(data)
+            samples = opus.packet_samples(data)
+            yield position, name, data, None, samples
+            position += samples
 
 
 def packets(data: bytes) -> Iterator[bytes]:
@@ -128,6 +147,18 @@ def packets(data: bytes) -> Iterator[bytes]:
                 yield bytes(packet)
 
 
+def frames(data: bytes) -> Iterator[tuple[int, bytes, bool, int]]:
+    """(pts, bytes, keyframe, duration) of each frame of one WebM video segment, times in
+    48 kHz samples from the segment's start (the file keeps milliseconds: exact)."""
+    with av.open(io.BytesIO(data), "r") as container:
+        stream = container.streams.video[0]
+        scale = stream.time_base * opus.RATE if stream.time_base else Fraction(opus.RATE, 1000)
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                length = round((packet.duration or 0) * scale)
+                yield round(packet.pts * scale), bytes(packet), packet.is_keyframe, length
+
+
 async def write(
     db: Database,
     storage: SegmentStorage,
@@ -136,8 +167,8 @@ async def write(
     out: Path,
     tracks: tuple[str, ...] = TRACKS,
 ) -> float:
-    """Export ``tracks`` of the interview into the file ``out`` (Ogg for one track, WebM for
-    more); its duration in seconds. ``NoRecording``, ``StorageError``."""
+    """Export ``tracks`` of the interview into the file ``out`` (``format_of``); its duration
+    in seconds. ``NoRecording``, ``StorageError``."""
     loaded = await load(db, storage, tenant_id, interview_id, tracks)
-    fmt: Format = "ogg" if len(tracks) == 1 else "webm"
+    fmt = format_of(tracks)
     return await asyncio.to_thread(export, loaded, out, fmt)

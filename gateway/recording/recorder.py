@@ -1,4 +1,5 @@
-"""One relayed interview's recording: each voice its own track of Ogg Opus segments.
+"""One relayed interview's recording: each voice its own track of Ogg Opus segments (and the
+candidate's video, when it sends VP8, a track of WebM segments: ``recording.video``).
 
 The relay's forwarders hand every Opus packet they send on to ``subscribers``; a track here is
 one of them, so recording reads the very packets that cross the gateway, neither decoded nor
@@ -33,12 +34,14 @@ from uuid import UUID
 
 from av.packet import Packet
 
-from gateway.recording import opus, retention
+from gateway.recording import opus, retention, video
+from gateway.recording.apivideo import ApiVideoStorage, publish_when_settled
 from gateway.recording.ogg import OggOpusWriter
 from gateway.recording.recovery import recover
 from gateway.recording.segments import Participant, SegmentFile, segment_name
 from gateway.recording.storage import SegmentStorage
 from gateway.recording.uploads import Uploader
+from gateway.recording.video import VideoSource, VideoTrackRecording
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,8 @@ class Recordings:
         self.options = options
         self.uploader = Uploader(options.db, options.storage, retry_seconds=options.retry_seconds)
         self._finishing: set[asyncio.Task[None]] = set()
+        #: interviews' exports on their way to api.video (``ApiVideoStorage`` only)
+        self._publishing: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[Any]] = []
 
     def recover(self) -> None:
@@ -96,7 +101,31 @@ class Recordings:
         task = recording.worker
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
+        if isinstance(self.options.storage, ApiVideoStorage):
+            self._publish(recording, self.options.storage)
         return recording
+
+    def _publish(self, recording: InterviewRecording, storage: ApiVideoStorage) -> None:
+        """Once the recording's rows and uploads have settled, its export goes to api.video."""
+
+        async def settled() -> None:
+            await asyncio.shield(recording.worker)
+            prefix = f"{recording.tenant_id}/{recording.interview_id}/"
+            await self.uploader.drained(prefix)
+
+        task = asyncio.ensure_future(
+            publish_when_settled(
+                storage,
+                self.options.db,
+                recording.tenant_id,
+                recording.interview_id,
+                settled(),
+                self.options.retry_seconds,
+                recording.log_extra,
+            )
+        )
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
 
     async def close(self) -> None:
         """Give the interviews' outstanding fsyncs, rows and uploads ``SETTLE_TIMEOUT`` to
@@ -106,6 +135,12 @@ class Recordings:
             task.cancel()
         if self._finishing:
             await asyncio.wait(list(self._finishing), timeout=SETTLE_TIMEOUT)
+        if self._publishing:
+            await asyncio.wait(
+                list(self._publishing), timeout=max(0.1, deadline - time.monotonic())
+            )
+            for publishing in self._publishing:
+                publishing.cancel()
         await self.uploader.close(max(0.0, deadline - time.monotonic()))
 
 
@@ -125,6 +160,7 @@ class InterviewRecording:
         self.directory = options.spool_dir / str(tenant_id) / str(interview_id)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.tracks: dict[Participant, AudioTrackRecording] = {}
+        self.video: dict[Participant, VideoTrackRecording] = {}
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue()
         self.worker = asyncio.ensure_future(self._run())
 
@@ -136,9 +172,26 @@ class InterviewRecording:
             track = self.tracks[participant] = AudioTrackRecording(self, participant)
         track.follow(source)
 
+    def follow_video(self, participant: Participant, source: VideoSource) -> None:
+        """Record ``source``'s VP8 frames as ``participant``'s video (``recording.video``)."""
+        track = self.video.get(participant)
+        if track is None:
+            track = self.video[participant] = VideoTrackRecording(self, participant)
+        track.follow(source)
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of Ogg its tracks have written so far (what ``bench relay --record`` counts)."""
+        audio = sum(track.bytes_written for track in self.tracks.values())
+        return audio + sum(track.bytes_written for track in self.video.values())
+
     def elapsed_samples(self) -> int:
         """Where on the shared timeline ``now`` is, in 48 kHz samples."""
         return round((time.monotonic() - self._started) * opus.RATE)
+
+    def elapsed_ticks(self) -> int:
+        """Where on the shared timeline ``now`` is, on video's 90 kHz clock."""
+        return round((time.monotonic() - self._started) * video.RATE)
 
     def submit(self, job: Job) -> None:
         self._jobs.put_nowait(job)
@@ -147,6 +200,8 @@ class InterviewRecording:
         """Stop recording: every track's last segment is finished; its row settles later."""
         for track in self.tracks.values():
             track.close()
+        for video_track in self.video.values():
+            video_track.close()
         self._jobs.put_nowait(None)
 
     async def _run(self) -> None:
@@ -191,6 +246,8 @@ class AudioTrackRecording:
         self.position = 0
         self.malformed = 0
         self.closed = False
+        #: bytes of the segments finished so far
+        self._finished_bytes = 0
         self._sequence = 0
         self._segment: _OpenSegment | None = None
         self._sources: list[PacketSource] = []
@@ -200,6 +257,11 @@ class AudioTrackRecording:
             return
         self._sources.append(source)
         source.subscribers.append(_Subscription(self))
+
+    @property
+    def bytes_written(self) -> int:
+        segment = self._segment
+        return self._finished_bytes + (segment.writer.bytes_written if segment else 0)
 
     def write(self, at: int, packet: bytes, samples: int) -> None:
         """``packet`` at timeline position ``at``: what lies between is concealed first."""
@@ -245,12 +307,14 @@ class AudioTrackRecording:
         if segment is None:
             return
         segment.writer.finish()
+        self._finished_bytes += segment.writer.bytes_written
         owner, extra = self.owner, self.owner.log_extra
         file, sink, writer = segment.file, segment.sink, segment.writer
 
         async def settle() -> None:
             await asyncio.to_thread(file.complete, sink)
-            await file.stored(owner.options.db, writer.granule, writer.bytes_written, extra)
+            duration_ms = round(writer.granule * 1000 / opus.RATE)
+            await file.stored(owner.options.db, duration_ms, writer.bytes_written, extra)
             owner.uploader.submit(file, extra)
 
         self.owner.submit(settle)

@@ -6,9 +6,10 @@ The spool holds ``tenant/interview/segment`` files; each file's row (found by th
 - ``uploaded``: storage has it; the spooled copy is what was left to remove, and is removed.
 - ``stored`` (or ``failed``, left by an older version): complete and fsync'd; uploaded.
 - ``recording``, or no row at all (killed before the row was written): the segment being
-  written when the process died. Whatever whole pages reached the disk are kept (``salvage``),
-  the row gets their length and size and says ``stored``, and the file is uploaded; a file in
-  which no audio page survived is removed and its row says ``failed``. So a kill loses at most
+  written when the process died. Whatever whole pages (a video's: whole clusters of frames)
+  reached the disk are kept (``salvage``), the row gets their length and size and says
+  ``stored``, and the file is uploaded; a file in which no audio page (no frame) survived is
+  removed and its row says ``failed``. So a kill loses at most
   the unwritten tail of one segment per track.
 
 - a ``stored`` row whose file the spool no longer holds: storage took it (local storage
@@ -30,8 +31,8 @@ from pathlib import Path
 from uuid import UUID
 
 from gateway.recording.segments import (
-    Participant,
     SegmentFile,
+    SegmentName,
     parse_segment_name,
     salvage,
     segment_name,
@@ -95,17 +96,16 @@ async def _recover_interview(
     interview_id = UUID(directory.name)
     extra = {"interview_id": str(interview_id), "tenant_id": str(tenant_id)}
     rows = {
-        (row.participant, row.sequence): row
+        SegmentName(row.participant, row.kind, row.sequence): row  # type: ignore[arg-type]
         for row in await interviews.list_video_segments(db, tenant_id, interview_id)
-        if row.kind == "audio"
     }
     names = sorted(
         (parsed, path)
         for path in await asyncio.to_thread(lambda: list(directory.iterdir()))
         if (parsed := parse_segment_name(path.name)) is not None
     )
-    for (participant, sequence), path in names:
-        row = rows.get((participant, sequence))
+    for name, path in names:
+        row = rows.get(name)
         if row is not None and row.status == "uploaded":
             await asyncio.to_thread(path.unlink, missing_ok=True)
             found.removed += 1
@@ -113,38 +113,39 @@ async def _recover_interview(
         file = SegmentFile(
             tenant_id=tenant_id,
             interview_id=interview_id,
-            participant=participant,
-            sequence=sequence,
+            participant=name.participant,
+            sequence=name.sequence,
             path=path,
-            started_at=_started_at(rows, participant, sequence),
+            started_at=_started_at(rows, name),
             row_id=row.id if row is not None else None,
+            kind=name.kind,
         )
         if row is None:
             await file.begin(db, extra)
         if row is None or row.status == "recording":
-            samples, size = await asyncio.to_thread(salvage, path)
-            if not samples:
+            duration_ms, size = await asyncio.to_thread(salvage, path, name.kind)
+            if not duration_ms:
                 await asyncio.to_thread(path.unlink)
                 await file.settled(db, "failed", None, extra)
                 found.lost += 1
                 continue
-            await file.stored(db, samples, size, extra)
+            await file.stored(db, duration_ms, size, extra)
             found.salvaged += 1
         uploader.submit(file, extra)
         found.uploading += 1
     spooled = {parsed for parsed, _ in names}
-    for (name, sequence), row in rows.items():
-        if row.status != "stored" or (name, sequence) in spooled:
+    for name, row in rows.items():
+        if row.status != "stored" or name in spooled:
             continue
-        who: Participant = "candidate" if name == "candidate" else "interviewer"
         file = SegmentFile(
             tenant_id=tenant_id,
             interview_id=interview_id,
-            participant=who,
-            sequence=sequence,
-            path=directory / segment_name(who, sequence),
+            participant=name.participant,
+            sequence=name.sequence,
+            path=directory / segment_name(name.participant, name.sequence, name.kind),
             started_at=row.started_at,
             row_id=row.id,
+            kind=name.kind,
         )
         try:
             uri = await uploader.storage.find(file.key)
@@ -157,12 +158,12 @@ async def _recover_interview(
 
 
 def _started_at(
-    rows: dict[tuple[str, int], interviews.VideoSegmentRecord], participant: str, sequence: int
+    rows: dict[SegmentName, interviews.VideoSegmentRecord], name: SegmentName
 ) -> datetime | None:
     """A segment's start: its row's, or (no row) where the one before it ended."""
-    if (row := rows.get((participant, sequence))) is not None:
+    if (row := rows.get(name)) is not None:
         return row.started_at
-    before = rows.get((participant, sequence - 1))
+    before = rows.get(name._replace(sequence=name.sequence - 1))
     if before is None or before.started_at is None or before.duration_ms is None:
         return None
     return before.started_at + timedelta(milliseconds=before.duration_ms)

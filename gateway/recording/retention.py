@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from gateway.recording import apivideo
 from gateway.recording.storage import SegmentStorage, StorageError
 from storage import interviews
 from storage.database import Database
@@ -34,6 +35,7 @@ async def expire(db: Database, storage: SegmentStorage, age_s: float) -> int:
         for segment in expired:
             if segment.status == "uploaded" and segment.storage_uri:
                 try:
+                    await apivideo.delete_videos(storage, [segment])
                     await storage.delete(segment.storage_uri)
                 except StorageError as exc:
                     log.warning("expired segment %s kept: %s", segment.id, exc)

@@ -15,44 +15,57 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, NamedTuple
 from uuid import UUID
 
-from gateway.recording import opus
+from gateway.recording import opus, webm
 from gateway.recording.ogg import whole_pages
 from gateway.recording.storage import fsync_directory
 from gateway.sessions.recorder import retry_until_done
 from storage import interviews
 from storage.database import Database
 
-CODEC = "opus"
 Participant = Literal["candidate", "interviewer"]
-_NAME = re.compile(r"(candidate|interviewer)-audio-(\d{5,})\.opus")
+Kind = Literal["audio", "video"]
+#: each kind's codec (its rows' ``codec``) and file name extension
+CODECS: dict[Kind, str] = {"audio": "opus", "video": "vp8"}
+EXTENSIONS: dict[Kind, str] = {"audio": "opus", "video": "webm"}
+_NAME = re.compile(r"(candidate|interviewer)-(audio-(\d{5,})\.opus|video-(\d{5,})\.webm)")
 
 
-def segment_name(participant: Participant, sequence: int) -> str:
-    """The file name of one segment: ``candidate-audio-00003.opus``."""
-    return f"{participant}-audio-{sequence:05d}.opus"
+class SegmentName(NamedTuple):
+    participant: Participant
+    kind: Kind
+    sequence: int
 
 
-def parse_segment_name(name: str) -> tuple[Participant, int] | None:
-    """(participant, sequence) of a name ``segment_name`` made; None for any other file."""
+def segment_name(participant: Participant, sequence: int, kind: Kind = "audio") -> str:
+    """A segment's file name: ``candidate-audio-00003.opus``, ``candidate-video-00003.webm``."""
+    return f"{participant}-{kind}-{sequence:05d}.{EXTENSIONS[kind]}"
+
+
+def parse_segment_name(name: str) -> SegmentName | None:
+    """What a name ``segment_name`` made says; None for any other file."""
     match = _NAME.fullmatch(name)
     if match is None:
         return None
     participant: Participant = "candidate" if match[1] == "candidate" else "interviewer"
-    return participant, int(match[2])
+    if match[3] is not None:
+        return SegmentName(participant, "audio", int(match[3]))
+    return SegmentName(participant, "video", int(match[4]))
 
 
-def salvage(path: Path) -> tuple[int, int]:
-    """Cut a segment file left unfinished by a crash back to its last whole page and fsync it;
-    (samples, bytes) of what is left (samples 0: no audio survived). Blocking."""
+def salvage(path: Path, kind: Kind = "audio") -> tuple[int, int]:
+    """Cut a segment file left unfinished by a crash back to what whole reached the disk and
+    fsync it; (duration in ms, bytes) of what is left (0 ms: nothing survived). Blocking."""
+    if kind == "video":
+        return webm.salvage(path)
     with path.open("r+b") as file:
         end, samples = whole_pages(file.read())
         file.truncate(end)
         file.flush()
         os.fsync(file.fileno())
-    return samples, end
+    return round(samples * 1000 / opus.RATE), end
 
 
 @dataclass
@@ -64,6 +77,7 @@ class SegmentFile:
     path: Path
     started_at: datetime | None
     row_id: UUID | None = field(default=None)
+    kind: Kind = "audio"
 
     @property
     def key(self) -> str:
@@ -77,9 +91,9 @@ class SegmentFile:
                 self.tenant_id,
                 self.interview_id,
                 participant=self.participant,
-                kind="audio",
+                kind=self.kind,
                 sequence=self.sequence,
-                codec=CODEC,
+                codec=CODECS[self.kind],
                 started_at=self.started_at,
                 storage_uri=self.path.as_uri(),
             )
@@ -94,15 +108,9 @@ class SegmentFile:
         fsync_directory(self.path.parent)
 
     async def stored(
-        self, db: Database, samples: int, size: int, log_extra: dict[str, str]
+        self, db: Database, duration_ms: int, size: int, log_extra: dict[str, str]
     ) -> None:
-        await self._update(
-            db,
-            log_extra,
-            status="stored",
-            duration_ms=round(samples * 1000 / opus.RATE),
-            bytes=size,
-        )
+        await self._update(db, log_extra, status="stored", duration_ms=duration_ms, bytes=size)
 
     async def settled(
         self,

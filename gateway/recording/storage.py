@@ -127,6 +127,24 @@ class S3Settings:
         return f"S3Settings(bucket={self.bucket!r}, endpoint={self.endpoint!r})"
 
 
+#: api.video's smallest chunk but the last (5 MiB); larger chunks mean fewer requests
+APIVIDEO_MIN_CHUNK = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ApiVideoSettings:
+    """api.video (``recording.apivideo``): where, with which key, in what chunks."""
+
+    api_key: str
+    base_url: str = "https://ws.api.video"
+    chunk_bytes: int = 64 * 1024 * 1024
+    #: seconds one request may take before it counts as a failure (publishing retries)
+    timeout: float = 60.0
+
+    def __repr__(self) -> str:  # the key stays out of any log line
+        return f"ApiVideoSettings(base_url={self.base_url!r}, chunk_bytes={self.chunk_bytes})"
+
+
 class S3Storage:
     """Objects in an S3-compatible bucket, as ``s3://bucket/key`` URIs.
 
@@ -199,10 +217,16 @@ class S3Storage:
 
 def segment_storage(settings: Settings) -> SegmentStorage:
     """The storage a gateway's settings name (``GATEWAY_RECORDING_STORAGE``)."""
+    root = settings.recording_dir or settings.data_dir / "recordings"
     if settings.recording_storage == "s3":
         assert settings.recording_s3 is not None, "config requires the bucket with s3"
         return S3Storage(settings.recording_s3)
-    return LocalStorage(settings.recording_dir or settings.data_dir / "recordings")
+    if settings.recording_storage == "apivideo":
+        from gateway.recording.apivideo import ApiVideoStorage  # it builds on this module
+
+        assert settings.recording_apivideo is not None, "config requires the key with apivideo"
+        return ApiVideoStorage(root, settings.recording_apivideo)
+    return LocalStorage(root)
 
 
 def fsync_directory(path: Path) -> None:

@@ -41,6 +41,7 @@ class Uploader:
         self.retry_seconds = retry_seconds
         self._queue: asyncio.Queue[tuple[SegmentFile, dict[str, str]]] = asyncio.Queue()
         self._pending: set[str] = set()
+        self._changed = asyncio.Condition()
         self._workers: list[asyncio.Task[None]] = []
 
     def submit(self, file: SegmentFile, log_extra: dict[str, str]) -> None:
@@ -56,6 +57,14 @@ class Uploader:
     def pending(self) -> int:
         """Segments queued or being uploaded."""
         return len(self._pending)
+
+    async def drained(self, prefix: str) -> None:
+        """Return once no segment whose key starts with ``prefix`` (``tenant/interview/``) is
+        queued or being uploaded: each has been uploaded, or has failed."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not any(key.startswith(prefix) for key in self._pending)
+            )
 
     async def close(self, within: float) -> None:
         """Give the queue ``within`` seconds to empty, then stop; what is left stays ``stored``
@@ -77,6 +86,8 @@ class Uploader:
             finally:
                 self._pending.discard(file.key)
                 self._queue.task_done()
+                async with self._changed:
+                    self._changed.notify_all()
 
     async def _upload(self, file: SegmentFile, extra: dict[str, str]) -> None:
         delay = self.retry_seconds

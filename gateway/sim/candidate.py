@@ -25,7 +25,7 @@ from typing import Any
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from gateway.media import ice
 from gateway.sim.speech import SpeechTrack
@@ -68,6 +68,7 @@ class HeadlessCandidate:
         ice_addresses: Sequence[str] = ("127.0.0.1",),
         words_per_second: float = 6.0,
         seed: int = 0,
+        video: bool = False,
     ) -> None:
         self.signal_url = signal_url
         self.token = token
@@ -75,6 +76,8 @@ class HeadlessCandidate:
         self.ice_addresses = ice_addresses
         self.report = CandidateReport(interview_id=interview_id)
         self._wps, self._seed = words_per_second, seed
+        #: whether it sends a camera too (aiortc's synthetic ``VideoStreamTrack``, VP8-encoded)
+        self.video = video
         self.speech = SpeechTrack(words_per_second=words_per_second, seed=seed, pitch_hz=190.0)
         self.client: SignalingClient | None = None
         #: from the first welcome: what a reconnect presents to rejoin the session
@@ -123,6 +126,8 @@ class HeadlessCandidate:
         )
         self.reconnect_secret = welcome.get("reconnect_secret")
         pc.addTrack(self.speech)
+        if self.video:
+            pc.addTrack(VideoStreamTrack())
         self.channel = pc.createDataChannel(EVENTS_LABEL)
         self.channel.on("message", self._on_event)
 

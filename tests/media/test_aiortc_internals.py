@@ -49,6 +49,14 @@ def test_the_receiver_keeps_its_jitter_buffer_where_the_tap_goes() -> None:
     assert "_codecs" in vars(aiortc.RTCRtpTransceiver("audio", None, None))  # type: ignore[arg-type]
 
 
+def test_the_receiver_sends_a_pli_and_its_video_buffer_hands_back_frames() -> None:
+    """What the video tap (``FrameTap``) and ``request_keyframe`` rely on."""
+    assert inspect.iscoroutinefunction(RTCRtpReceiver._send_rtcp_pli)
+    assert "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)" in inspect.getsource(
+        RTCRtpReceiver._handle_rtp_packet
+    )
+
+
 async def connect(
     offerer: RTCPeerConnection, answerer: RTCPeerConnection
 ) -> list[MediaStreamTrack]:

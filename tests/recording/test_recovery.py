@@ -8,14 +8,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
+import av
+
 from gateway.recording import opus
 from gateway.recording.ogg import OggOpusWriter
 from gateway.recording.recovery import recover
 from gateway.recording.segments import Participant, segment_name
 from gateway.recording.storage import LocalStorage
 from gateway.recording.uploads import Uploader
+from gateway.recording.webm import WebmVp8Writer
 from storage import interviews, tenants
 from storage.database import Database
+from tests.recording.vp8 import vp8_frames
 
 BEGAN = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PACKET = bytes([0xFC]) + bytes(range(60))  # CELT 20 ms, code 0: 960 samples
@@ -105,3 +109,61 @@ async def test_recovery_settles_every_state_a_killed_gateway_leaves(
     assert rows["interviewer", 1].started_at == BEGAN + timedelta(seconds=2)  # after i0's 2 s
     # nothing of a segment is left in the spool; what was not a segment is
     assert sorted(os.listdir(directory)) == ["notes.txt"]
+
+
+def video_segment(path: Path, frames: list[tuple[bytes, bool]]) -> None:
+    with path.open("w+b") as sink:
+        writer = WebmVp8Writer(sink, frames[0][0])
+        for index, (data, keyframe) in enumerate(frames):
+            writer.write(data, index * 3000, keyframe)
+        writer.finish()
+
+
+async def test_recovery_salvages_a_torn_video_segment_and_uploads_a_stored_one(
+    db: Database, tmp_path: Path
+) -> None:
+    tenant = await tenants.create_tenant(db, "video recovery")
+    interview = await interviews.create_session(db, tenant, requested_mode="relay")
+    spool = tmp_path / "spool"
+    directory = spool / str(tenant) / str(interview)
+    directory.mkdir(parents=True)
+    storage = LocalStorage(tmp_path / "recordings")
+    kept = storage.root / str(tenant) / str(interview)
+    frames = vp8_frames(150)
+
+    async def row(sequence: int, status: str, **fields: object) -> None:
+        segment_id = await interviews.add_video_segment(
+            db, tenant, interview, participant="candidate", kind="video", sequence=sequence,
+            codec="vp8", started_at=BEGAN + timedelta(seconds=5 * sequence),
+            storage_uri=(directory / segment_name("candidate", sequence, "video")).as_uri(),
+        )  # fmt: skip
+        await interviews.update_video_segment(db, tenant, segment_id, status=status, **fields)
+
+    # 0: stored (storage was away); 1: torn by the kill, its tail gone; 2: nothing whole
+    video_segment(directory / segment_name("candidate", 0, "video"), frames)
+    await row(0, "stored", duration_ms=5000)
+    torn = directory / segment_name("candidate", 1, "video")
+    video_segment(torn, frames)
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size * 6 // 10])
+    await row(1, "recording")
+    empty = directory / segment_name("candidate", 2, "video")
+    video_segment(empty, frames)
+    empty.write_bytes(empty.read_bytes()[:120])
+    await row(2, "recording")
+
+    uploader = Uploader(db, storage, retry_seconds=0.1)
+    found = await recover(spool, db, uploader)
+    await uploader.close(within=10)
+
+    assert (found.uploading, found.salvaged, found.lost) == (2, 1, 1)
+    rows = {r.sequence: r for r in await interviews.list_video_segments(db, tenant, interview)}
+    assert {s: r.status for s, r in rows.items()} == {0: "uploaded", 1: "uploaded", 2: "failed"}
+    salvaged = kept / segment_name("candidate", 1, "video")
+    with av.open(str(salvaged)) as container:
+        survived = [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
+    # a whole prefix of the frames, the very bytes, and the row says how much of it
+    assert 0 < len(survived) < len(frames)
+    assert survived == [data for data, _ in frames[: len(survived)]]
+    assert rows[1].duration_ms == round((len(survived) - 1) * 1000 / 30)
+    assert rows[1].bytes == salvaged.stat().st_size
+    assert os.listdir(directory) == []

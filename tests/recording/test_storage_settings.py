@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import ConfigError, Settings
+from gateway.recording.apivideo import ApiVideoStorage
 from gateway.recording.storage import LocalStorage, S3Storage, segment_storage
 
 BASE = {"GATEWAY_UPSTREAM": "sim", "GATEWAY_RECORDING": "audio"}
@@ -27,6 +28,15 @@ SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
         ),
         ({"GATEWAY_RECORDING_RETRY_SECONDS": "0"}, "GATEWAY_RECORDING_RETRY_SECONDS"),
         ({"GATEWAY_RECORDING": "video"}, "GATEWAY_RECORDING"),
+        ({"GATEWAY_RECORDING_STORAGE": "apivideo"}, "GATEWAY_RECORDING_APIVIDEO_KEY"),
+        (
+            {
+                "GATEWAY_RECORDING_STORAGE": "apivideo",
+                "GATEWAY_RECORDING_APIVIDEO_KEY": "k",
+                "GATEWAY_RECORDING_APIVIDEO_CHUNK_MIB": "1",  # below api.video's 5 MiB
+            },
+            "GATEWAY_RECORDING_APIVIDEO_CHUNK_MIB",
+        ),
     ],
 )
 def test_a_storage_setting_that_cannot_work_is_refused_by_name(
@@ -59,3 +69,22 @@ def test_s3_settings_reach_the_storage_and_the_secret_no_repr() -> None:
     assert isinstance(segment_storage(settings), S3Storage)
     assert SECRET not in repr(settings) and SECRET not in repr(s3)
     assert isinstance(segment_storage(Settings.from_env(BASE)), LocalStorage)
+
+
+def test_apivideo_settings_reach_the_storage_and_the_key_no_repr() -> None:
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "GATEWAY_RECORDING_STORAGE": "apivideo",
+            "GATEWAY_RECORDING_APIVIDEO_KEY": SECRET,
+            "GATEWAY_RECORDING_APIVIDEO_URL": "https://sandbox.api.video",
+            "GATEWAY_RECORDING_APIVIDEO_CHUNK_MIB": "8",
+        }
+    )
+    apivideo = settings.recording_apivideo
+    assert apivideo is not None
+    assert (apivideo.base_url, apivideo.chunk_bytes) == ("https://sandbox.api.video", 8 << 20)
+    storage = segment_storage(settings)
+    assert isinstance(storage, ApiVideoStorage)  # segments on the local disk, as local's are
+    assert storage.root == settings.data_dir / "recordings"
+    assert SECRET not in repr(settings) and SECRET not in repr(apivideo)
