@@ -23,6 +23,13 @@ silence *would* begin if nothing more arrived (``timeout`` after the last packet
 moves on to the next such moment; so silence is reported within ``timeout`` plus the event
 loop's latency, not a polling period later. While silent, it looks for returning media every
 ``timeout / 2`` seconds (at most 1 s), reading a timestamp that the forwarder keeps anyway.
+
+A timestamp read in this process says when the process *handled* a packet, not when it
+arrived: while the event loop is behind (a machine kept busy, a long callback), packets wait
+in the socket and a timer firing late would take the process's own lag for the peer's
+silence, and fail a healthy interview. So a check that fires late concludes nothing: it looks
+again once the loop has had a turn to read its sockets (for at most one ``timeout`` of
+lateness in all, so a loop lagging for good still reports a peer that is really gone).
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+
+#: A check that fires this much later than it was due found the loop behind: the lateness
+#: is time the process was not reading its sockets, not the peer's silence.
+LAG_TOLERANCE = 0.25
 
 
 class SilenceWatchdog:
@@ -52,6 +63,11 @@ class SilenceWatchdog:
         self._since = 0.0
         #: when silence was reported, while it lasts
         self._silent_at: float | None = None
+        #: when the pending check is due; what was last heard, and how late checks have
+        #: fired since (not counted as silence, up to one ``timeout``)
+        self._due = 0.0
+        self._heard = 0.0
+        self._lag = 0.0
 
     @property
     def silent(self) -> bool:
@@ -76,13 +92,23 @@ class SilenceWatchdog:
             self._timer = None
 
     def _schedule(self, delay: float) -> None:
+        self._due = self._clock() + delay
         self._timer = asyncio.get_running_loop().call_later(delay, self._check)
 
     def _check(self) -> None:
         last = self._last_media_at()
         now = self._clock()
         if self._silent_at is None:
-            silent_from = max(last or 0.0, self._since) + self._timeout
+            heard = max(last or 0.0, self._since)
+            if heard != self._heard:  # media came (or a new leg): earlier lag does not matter
+                self._heard, self._lag = heard, 0.0
+            late = now - self._due
+            if late > LAG_TOLERANCE and self._lag < self._timeout:
+                # the loop was behind: packets may wait unread; look again after it had a turn
+                self._lag += late
+                self._schedule(LAG_TOLERANCE)
+                return
+            silent_from = heard + self._timeout
             if now < silent_from:  # media came meanwhile: look again when it would be silent
                 self._schedule(silent_from - now)
                 return

@@ -76,3 +76,54 @@ async def test_a_new_leg_counts_afresh_and_a_stopped_watchdog_says_nothing() -> 
     assert await peer.next_word() == "silent"
     assert peer.said == ["silent", "silent"]
     peer.watchdog.stop()
+
+
+async def test_a_loop_that_fell_behind_is_not_taken_for_a_silent_peer() -> None:
+    """The process, not the peer, stalls for two timeouts: the peer's packet arrived meanwhile
+    and waits in the socket, handled only a turn after the late check. No silence."""
+    peer = Peer()
+    peer.watchdog.start()
+    peer.packet()
+    loop = asyncio.get_running_loop()
+    handled = asyncio.Event()
+
+    def stall() -> None:
+        time.sleep(TIMEOUT * 2)  # the fault: a callback that holds the loop (a busy machine)
+
+        def read_socket() -> None:  # a datagram's callback, then the task it wakes
+            loop.call_soon(lambda: (peer.packet(), handled.set()))
+
+        loop.call_soon(read_socket)
+
+    loop.call_soon(stall)
+    await asyncio.wait_for(handled.wait(), 5.0)
+    for _ in range(6):  # media flows on for two timeouts
+        await asyncio.sleep(TIMEOUT / 3)
+        peer.packet()
+    assert peer.said == []
+    peer.watchdog.stop()
+
+
+async def test_a_peer_gone_while_the_loop_lags_is_still_reported() -> None:
+    """Lateness is forgiven once per silence, not for ever: a loop that lags for good (every
+    turn holds it for two timeouts) still hears of a peer that sends nothing."""
+    peer = Peer()
+    peer.watchdog.start()
+    peer.packet()
+    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    gave_up = asyncio.Event()
+
+    def stall() -> None:
+        time.sleep(TIMEOUT * 2)
+        if peer.said:
+            return
+        if time.monotonic() - started > TIMEOUT * 20:
+            gave_up.set()  # the watchdog stayed quiet through all that lag
+            return
+        loop.call_soon(stall)
+
+    loop.call_soon(stall)
+    assert await peer.next_word(within=15.0) == "silent"
+    assert not gave_up.is_set()
+    peer.watchdog.stop()
