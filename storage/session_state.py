@@ -215,6 +215,13 @@ class StateWriter:
         async with self._changed:
             await self._changed.wait_for(lambda: self._is_durable(ordinal))
 
+    async def settled(self) -> None:
+        """Return once nothing accepted is left to apply: every row says what its sessions
+        last did (not merely the journal), for a reader that must see it, such as a test or
+        an operator's check after a drain."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._queue and self._journal.empty)
+
     def _is_durable(self, ordinal: int) -> bool:
         if ordinal <= self._applied:
             return True

@@ -53,10 +53,12 @@ class RunningGateway:
 
     async def ended_record(self, invitation: Invitation, within: float = 15.0) -> SessionRecord:
         """The session's row once the session has ended: the browser may hear the socket
-        close a moment before the gateway records why."""
+        close a moment before the gateway records why, and on a busy machine a state write
+        can outlast its timeout and go by the journal, applied a backoff later."""
         session = self.sessions.live(invitation.tenant_id, invitation.interview_id)
         if session is not None:
             await asyncio.wait_for(session.ended.wait(), within)
+        await asyncio.wait_for(self.sessions.state.settled(), within)
         record = await interviews.get_session(
             self.db, invitation.tenant_id, invitation.interview_id
         )
