@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 from gateway.app import DATABASE, JWT_SECRET, create_app
 from gateway.config import Settings
+from gateway.sessions import manager
 from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport
 from signaling.candidates import CandidatePolicy
@@ -104,10 +105,20 @@ async def healthy_interviews(
 
 @pytest.fixture(scope="module")
 def fuzz(
-    postgres_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
+    postgres_url: str,
+    template_database: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[FuzzGateway]:
     name = f"igw_fuzz_{uuid.uuid4().hex[:12]}"
     url = create_database(postgres_url, name, template=template_database)
+    # Admissions come by the hundred here, beside healthy interviews, in a process whose GIL
+    # hypothesis shares: on a busy machine one can wait more than the 2 s after which
+    # admission says ``database_unavailable`` (tested in test_database_outage). What this
+    # module tests is the handling of frames, so admission may wait as long as a frame may.
+    patch = pytest.MonkeyPatch()
+    patch.setattr(manager, "DATABASE_WAIT", EXAMPLE_TIMEOUT)
+    request.addfinalizer(patch.undo)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="fuzzed-gateway", daemon=True)
     thread.start()
