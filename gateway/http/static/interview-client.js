@@ -53,6 +53,13 @@ const FINAL_CODES = new Set([
   "media_unavailable",
 ]);
 
+/**
+ * Refusals that close the socket but use nothing up and pass by themselves (the gateway's
+ * database slow or away for a moment, no worker free yet): connecting tries again, with the
+ * same backoff and within the same `reconnectAttempts` as after a network loss.
+ */
+const TRANSIENT_REFUSALS = new Set(["database_unavailable", "worker_unavailable"]);
+
 /** Errors about one trickled candidate: the connection may well succeed without it. */
 const CANDIDATE_ERRORS = new Set(["bad_candidate", "unknown_mline", "candidate_refused"]);
 
@@ -342,7 +349,8 @@ export class InterviewClient extends EventTarget {
         let error = asInterviewError(err);
         this.#closeLink();
         if (error.code === "signaling_unreachable") error = await this.#whyUnreachable(error);
-        if (error.fatal || FINAL_CODES.has(error.code) || attempt >= reconnectAttempts) {
+        const passes = TRANSIENT_REFUSALS.has(error.code);
+        if ((error.fatal && !passes) || FINAL_CODES.has(error.code) || attempt >= reconnectAttempts) {
           throw error;
         }
         if (this.#state === "ended") return;
