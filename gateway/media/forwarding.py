@@ -88,7 +88,14 @@ class LegAudio:
 class PacketQueueTrack(MediaStreamTrack):
     """A sender's audio track of pre-encoded packets that a callback hands in: a queue of
     ``CAPACITY`` that the sender drains. A sender that fell behind loses the oldest packets,
-    counted in ``dropped``: latency is worse than a gap."""
+    counted in ``dropped``: latency is worse than a gap.
+
+    Bound to its sender (``write_through``), the track instead hands each packet to it at once
+    (``aiortc_internals.RtpWriter``: packetized, protected and written in the callback that
+    brought it, no queue and no hop to the sender's loop, which then only waits on the track
+    until it stops). Only packets that come before the sender can send wait, up to
+    ``CAPACITY``, and go out first once it can.
+    """
 
     kind = "audio"
 
@@ -96,18 +103,51 @@ class PacketQueueTrack(MediaStreamTrack):
         super().__init__()
         self._queue: deque[Packet] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._writer: aiortc_internals.RtpWriter | None = None
+        #: write-through packets (payload, pts) waiting for the sender to be able to send
+        self._held: deque[tuple[bytes, int]] = deque()
         self.dropped = 0
 
+    def write_through(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters | None) -> None:
+        """Hand packets straight to ``sender`` (whose track this is) sending ``codec``, where
+        this aiortc allows it (``RtpWriter.for_sender``); otherwise its loop drains the queue."""
+        self._writer = aiortc_internals.RtpWriter.for_sender(sender, codec)
+
     def _put(self, packet: Packet) -> None:
+        if self._writer is not None:
+            assert packet.pts is not None
+            self._write(bytes(packet), packet.pts)
+            return
         if len(self._queue) == CAPACITY:
             self._queue.popleft()
             self.dropped += 1
         self._queue.append(packet)
+        self._wake()
+
+    def _write(self, payload: bytes, pts: int) -> None:
+        writer, held = self._writer, self._held
+        assert writer is not None
+        if not writer.sends(self):  # replaced on its sender: whatever reads it reads the queue
+            self._writer = None
+            self.dropped += len(held) + 1
+            held.clear()
+            self._wake()
+            return
+        if not held and writer.write(payload, pts):
+            return
+        held.append((payload, pts))
+        while held and writer.write(*held[0]):
+            held.popleft()
+        while len(held) > CAPACITY:
+            held.popleft()
+            self.dropped += 1
+
+    def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     async def recv(self) -> Packet:  # type: ignore[override]
-        while not self._queue:
+        while not self._queue or self._writer is not None:
             if self.readyState != "live":
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
@@ -116,8 +156,7 @@ class PacketQueueTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._wake()
 
 
 class EncodedAudioTrack(PacketQueueTrack):
@@ -147,6 +186,7 @@ class EncodedAudioTrack(PacketQueueTrack):
         self._payload_type = source.codec.payloadType
         self._source_timestamp = None
         self._detach = aiortc_internals.tap_receiver(source.receiver, self._on_packet)
+        aiortc_internals.receive_directly(source.receiver)
 
     def _on_packet(self, packet: RtpPacket) -> None:
         if packet.payload_type != self._payload_type or not packet.payload:
@@ -169,12 +209,17 @@ class EncodedAudioTrack(PacketQueueTrack):
         self._next_pts = pts
         self.last_frame_at = now
         self.frames += 1
-        out = Packet(packet.payload)
-        out.pts = pts
-        out.time_base = TIME_BASE
-        for subscriber in self.subscribers:
-            subscriber(out)
-        self._put(out)
+        payload = packet.payload
+        if self.subscribers or self._writer is None:
+            out = Packet(payload)
+            out.pts = pts
+            out.time_base = TIME_BASE
+            for subscriber in self.subscribers:
+                subscriber(out)
+        if self._writer is not None:
+            self._write(payload, pts)  # no av.Packet for the sender: it wants the bytes
+        else:
+            self._put(out)
 
     def stop(self) -> None:
         """Stop; the receiver's packets go nowhere from now on (a fallback route that must
@@ -226,7 +271,9 @@ class AudioRoute:
 
     def _track_for(self, source: LegAudio) -> EncodedAudioTrack | ForwardedTrack:
         if self._can_forward(source):
-            return EncodedAudioTrack(source)
+            track = EncodedAudioTrack(source)
+            track.write_through(self._target.sender, self._target.codec)
+            return track
         blocker = source.codec if not forwardable(source.codec) else self._target.codec
         name = blocker.mimeType if blocker is not None else "unknown"
         self._stats.transcode_fallbacks[name] += 1

@@ -3,13 +3,15 @@ interview as two tracks of forwarded Opus packets (the candidate's first, the in
 second), never decoded or mixed on the gateway, and never sending anything into the interview.
 
 Each voice is a ``VoiceFeed``: a subscriber of the relay's forwarder for that voice (the hook
-the recorder uses), holding a few packets in a bounded deque that the listen leg's sender
-packetizes. A subscriber runs on the forwarding path, so it only appends, and on the event
-loop's next turn: every forwarder's own send that the packet's arrival woke (this session's and
-any other's) goes out before a listener's: no packet of the interview waits behind an
-observer's copy. A listener whose sender falls behind loses its oldest packets, the interview
-loses nothing. When the relay replaces a forwarder (the candidate reconnected and got a new
-browser leg), ``follow`` moves the feed to the new one and keeps its timestamps running on.
+the recorder uses). A subscriber runs on the forwarding path, so it never waits: it hands the
+packet on at the event loop's next turn, so that every forwarder's own send that the packet's
+arrival woke (this session's and any other's) goes out before a listener's copy, and then the
+copy is written through the listen leg's sender as it comes (``PacketQueueTrack.write_through``),
+a few held in a bounded deque only while that sender cannot send. A listener that cannot keep
+up loses its oldest packets, the interview loses nothing. The leg takes its host sockets where
+the relay's other legs do (the UDP mux of ``GATEWAY_ICE_UDP_PORT``, a port range). When the
+relay replaces a forwarder (the candidate reconnected and got a new browser leg), ``follow``
+moves the feed to the new one and keeps its timestamps running on.
 
 A listener that stops answering (its browser froze, its network went) fails ICE consent
 freshness (RFC 7675: a check every ~5 s, each retransmitted for up to 7.5 s, six in a row
@@ -36,6 +38,7 @@ from gateway.media.forwarding import (
     PacketQueueTrack,
     forwardable,
 )
+from gateway.media.host_sockets import HostSockets
 from gateway.recording.recorder import Participant
 from gateway.upstream.call import BadOffer
 from signaling.sdp import IceCandidate, with_explicit_directions
@@ -104,11 +107,14 @@ class ListenLeg:
         configuration: RTCConfiguration,
         ice_addresses: Sequence[str],
         *,
+        ice_sockets: HostSockets | None = None,
         on_close: Callable[[ListenLeg], None] | None = None,
         on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.pc = RTCPeerConnection(configuration)
         self._ice_addresses = ice_addresses
+        #: the relay's host sockets (the UDP mux, a port range), as its other legs have them
+        self._ice_sockets = ice_sockets
         self.feeds: dict[Participant, VoiceFeed] = {voice: VoiceFeed() for voice in VOICES}
         self._on_close = on_close
         self._on_lost = on_lost
@@ -143,7 +149,8 @@ class ListenLeg:
             # send-only whatever the offer says: nothing the observer sends is ever read
             transceiver.direction = "sendonly"
             transceiver.sender.replaceTrack(self.feeds[voice])
-        with ice.host_addresses(self._ice_addresses):
+            self.feeds[voice].write_through(transceiver.sender, codecs[0])
+        with ice.host_addresses(self._ice_addresses, self._ice_sockets):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         return str(self.pc.localDescription.sdp)
 

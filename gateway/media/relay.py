@@ -342,6 +342,7 @@ class Relay:
         leg = ListenLeg(
             rtc_configuration(self._options.browser_ice_servers),
             self._options.ice_addresses,
+            ice_sockets=self._options.ice_sockets,
             on_close=self._listeners.discard,
             on_lost=on_lost,
         )

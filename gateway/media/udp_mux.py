@@ -233,7 +233,12 @@ class Demux(Generic[E]):
 
 class MuxTransport(asyncio.DatagramTransport):
     """One ICE agent's view of a shared socket: what it sends goes out of the socket, what the
-    demux routes to it arrives at its protocol; closing it unregisters it from the demux."""
+    demux routes to it arrives at its protocol; closing it unregisters it from the demux.
+
+    Only STUN goes through the protocol (aioice's ``StunProtocol``, which parses every datagram
+    as STUN and hands what fails to its ICE connection): the demux already told the rest from
+    STUN by its first byte, so it goes to the connection (``protocol.receiver``) at once.
+    """
 
     def __init__(
         self, socket_: MuxSocket, protocol: asyncio.DatagramProtocol, sockname: Address
@@ -248,10 +253,19 @@ class MuxTransport(asyncio.DatagramTransport):
     def protocol(self) -> asyncio.DatagramProtocol:
         return self._protocol
 
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """``data`` from ``addr``, routed here by the demux."""
+        if data[0] > 3:  # RFC 7983: not STUN (DTLS, SRTP/SRTCP)
+            protocol: Any = self._protocol
+            protocol.receiver.data_received(data, protocol.local_candidate.component)
+        else:
+            self._protocol.datagram_received(data, addr)
+
     def sendto(self, data: Any, addr: Any = None) -> None:
         if self._closing:
             return
-        self._socket.demux.sent(self, data)
+        if data[:1] < b"\x04":  # STUN (RFC 7983): a request's response is routed back
+            self._socket.demux.sent(self, data)
         self._socket.sendto(data, addr)
 
     def close(self) -> None:
@@ -305,7 +319,7 @@ class MuxSocket:
                 addr = (addr[0], addr[1])  # an IPv6 four-tuple, as aioice does
             endpoint = route(data, addr)
             if endpoint is not None:
-                endpoint.protocol.datagram_received(data, addr)
+                endpoint.datagram_received(data, addr)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         """Send now, or drop (as UDP may) if the kernel's send buffer is full."""

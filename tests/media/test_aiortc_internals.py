@@ -8,7 +8,14 @@ import inspect
 import aioice.ice
 import aiortc
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDtlsTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
@@ -142,3 +149,39 @@ def test_aioices_consent_loop_is_still_the_one_the_gateway_replaces() -> None:
     assert "retransmissions=0" in source
     assert "CONSENT_FAILURES" in source and "CONSENT_INTERVAL" in source
     assert aioice.ice.Connection.query_consent is not ice.STOCK_QUERY_CONSENT  # installed
+
+
+async def test_the_hot_paths_reaches_are_where_aiortc_and_aioice_keep_them() -> None:
+    """``RtpWriter`` and ``receive_directly`` read and keep counters under aiortc's private
+    names and call into aioice's connection: if any moved, the relay would send nothing or
+    report wrong statistics, so this fails first."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        sender = pc.addTrack(OpusSource([b"x"], asyncio.Event(), asyncio.Event()))
+        names = ("started", "mid", "track", "transport", "rtp_header_extensions_map")
+        counters = ("ntp_timestamp", "rtp_timestamp", "octet_count", "packet_count")
+        for name in names + counters:
+            assert f"_RTCRtpSender__{name}" in vars(sender), name
+        for name in counters:
+            assert f"self.__{name}" in inspect.getsource(RTCRtpSender._run_rtcp), name
+        dtls = sender.transport
+        for name in ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets"):
+            assert f"_RTCDtlsTransport__{name}" in vars(dtls), name
+        assert {"_state", "_rx_srtp", "_tx_srtp"} <= set(vars(dtls))
+        receive = inspect.getsource(RTCDtlsTransport._recv_next)
+        assert "self._rx_srtp.unprotect(data)" in receive
+        assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in receive
+        connection = dtls.transport._connection
+        assert isinstance(connection, aioice.ice.Connection)
+        assert {"_nominated", "_queue"} <= set(vars(connection))
+        assert "self._queue.put_nowait((data, component))" in inspect.getsource(
+            aioice.ice.Connection.data_received
+        )
+        assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in (
+            inspect.getsource(aioice.ice.Connection.sendto)
+        )
+        assert "self.receiver.data_received(data, self.local_candidate.component)" in (
+            inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+        )
+    finally:
+        await pc.close()
