@@ -8,6 +8,7 @@ m-lines (kind, mid, index, whether active) so the session can answer ``bad_sdp``
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ _MEDIA_KINDS = frozenset({"audio", "video", "application", "text", "message"})
 _TRANSPORT_KINDS = frozenset({"audio", "video", "application"})
 _LINE = re.compile(r"[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*")
 _MLINE = re.compile(r"m=([a-z]+) ([0-9]{1,5})(?:/[0-9]{1,5})? (\S+)((?: \S+)+)")
-_CONNECTION = re.compile(r"c=IN IP[46] [^ ]+")
+_CONNECTION = re.compile(r"c=IN IP([46]) ([^ ]+)")
 _CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
 _PAYLOAD_TYPE = re.compile(r"[0-9]{1,3}")
 #: The grammar of each attribute value a WebRTC stack reads (RFC 8866, 8839, 8842, 8122, 4585,
@@ -261,8 +262,11 @@ def _check_line(number: int, line: str) -> None:
     """One line's own grammar: the line itself, and the value of an attribute stacks read."""
     if not _LINE.fullmatch(line):
         raise SignalingError("bad_sdp", f"line {number} is not a valid SDP line")
-    if line.startswith("c=") and not _CONNECTION.fullmatch(line):
-        raise SignalingError("bad_sdp", f"line {number}: c= must be 'IN IP4|IP6 <address>'")
+    if line.startswith("c=") and not _is_connection(line):
+        raise SignalingError(
+            "bad_sdp",
+            f"line {number}: c= must be 'IN IP4 <IPv4 address>' or 'IN IP6 <IPv6 address>'",
+        )
     if not line.startswith("a="):
         return
     name, value = attribute(line)
@@ -280,6 +284,19 @@ def _check_line(number: int, line: str) -> None:
             key, equals, number_text = parameter.strip().partition("=")
             if equals and key in _INTEGER_FMTP_PARAMETERS and not _is_int(number_text, 0, 2**31):
                 raise SignalingError("bad_sdp", f"line {number}: fmtp {key} must be an integer")
+
+
+def _is_connection(line: str) -> bool:
+    """``c=`` with an address literal of the family it names: what WebRTC stacks write (the
+    unicast form of RFC 8866 §5.7). aiortc reads any word there, then fails to write its own
+    SDP back out (``ipaddress``), deep inside answering: so anything else is refused here."""
+    match = _CONNECTION.fullmatch(line)
+    if match is None:
+        return False
+    try:
+        return ipaddress.ip_address(match[2]).version == int(match[1])
+    except ValueError:
+        return False
 
 
 def _split_sections(lines: list[str]) -> tuple[list[str], list[list[str]]]:

@@ -40,7 +40,7 @@ from gateway.sessions.invitations import Invitation, invite
 from gateway.sim.candidate import CandidateReport
 from signaling.candidates import CandidatePolicy
 from signaling.errors import SignalingError
-from signaling.sdp import parse_offer, with_explicit_directions
+from signaling.sdp import parse_offer, with_explicit_directions, with_opus_parameters
 from storage import tenants
 from tests.conftest import create_database, drop_database
 from tests.gateway.conftest import FAST_SPEECH, RunningGateway
@@ -331,7 +331,8 @@ SANS_IO_LOOP = asyncio.new_event_loop()
 async def aiortc_reads(sdp: str) -> tuple[str, set[str]]:
     """Give the offer to aiortc as the relay's browser leg does (gateway/media/relay.py):
     directions written out, the offer read (what it refuses there is ``bad_sdp``), an audio
-    track added and an answer made (anything raised there would be ``internal``). What it made
+    track added, an answer made and the offer's Opus parameters applied to it (anything raised
+    there would be ``internal``). What it made
     of the offer, and its remote candidates. The answer is made but not set: no socket opens."""
     pc = RTCPeerConnection()
     track = AudioStreamTrack()
@@ -347,7 +348,10 @@ async def aiortc_reads(sdp: str) -> tuple[str, set[str]]:
             transports.add(pc.sctp.transport.transport)
         if any(t.kind == "audio" for t in pc.getTransceivers()):
             pc.addTrack(track)
-            await pc.createAnswer()
+            answer = await pc.createAnswer()
+            # as the relay does: the offer's Opus parameters, read back from aiortc's own
+            # writing of the offer (where a c= address it read but cannot write failed)
+            with_opus_parameters(answer.sdp, pc.remoteDescription.sdp)
         return "read", {c.ip for t in transports for c in t.getRemoteCandidates()}
     finally:
         track.stop()

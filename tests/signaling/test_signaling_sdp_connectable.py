@@ -54,6 +54,11 @@ def test_offers_as_browsers_write_them_pass(offer: str) -> None:
         ("a=mid:0\r\n", "a=mid:0 \r\n", "a=mid"),  # both found by the fuzzing: aiortc failed
         ("a=mid:0\r\n", "a=mid:0\r\na=msid: \r\n", "a=msid"),
         ("c=IN IP4 0.0.0.0", "c=IN IP4", "c="),
+        # found by the fuzzing through a gateway: aiortc read these, then failed to answer
+        ("c=IN IP4 0.0.0.0", "c=IN IP4 0.0.0.0:", "c="),
+        ("c=IN IP4 0.0.0.0", "c=IN IP4 0.0.0.0:1/2/3", "c="),
+        ("c=IN IP4 0.0.0.0", "c=IN IP6 0.0.0.0", "c="),
+        ("c=IN IP4 0.0.0.0", "c=IN IP4 example.com", "c="),
         ("m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8", "m=audio 9 UDP/TLS/RTP/SAVPF 111 0 200", "0-127"),
     ],
 )
