@@ -29,22 +29,32 @@ def _address(hex_address: str) -> tuple[str, int]:
 
 
 def _rows() -> list[list[str]]:
-    """The ``/proc/self/net/udp{,6}`` rows of this process's sockets."""
+    """The ``/proc/self/net/udp{,6}`` rows of this process's sockets, one per socket.
+
+    The kernel prints those tables a page at a time, walking its socket hash to the offset
+    reached so far: sockets opened or closed meanwhile (other peers' gathering) shift the walk,
+    so a row can come twice, or not at all. Rows are kept once per inode; a caller that must
+    not miss a socket compares inodes across samples."""
     mine = _inodes()
-    rows = []
+    rows: dict[str, list[str]] = {}
     for table in ("/proc/self/net/udp", "/proc/self/net/udp6"):
         try:
             with open(table) as lines:
                 next(lines)
-                rows += [f for f in map(str.split, lines) if f[9] in mine]
+                rows.update((f[9], f) for f in map(str.split, lines) if f[9] in mine)
         except FileNotFoundError:
             continue
-    return rows
+    return list(rows.values())
 
 
 def udp_sockets() -> list[tuple[str, int]]:
     """Local (address, port) of every UDP socket of this process, IPv4 and IPv6."""
     return [_address(fields[1]) for fields in _rows()]
+
+
+def udp_socket_inodes(port: int) -> set[str]:
+    """The inodes of this process's UDP sockets bound to ``port`` (each socket's identity)."""
+    return {fields[9] for fields in _rows() if _address(fields[1])[1] == port}
 
 
 def udp_drops() -> int:
