@@ -15,6 +15,14 @@ raises :class:`~gateway.fleet.backend.BackendError` (the front gives the candida
 ``worker_unavailable``). The API token goes in one header and nowhere else: no log line, error
 or Machine config carries it. Secrets the worker needs (database URL, signing secret, upstream
 key) are the workers' app's Fly secrets, never in a Machine's config, which the API shows.
+
+Relay media: Fly delivers UDP to a Machine only through a service with protocol ``udp`` whose
+port is the same inside and out, on the app's dedicated IPv4, to a socket bound to
+``fly-global-services`` (``networking/udp-and-tcp``). So with ``media_udp_port`` (the front's
+``GATEWAY_ICE_UDP_PORT``, in relay and auto mode) a worker Machine gets that service and the
+environment that makes its UDP mux bind there (``GATEWAY_ICE_UDP_PORT``,
+``GATEWAY_ICE_BIND_ADDRESS=fly-global-services``), and the front's
+``GATEWAY_ICE_PUBLIC_ADDRESSES`` (the dedicated IPv4 its candidates must name).
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ LEASE_TTL = 30
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
 #: How often a started Machine's checks are read until they pass.
 CHECK_POLL = 0.05
+#: The address a Machine's UDP sockets must bind for Fly to deliver UDP to them.
+FLY_UDP_ADDRESS = "fly-global-services"
 #: The check Fly runs on a worker, whose passing makes the Machine ready.
 CHECK_NAME = "ready"
 _STATES = {"created", "starting", "started", "stopping", "stopped", "destroying", "destroyed"}
@@ -83,9 +93,19 @@ class FlyBackend:
 
     name = "fly"
 
-    def __init__(self, settings: FlySettings, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        settings: FlySettings,
+        http: aiohttp.ClientSession,
+        *,
+        media_udp_port: int = 0,
+        public_addresses: tuple[str, ...] = (),
+    ) -> None:
         self.settings = settings
         self.http = http
+        #: the UDP port a worker's relay legs share (0: no UDP service, media by TURN or proxy)
+        self.media_udp_port = media_udp_port
+        self.public_addresses = public_addresses
         #: ``destroyed`` (by this front) and ``exited`` (found gone by a wait for it)
         self.exits: Counter[str] = Counter()
         self._base = f"{settings.api_url}/v1/apps/{settings.app}/machines"
@@ -201,6 +221,24 @@ class FlyBackend:
         s = self.settings
         env = {k: v for k, v in spec.env.items() if k not in SECRET_ENV}
         env.update(GATEWAY_HOST="0.0.0.0", GATEWAY_PORT=str(s.worker_port))
+        services: list[dict[str, Any]] = [
+            {
+                "protocol": "tcp",
+                "internal_port": s.worker_port,
+                "autostop": False,
+                "autostart": False,
+                "ports": [
+                    {"port": 443, "handlers": ["tls", "http"]},
+                    {"port": 80, "handlers": ["http"]},
+                ],
+            }
+        ]
+        if self.media_udp_port:  # Fly rewrites UDP addresses, never ports: same port in and out
+            port = self.media_udp_port
+            services.append({"protocol": "udp", "internal_port": port, "ports": [{"port": port}]})
+            env.update(GATEWAY_ICE_UDP_PORT=str(port), GATEWAY_ICE_BIND_ADDRESS=FLY_UDP_ADDRESS)
+            if self.public_addresses:
+                env["GATEWAY_ICE_PUBLIC_ADDRESSES"] = ",".join(self.public_addresses)
         return {
             "image": s.image,
             "env": env,
@@ -209,18 +247,7 @@ class FlyBackend:
             "restart": {"policy": "no"},
             "auto_destroy": True,
             "init": {"cmd": ["interview-gateway", "serve", "--role", "worker", "--no-invite"]},
-            "services": [
-                {
-                    "protocol": "tcp",
-                    "internal_port": s.worker_port,
-                    "autostop": False,
-                    "autostart": False,
-                    "ports": [
-                        {"port": 443, "handlers": ["tls", "http"]},
-                        {"port": 80, "handlers": ["http"]},
-                    ],
-                }
-            ],
+            "services": services,
             "checks": {
                 CHECK_NAME: {
                     "type": "http",

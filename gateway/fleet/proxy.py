@@ -48,8 +48,8 @@ async def forward(
         raise WorkerUnreachable(str(exc)) from exc
     async with worker:
         await worker.send_str(first)
-        to_worker = asyncio.create_task(_forward(browser, worker))
-        to_browser = asyncio.create_task(_forward(worker, browser))
+        to_worker = asyncio.create_task(pass_frames(browser, worker))
+        to_browser = asyncio.create_task(pass_frames(worker, browser))
         await asyncio.wait({to_worker, to_browser}, return_when=asyncio.FIRST_COMPLETED)
         for task in (to_worker, to_browser):
             task.cancel()
@@ -79,12 +79,13 @@ async def send_error(browser: web.WebSocketResponse, error: SignalingError) -> N
         await browser.close(code=error.close_code)
 
 
-async def _forward(
+async def pass_frames(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
     target: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
 ) -> None:
     """Every text and binary frame of ``source`` to ``target``, until ``source`` ends (the same
-    loop serves both directions: the browser's socket and the worker's have one interface)."""
+    loop serves both directions: the browser's socket and the worker's have one interface; the
+    Fly proxy stand-in, ``gateway.sim.fly_proxy``, passes frames with it too)."""
     async for msg in source:
         if msg.type == WSMsgType.TEXT:
             await target.send_str(msg.data)

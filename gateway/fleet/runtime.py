@@ -46,7 +46,13 @@ class Fleet:
 def make_backend(settings: Settings, http: aiohttp.ClientSession) -> WorkerBackend:
     """The configured backend (the ``fly`` one calls the Machines API through ``http``)."""
     if settings.backend == "fly":
-        return FlyBackend(settings.fly, http)
+        relayed = settings.mode != "proxy"  # relay and auto relay media through the worker
+        return FlyBackend(
+            settings.fly,
+            http,
+            media_udp_port=settings.ice_udp_port if relayed else 0,
+            public_addresses=settings.ice_public_addresses,
+        )
     return LocalBackend(settings.data_dir / "workers", max_workers=settings.max_workers)
 
 

@@ -165,6 +165,14 @@ class MachinesApi:
         """Machines not destroyed (what a bill would show)."""
         return [m for m in self.machines.values() if m.state != "destroyed"]
 
+    def address(self, machine_id: str) -> str | None:
+        """Where a started Machine's gateway listens (``http://<private_ip>:<worker port>``),
+        as Fly's proxy reaches a Machine by its id; None for one not started or unknown."""
+        machine = self.machines.get(machine_id)
+        if machine is None or machine.state != "started":
+            return None
+        return f"http://{machine.private_ip}:{self.worker_port}"
+
     def pid(self, machine_id: str) -> int | None:
         """The process id of the Machine's worker while it runs (a test kills it)."""
         machine = self.machines.get(machine_id)

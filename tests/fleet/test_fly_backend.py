@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.config import FlySettings
+from gateway.config import FlySettings, Settings
 from gateway.fleet.backend import FLEET_KEY, BackendError, CapacityError, WorkerSpec
 from gateway.fleet.fly import FlyBackend
+from gateway.fleet.runtime import make_backend
 from signaling.client import SignalingClient
 from signaling.client_protocol import SignalingClientError
 from storage import workers
@@ -159,3 +160,48 @@ async def test_a_worker_that_idled_out_before_its_candidate_came_is_replaced(
     await fleet.front.worker_for(*ids)  # the candidate's next attempt: a new worker
     again = await workers.get_claim(front.db, invitation.interview_id)
     assert again is not None and again.worker_id not in (None, claim.worker_id)
+
+
+async def test_a_relay_worker_machine_gets_a_udp_service_and_binds_fly_global_services(
+    fly: FlyBackend, machines_api: Served
+) -> None:
+    """Fly delivers UDP only to a ``udp`` service with the same port inside and out, and only
+    to a socket bound to ``fly-global-services``: with relay media on port 3478, the Machine's
+    config says both, and the environment is one a worker starts with."""
+    assert [
+        s["protocol"]
+        for s in machines_api.api.machines[(await fly.create(SPEC, skip_launch=True)).id].config[
+            "services"
+        ]
+    ] == ["tcp"]  # no relay media port: no UDP service
+    relay = FlyBackend(
+        fly.settings, fly.http, media_udp_port=3478, public_addresses=("203.0.113.7",)
+    )
+    worker = await relay.create(SPEC, skip_launch=True)
+    config = machines_api.api.machines[worker.id].config
+    [tcp, udp] = config["services"]
+    assert tcp["protocol"] == "tcp" and tcp["internal_port"] == fly.settings.worker_port
+    assert udp == {"protocol": "udp", "internal_port": 3478, "ports": [{"port": 3478}]}
+    env = config["env"]
+    assert env["GATEWAY_ICE_UDP_PORT"] == "3478"
+    assert env["GATEWAY_ICE_BIND_ADDRESS"] == "fly-global-services"
+    assert env["GATEWAY_ICE_PUBLIC_ADDRESSES"] == "203.0.113.7"
+    # a worker starts with it (fly-global-services resolves on Fly only: an address here)
+    on_fly = {**env, "GATEWAY_ICE_BIND_ADDRESS": "127.0.0.1", "DATABASE_URL": "postgresql://d/x"}
+    settings = Settings.from_env(on_fly)
+    assert settings.ice_udp_port == 3478 and settings.ice_bind_addresses == ("127.0.0.1",)
+    assert settings.ice_public_addresses == ("203.0.113.7",)
+
+
+def test_a_front_gives_its_workers_udp_only_when_it_relays_media() -> None:
+    base = {
+        "GATEWAY_BACKEND": "fly",
+        "FLY_API_TOKEN": FLY_TOKEN,
+        "GATEWAY_FLY_APP": FLY_APP,
+        "GATEWAY_FLY_IMAGE": "img",
+        "GATEWAY_ICE_UDP_PORT": "3478",
+    }
+    for mode, port in [("relay", 3478), ("auto", 3478), ("proxy", 0)]:
+        settings = Settings.from_env({**base, "GATEWAY_MODE": mode})
+        backend = make_backend(settings, None)  # type: ignore[arg-type]  # no call made
+        assert isinstance(backend, FlyBackend) and backend.media_udp_port == port, mode
