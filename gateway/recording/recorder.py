@@ -164,8 +164,10 @@ class Recordings:
         """Give the interviews' outstanding fsyncs, rows and uploads ``SETTLE_TIMEOUT`` to
         finish (a segment left ``stored`` or ``recording`` is on disk for the next start)."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
+        if self._downloading:
+            log.warning("closing: %d upstream recording downloads dropped", len(self._downloading))
         for task in (*self._background, *self._downloading):
-            task.cancel()  # a download not finished is not waited for: it is lost, logged
+            task.cancel()  # a download not finished is not waited for
         if self._finishing:
             await asyncio.wait(list(self._finishing), timeout=SETTLE_TIMEOUT)
         if self._publishing:

@@ -5,6 +5,7 @@ listed and downloadable, after the upstream's 503s too; the key in no row and no
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import wave
@@ -119,3 +120,27 @@ async def test_an_interview_not_recorded_fetches_nothing(start_gateway: GatewayF
     assert sim.content_served == []
     ids = (invitation.tenant_id, invitation.interview_id)
     assert await interviews.list_video_segments(gateway.db, *ids) == []
+
+
+async def test_a_gateway_closing_does_not_wait_for_a_download_the_upstream_keeps_refusing(
+    start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The upstream answers 503 to every download and the gateway waits long between tries:
+    closing the gateway drops the download (logged) instead of waiting for it."""
+    gateway = await start_gateway(
+        mode="proxy", upstream="sim-live", recording="audio", recording_retry_seconds=600
+    )
+    sim = gateway.app[SIMULATED_UPSTREAM]
+    assert isinstance(sim, SimulatedUpstream)
+    sim.content_failures = 10**6
+    invitation = await gateway.invite("proxy")
+    report = await gateway.candidate(invitation).run(time_limit=90)
+    assert report.error is None, report.error
+    await gateway.ended_record(invitation)
+    async with asyncio.timeout(WITHIN):  # the first try was refused: now it waits 600 s
+        while sim.content_failures == 10**6:  # noqa: ASYNC110 (the sim counts, no event)
+            await asyncio.sleep(0.05)
+    async with asyncio.timeout(WITHIN):
+        await gateway.stop()
+    assert "upstream recording downloads dropped" in caplog.text
+    assert sim.content_served == []
