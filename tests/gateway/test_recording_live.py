@@ -21,6 +21,7 @@ from storage import interviews, tenants
 
 from .conftest import GatewayFactory
 from .test_recording import segments_until
+from .test_recording_s3 import BUCKET, S3Server, s3  # noqa: F401 (s3: the fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +145,33 @@ async def test_a_gateway_closing_does_not_wait_for_a_download_the_upstream_keeps
         await gateway.stop()
     assert "upstream recording downloads dropped" in caplog.text
     assert sim.content_served == []
+
+
+async def test_the_upstreams_recording_goes_to_s3_when_that_is_the_storage(
+    start_gateway: GatewayFactory,
+    s3: S3Server,  # noqa: F811 (the fixture)
+) -> None:
+    gateway = await start_gateway(
+        mode="proxy",
+        upstream="sim-live",
+        recording="audio",
+        recording_storage="s3",
+        recording_s3=s3.settings(),
+    )
+    sim = gateway.app[SIMULATED_UPSTREAM]
+    assert isinstance(sim, SimulatedUpstream)
+    invitation = await gateway.invite("proxy")
+    ids = (invitation.tenant_id, invitation.interview_id)
+    report = await gateway.candidate(invitation).run(time_limit=90)
+    assert report.error is None, report.error
+    await gateway.ended_record(invitation)
+    rows = await segments_until(
+        gateway.db, *ids, lambda rows: any(r.status == "uploaded" for r in rows), within=WITHIN
+    )
+    (content,) = rows
+    (session,) = sim.calls.values()
+    assert isinstance(session, SimulatedLiveSession)
+    name = f"rec/{ids[0]}/{ids[1]}/upstream-content-00000.bin"
+    assert content.storage_uri == f"s3://{BUCKET}/{name}"
+    stored = s3.client().get_object(Bucket=BUCKET, Key=name)["Body"].read()
+    assert stored == session.content()
