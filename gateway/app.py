@@ -7,6 +7,7 @@ every session (recorded as such) before the writer flushes and before the databa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -35,7 +36,12 @@ from gateway.sessions.reconciler import Reconciler
 from gateway.upstream.call import Call, CallListener, CallMode
 from gateway.upstream.integrity import ClientEventPolicy
 from gateway.upstream.live import LiveUpstream
-from gateway.upstream.openai import RealtimeUpstream, UpstreamClient, api_key_from_env
+from gateway.upstream.openai import (
+    RealtimeUpstream,
+    UpstreamClient,
+    api_key_from_env,
+    merge_session,
+)
 from gateway.upstream.proxy import ProxyCall
 from signaling.server import SIGNAL_PATH, SignalingChannel, SignalingHandler, signaling_handler
 from signaling.tokens import JwksKeySet, TokenClaims, TokenVerifier
@@ -100,9 +106,12 @@ class Calls:
         browser_ice_servers: Sequence[dict[str, Any]] = (),
         recording: str | None = None,
     ) -> Call:
+        asked = self.record_by_default if recording is None else recording == "audio"
+        recordings = self.recordings if asked else None
+        if recordings is not None and isinstance(self.upstream, LiveUpstream):
+            # the upstream keeps its own recording too, downloaded once the interview ends
+            upstream_session = merge_session(upstream_session, self.upstream.storing())
         if mode == "relay":
-            asked = self.record_by_default if recording is None else recording == "audio"
-            recordings = self.recordings if asked else None
             return Relay(
                 self.upstream,
                 listener,
@@ -115,6 +124,24 @@ class Calls:
             listener,
             session=upstream_session,
             client_events=self.relay_options.client_events,  # the one policy, in either mode
+        )
+
+    def ended(
+        self,
+        tenant_id: UUID,
+        interview_id: UUID,
+        session_ids: Sequence[str],
+        recording: str | None = None,
+    ) -> asyncio.Task[None] | None:
+        """The interview is over: on GPT-Live, when it was recorded, the upstream's own
+        recording of its sessions is fetched in the background (``recording.content``)."""
+        asked = self.record_by_default if recording is None else recording == "audio"
+        if not (asked and session_ids and self.recordings is not None):
+            return None
+        if not isinstance(self.upstream, LiveUpstream):
+            return None
+        return self.recordings.fetch_content(
+            tenant_id, interview_id, session_ids, self.upstream.download_recording
         )
 
 

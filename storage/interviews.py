@@ -290,12 +290,13 @@ async def add_video_segment(
     tenant_id: UUID,
     session_id: UUID,
     *,
-    participant: Literal["candidate", "interviewer"],
-    kind: Literal["audio", "video"],
+    participant: Literal["candidate", "interviewer", "upstream"],
+    kind: Literal["audio", "video", "content"],
     sequence: int,
     **fields: Any,
 ) -> UUID:
-    """A new segment of one participant's audio or video track, status 'recording' by default."""
+    """A new segment of one participant's audio or video track (or the upstream's downloaded
+    content), status 'recording' by default."""
     names = ["tenant_id", "session_id", "participant", "kind", "sequence"]
     values: list[Any] = [tenant_id, session_id, participant, kind, sequence]
     unknown = set(fields) - SEGMENT_FIELDS

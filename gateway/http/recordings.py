@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from gateway.http.errors import api_error
 from gateway.http.openapi import COMBINED
-from gateway.recording import apivideo, export
+from gateway.recording import apivideo, content, export
 from gateway.recording.storage import SegmentStorage, StorageError
 from gateway.sessions.manager import SessionManager
 from storage import interviews
@@ -94,6 +94,8 @@ class RecordingsApi:
     async def download(self, request: web.Request) -> web.StreamResponse:
         tenant_id, interview_id = await self._interview(request)
         track = request.match_info["track"]
+        if track == content.TRACK:
+            return await self._upstream_content(request, tenant_id, interview_id)
         tracks: tuple[str, ...]
         if track == COMBINED:
             tracks = export.TRACKS
@@ -121,6 +123,46 @@ class RecordingsApi:
             headers={
                 "Content-Type": export.CONTENT_TYPES[fmt],
                 "Content-Disposition": f'attachment; filename="{interview_id}-{track}.{fmt}"',
+            },
+        )
+
+    async def _upstream_content(
+        self, request: web.Request, tenant_id: UUID, interview_id: UUID
+    ) -> web.StreamResponse:
+        """The upstream's own recording (``recording.content``), served as stored and as the
+        type the upstream named; ``?sequence=N`` for the interview's N-th upstream session."""
+        try:
+            sequence = int(request.query.get("sequence", "0"))
+        except ValueError:
+            raise api_error(400, "bad_request", "'sequence' must be an integer") from None
+        rows = await interviews.list_video_segments(self._database(), tenant_id, interview_id)
+        stored = [
+            r
+            for r in rows
+            if export.track_name(r) == content.TRACK
+            and r.sequence == sequence
+            and r.status == "uploaded"
+            and r.storage_uri
+        ]
+        if not stored:
+            raise api_error(404, "no_recording", f"no uploaded recording of {content.TRACK}")
+        record = stored[0]
+        assert record.storage_uri is not None
+        try:
+            data = await self.storage.fetch(record.storage_uri)
+        except StorageError:
+            raise api_error(
+                503, "storage_unavailable", "the recording's storage cannot be read now"
+            ) from None
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkstemp(dir=self.scratch_dir, suffix=".bin")[1])
+        await asyncio.to_thread(path.write_bytes, data)
+        filename = f"{interview_id}-{content.TRACK}-{sequence}.bin"
+        return _ScratchFile(
+            path,
+            headers={
+                "Content-Type": record.codec or "application/binary",
+                "Content-Disposition": f'attachment; filename="{filename}"',
             },
         )
 

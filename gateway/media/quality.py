@@ -9,11 +9,20 @@ report came: they arrive every second or so, less often than a short sampling in
 Audio only: these are voice calls.
 
 A turn's latency (``TurnTimer``): from the candidate's end of speech as the upstream announces
-it (Realtime's ``input_audio_buffer.speech_stopped`` on the data channel) to the first packet
-of the interviewer's voice the relay forwards after it. Nothing is decoded, so "voice" is
-told by size: an Opus packet of at least ``VOICE_BYTES`` carries sound (an encoder spends a few
-bytes on a silent 20 ms frame, and a sender keeps sending those between turns). That is the
-delay the candidate hears, less the browser leg's own transit.
+it to the first packet of the interviewer's voice the relay forwards after it. On Realtime the
+end of speech is ``input_audio_buffer.speech_stopped`` on the data channel, timed as it
+arrives. GPT-Live has no such event (nor any turn or VAD event: ``openai.types.live``); what
+it has is ``session.input_transcript.delta``, whose ``end_ms`` says where on the session
+timeline the candidate's words end. So on GPT-Live the last such fragment before the
+interviewer answers gives the end of speech, placed on the gateway's clock through the
+timeline's origin: each timed event (input or output fragment) arrives no earlier than its
+``end_ms``, so the least ``arrival - end_ms`` seen so far is the origin, late by at most the
+fastest event's delivery (the interviewer's own fragments, sent as its words are played).
+Nothing is decoded, so "voice" is told by size: an Opus packet of at least ``VOICE_BYTES``
+carries sound (an encoder spends a few bytes on a silent 20 ms frame, and a sender keeps
+sending those between turns). That is the delay the candidate hears, less the browser leg's
+own transit (and on GPT-Live it includes the upstream's wait for silence after the words,
+which Realtime's ``speech_stopped`` is sent after).
 """
 
 from __future__ import annotations
@@ -36,6 +45,12 @@ from storage.quality import LegSample
 
 #: The upstream event that marks the candidate's end of speech.
 SPEECH_STOPPED = "input_audio_buffer.speech_stopped"
+#: GPT-Live's timed transcript fragments: the candidate's (the end of speech) and the
+#: interviewer's (which, sent as its words play, pin the timeline's origin closely).
+LIVE_INPUT_DELTA = "session.input_transcript.delta"
+LIVE_OUTPUT_DELTA = "session.output_transcript.delta"
+_MARKERS = ("speech_stopped", LIVE_INPUT_DELTA, LIVE_OUTPUT_DELTA)
+_BYTE_MARKERS = tuple(marker.encode() for marker in _MARKERS)
 #: The least Opus payload counted as sound, not the few bytes of a silent frame.
 VOICE_BYTES = 24
 
@@ -105,26 +120,42 @@ class TurnTimer:
     """Each turn's response latency, in ms: end of speech to the interviewer's next packet."""
 
     def __init__(self) -> None:
+        #: the candidate's end of speech on the gateway's clock, while a turn waits for voice
         self._since: float | None = None
+        #: GPT-Live: the session timeline's origin on the gateway's clock (least estimate)
+        self._origin: float | None = None
         self._turns: list[float] = []
 
     def upstream_event(self, message: str | bytes) -> None:
-        """Every upstream event passes here; only the end of speech is read (a cheap test
-        first: this is the data channel's path)."""
-        marker = b"speech_stopped" if isinstance(message, bytes) else "speech_stopped"
-        if marker not in message:  # type: ignore[operator]
+        """Every upstream event passes here; only the end of speech (and, on GPT-Live, timed
+        fragments) are read, after a cheap test: this is the data channel's path."""
+        if isinstance(message, bytes):
+            if not any(marker in message for marker in _BYTE_MARKERS):
+                return
+        elif not any(marker in message for marker in _MARKERS):
             return
+        arrived = time.monotonic()
         try:
-            kind = json.loads(message).get("type")
+            event = json.loads(message)
+            kind = event.get("type")
         except (ValueError, AttributeError):
             return
         if kind == SPEECH_STOPPED:
-            self._since = time.monotonic()
+            self._since = arrived
+        elif kind in (LIVE_INPUT_DELTA, LIVE_OUTPUT_DELTA):
+            end_ms = event.get("end_ms")
+            if not isinstance(end_ms, int) or isinstance(end_ms, bool):
+                return
+            origin = arrived - end_ms / 1000
+            if self._origin is None or origin < self._origin:
+                self._origin = origin
+            if kind == LIVE_INPUT_DELTA:
+                self._since = self._origin + end_ms / 1000
 
     def interviewer_packet(self, packet: Packet) -> None:
         """A subscriber of the interviewer's forwarder."""
         if self._since is not None and packet.size >= VOICE_BYTES:
-            self._turns.append((time.monotonic() - self._since) * 1000)
+            self._turns.append(max(0.0, time.monotonic() - self._since) * 1000)
             self._since = None
 
     def take(self) -> list[float]:

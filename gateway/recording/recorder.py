@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from uuid import UUID
 
 from av.packet import Packet
 
-from gateway.recording import opus, retention, video
+from gateway.recording import content, opus, retention, video
 from gateway.recording.apivideo import ApiVideoStorage, publish_when_settled
 from gateway.recording.ogg import OggOpusWriter
 from gateway.recording.recovery import recover
@@ -82,6 +82,8 @@ class Recordings:
         #: interviews' exports on their way to api.video (``ApiVideoStorage`` only)
         self._publishing: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[Any]] = []
+        #: upstream recordings being downloaded (``recording.content``)
+        self._downloading: set[asyncio.Task[None]] = set()
 
     def recover(self) -> None:
         """Upload, in the background, what an earlier process left in the spool; and start
@@ -104,6 +106,37 @@ class Recordings:
         if isinstance(self.options.storage, ApiVideoStorage):
             self._publish(recording, self.options.storage)
         return recording
+
+    def fetch_content(
+        self,
+        tenant_id: UUID,
+        interview_id: UUID,
+        session_ids: Sequence[str],
+        download: content.Download,
+    ) -> asyncio.Task[None]:
+        """Download the upstream's own recording of each session, in the background, into
+        storage as the track ``upstream-content`` (``recording.content``)."""
+        options = self.options
+        task = asyncio.ensure_future(
+            content.fetch_all(
+                options.db,
+                self.uploader,
+                options.spool_dir / str(tenant_id) / str(interview_id),
+                tenant_id,
+                interview_id,
+                tuple(session_ids),
+                download,
+                options.retry_seconds,
+            )
+        )
+        self._downloading.add(task)
+        task.add_done_callback(self._downloaded)
+        return task
+
+    def _downloaded(self, task: asyncio.Task[None]) -> None:
+        self._downloading.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("upstream content not fetched", exc_info=error)
 
     def _publish(self, recording: InterviewRecording, storage: ApiVideoStorage) -> None:
         """Once the recording's rows and uploads have settled, its export goes to api.video."""
@@ -131,8 +164,10 @@ class Recordings:
         """Give the interviews' outstanding fsyncs, rows and uploads ``SETTLE_TIMEOUT`` to
         finish (a segment left ``stored`` or ``recording`` is on disk for the next start)."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        for task in self._background:
-            task.cancel()
+        if self._downloading:
+            log.warning("closing: %d upstream recording downloads dropped", len(self._downloading))
+        for task in (*self._background, *self._downloading):
+            task.cancel()  # a download not finished is not waited for
         if self._finishing:
             await asyncio.wait(list(self._finishing), timeout=SETTLE_TIMEOUT)
         if self._publishing:

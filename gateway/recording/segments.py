@@ -25,12 +25,18 @@ from gateway.sessions.recorder import retry_until_done
 from storage import interviews
 from storage.database import Database
 
-Participant = Literal["candidate", "interviewer"]
-Kind = Literal["audio", "video"]
-#: each kind's codec (its rows' ``codec``) and file name extension
-CODECS: dict[Kind, str] = {"audio": "opus", "video": "vp8"}
-EXTENSIONS: dict[Kind, str] = {"audio": "opus", "video": "webm"}
-_NAME = re.compile(r"(candidate|interviewer)-(audio-(\d{5,})\.opus|video-(\d{5,})\.webm)")
+#: whose track: a voice or video the relay recorded, or (``upstream``) the recording the
+#: upstream itself made and the gateway downloaded (``recording.content``)
+Participant = Literal["candidate", "interviewer", "upstream"]
+Kind = Literal["audio", "video", "content"]
+#: each kind's codec (its rows' ``codec``; the upstream's content: the type it was served as)
+#: and file name extension
+CODECS: dict[Kind, str] = {"audio": "opus", "video": "vp8", "content": "application/binary"}
+EXTENSIONS: dict[Kind, str] = {"audio": "opus", "video": "webm", "content": "bin"}
+_NAME = re.compile(
+    r"(candidate|interviewer)-(audio-(\d{5,})\.opus|video-(\d{5,})\.webm)"
+    r"|upstream-content-(\d{5,})\.bin"
+)
 
 
 class SegmentName(NamedTuple):
@@ -40,7 +46,8 @@ class SegmentName(NamedTuple):
 
 
 def segment_name(participant: Participant, sequence: int, kind: Kind = "audio") -> str:
-    """A segment's file name: ``candidate-audio-00003.opus``, ``candidate-video-00003.webm``."""
+    """A segment's file name: ``candidate-audio-00003.opus``, ``candidate-video-00003.webm``,
+    ``upstream-content-00000.bin``."""
     return f"{participant}-{kind}-{sequence:05d}.{EXTENSIONS[kind]}"
 
 
@@ -49,6 +56,8 @@ def parse_segment_name(name: str) -> SegmentName | None:
     match = _NAME.fullmatch(name)
     if match is None:
         return None
+    if match[5] is not None:
+        return SegmentName("upstream", "content", int(match[5]))
     participant: Participant = "candidate" if match[1] == "candidate" else "interviewer"
     if match[3] is not None:
         return SegmentName(participant, "audio", int(match[3]))
@@ -60,6 +69,8 @@ def salvage(path: Path, kind: Kind = "audio") -> tuple[int, int]:
     fsync it; (duration in ms, bytes) of what is left (0 ms: nothing survived). Blocking."""
     if kind == "video":
         return webm.salvage(path)
+    if kind == "content":  # written whole before its name was given: nothing to cut
+        return 0, path.stat().st_size
     with path.open("r+b") as file:
         end, samples = whole_pages(file.read())
         file.truncate(end)

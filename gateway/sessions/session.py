@@ -88,6 +88,9 @@ class InterviewSession:
         self.upstream_session = upstream_session
         #: what the interview asked of recording ('audio', 'off'; None: the deployment's choice)
         self.recording = recording
+        #: every upstream session (call id) the interview had, in order
+        self.upstream_session_ids: list[str] = []
+        self.after_end: asyncio.Task[None] | None = None
         #: minted once: the browser's (in every welcome) and the relay's browser leg's
         self.ice_servers = manager.ice_servers.for_session(str(interview_id))
         #: given in every welcome; a later socket must present it (with the token) to rejoin,
@@ -240,10 +243,12 @@ class InterviewSession:
             if self.call is not None:
                 answer = await self._upstream_answer(self.call.reconnect(sdp))
                 self.recorder.record(upstream_call_id=self.call.call_id)
+                self._note_upstream_session(self.call.call_id)
                 return Answer(sdp=answer, mode=self.call.mode)
             self.recorder.record(status="connecting")
             call, answer = await self._first_offer(sdp)
             self.call = call
+            self._note_upstream_session(call.call_id)
             self._spawn(self.quality.run(call))
             self.manager.stats.relay += call.mode == "relay"
             self.manager.stats.proxy += call.mode == "proxy"
@@ -255,6 +260,11 @@ class InterviewSession:
                 **({"status": "active", **self._first_connected()} if call.mode == "proxy" else {}),
             )
             return Answer(sdp=answer, mode=call.mode)
+
+    def _note_upstream_session(self, call_id: str | None) -> None:
+        """Keep each upstream session the interview had, in order, for what follows its end."""
+        if call_id is not None and call_id not in self.upstream_session_ids:
+            self.upstream_session_ids.append(call_id)
 
     async def _first_offer(self, sdp: str) -> tuple[Call, str]:
         """Relay when wanted and possible, else proxy; the lease goes with a relay only. The
@@ -498,6 +508,10 @@ class InterviewSession:
         finally:
             if self._lease is not None:
                 self._lease.release()
+        #: the upstream's own recording, fetched in the background (never waited for here)
+        self.after_end = self.manager.calls.ended(
+            self.tenant_id, self.interview_id, self.upstream_session_ids, self.recording
+        )
         # The row says so before the browser hears it (a client may ask the API right away),
         # unless the database is away: then the record goes on after the session is gone.
         record = asyncio.ensure_future(self.recorder.finish(status, reason))

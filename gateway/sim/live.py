@@ -27,6 +27,11 @@ it) differs from the Realtime call in what it says, not in how it sounds, so thi
   (``close_requested``), the peer gone (``connection_lost`` / ``remote_hangup``), or ``end``
   called with another reason (tests use it for ``expired``).
 
+A session created with ``store: true`` serves its content afterwards (``content``, the
+upstream's ``GET /live/sessions/{id}/content``): the SDK asks for ``application/binary`` and
+names no container, so this one serves what it said as a WAV file (mono PCM16LE at 24 kHz, the
+contract's reflected-audio format), each utterance where it began on the session timeline.
+
 A session's ``input`` (startup history) is taken as the conversation so far: the interviewer
 goes on from its first question not yet answered there.
 """
@@ -35,13 +40,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
+import wave
 from collections.abc import Mapping
 from typing import Any
 
 from gateway.sessions.events import EventError, parse_event
 from gateway.sim.call import CallOptions, SimulatedCall
 from gateway.sim.contract import ApiError, dig
+from gateway.sim.speech import SAMPLE_RATE, synthesize_utterance
+
+#: The stored content's sample rate (the contract's PCM16 rate).
+CONTENT_RATE = 24_000
 
 #: Every server event type the simulated GPT-Live session can emit (a test validates each).
 LIVE_SERVER_EVENT_TYPES = frozenset(
@@ -120,6 +131,8 @@ class SimulatedLiveSession(SimulatedCall):
         self.refused_frontend_events: list[str] = []
         #: the content of every accepted session.instructions.append, in order
         self.appended_instructions: list[str] = []
+        #: (start on the session timeline in ms, text) of each utterance, for ``content``
+        self.spoken: list[tuple[int, str]] = []
 
     @property
     def transcription_enabled(self) -> bool:
@@ -152,6 +165,7 @@ class SimulatedLiveSession(SimulatedCall):
 
     async def _speak(self, text: str) -> None:
         last_end = self._ms()
+        self.spoken.append((last_end, text))
 
         def on_word(index: int, word: str) -> None:
             nonlocal last_end
@@ -162,6 +176,36 @@ class SimulatedLiveSession(SimulatedCall):
 
         await self.track.say(text, on_word=on_word)
         self.emit("session.usage.updated", usage=self._usage())
+
+    @property
+    def stored(self) -> bool:
+        """Whether the session was created to be kept (``store``) for its content download."""
+        return self.session.get("store") is True
+
+    def content(self) -> bytes:
+        """The session's recording: the interviewer's speech on the session timeline as WAV
+        (mono PCM16LE, 24 kHz), silence between utterances."""
+        step = SAMPLE_RATE // CONTENT_RATE
+        track = self.track
+        pieces: list[bytes] = []
+        at = 0  # samples at CONTENT_RATE written so far
+        for start_ms, text in self.spoken:
+            utterance = synthesize_utterance(
+                text, words_per_second=track.words_per_second, pitch_hz=track.pitch_hz,
+                seed=track.seed,
+            )  # fmt: skip
+            begin = max(at, start_ms * CONTENT_RATE // 1000)
+            pieces.append(bytes(2 * (begin - at)))
+            samples = utterance.samples[::step].astype("<i2")
+            pieces.append(samples.tobytes())
+            at = begin + len(samples)
+        out = io.BytesIO()
+        with wave.open(out, "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(CONTENT_RATE)
+            wav.writeframes(b"".join(pieces))
+        return out.getvalue()
 
     # ---- the candidate
 

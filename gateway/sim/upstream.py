@@ -80,6 +80,10 @@ class SimulatedUpstream:
         #: When set, every request that presents the standard key is refused with it (after
         #: the key check): tests make it quote the key back, as the real service's 401 does.
         self.refusal: ApiError | None = None
+        #: How many of the next recording downloads fail with a 503 (an outage, for tests);
+        #: and every session id whose content was served, once per download.
+        self.content_failures = 0
+        self.content_served: list[str] = []
         self._keep_ended_calls = keep_ended_calls
         self._ephemeral: dict[str, _EphemeralKey] = {}
         self._runner: web.AppRunner | None = None
@@ -97,6 +101,7 @@ class SimulatedUpstream:
                 web.post("/v1/live/sessions", self._create_live_session),
                 web.post("/v1/live/sessions/{call_id}/hangup", self._hangup),
                 web.get("/v1/live/sessions/{call_id}/attach", self._attach),
+                web.get("/v1/live/sessions/{call_id}/content", self._content),
             ]
         )
         return app
@@ -276,6 +281,20 @@ class SimulatedUpstream:
         await ws.prepare(request)
         await sideband.serve(ws, call.sidebands, call.handle_client_message)
         return ws
+
+    async def _content(self, request: web.Request) -> web.Response:
+        """GPT-Live's recording download (``download_recording``): a stored session's content,
+        as ``application/binary``, once the session is over or while it runs."""
+        self._standard_key(request)
+        call = self.calls.get(request.match_info["call_id"])
+        if not isinstance(call, SimulatedLiveSession) or not call.stored:
+            raise ApiError(404, "no such stored session", code="session_not_found",
+                           param="session_id")  # fmt: skip
+        if self.content_failures > 0:
+            self.content_failures -= 1
+            raise ApiError(503, "the content is not available yet", code="server_error")
+        self.content_served.append(call.id)
+        return web.Response(body=call.content(), content_type="application/binary")
 
     async def _client_secrets(self, request: web.Request) -> web.Response:
         self._standard_key(request)

@@ -13,6 +13,7 @@ browser leg on reconnect, never reports a loss.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 from uuid import UUID
@@ -124,6 +125,18 @@ class CallFactory(Protocol):
         deployment records it, is filed under both: ``recording`` is what the interview asked,
         ``audio``, ``off`` or None for the deployment's choice); a relay's browser leg uses
         ``browser_ice_servers`` (the session's)."""
+        ...
+
+    def ended(
+        self,
+        tenant_id: UUID,
+        interview_id: UUID,
+        session_ids: Sequence[str],
+        recording: str | None = None,
+    ) -> asyncio.Task[None] | None:
+        """The interview's calls are closed (``session_ids``: every upstream session it had,
+        in order); what follows it in the background, if anything (the upstream's recording
+        fetched: ``recording.content``). Never waits."""
         ...
 
     @property

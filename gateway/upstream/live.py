@@ -15,6 +15,10 @@ contract this follows):
 - the session can be told which client events the browser's data channel may send
   (``client.data_channel.allowed_client_events``), so in proxy mode the upstream enforces the
   gateway's allowlist;
+- a session created with ``store: true`` can be downloaded afterwards
+  (``GET /live/sessions/{id}/content``, the SDK's ``download_recording``: opaque bytes,
+  ``Accept: application/binary``), which is how the gateway records on GPT-Live in proxy mode
+  too (``recording.content``);
 - nothing stops the interviewer mid-turn: the contract has no ``response.cancel`` and no
   output-audio clear (``session.input_audio.mute`` mutes what the model hears, not what it
   says; ``response.create`` needs Responses delegation), so a relay pauses nothing while the
@@ -86,6 +90,9 @@ LIVE_REPEAT_EVENTS: tuple[str, ...] = (
     ),
 )
 
+#: Seconds one recording download may take (a whole interview's media, in one response).
+CONTENT_TIMEOUT = 300.0
+
 #: GPT-Live's startup history takes at most this many messages.
 MAX_INPUT_ITEMS = 128
 
@@ -131,6 +138,20 @@ class LiveUpstream(HttpUpstream):
 
     async def hangup(self, call_id: str) -> bool:
         return await self._hangup(call_id, f"/live/sessions/{call_id}/hangup")
+
+    def storing(self) -> dict[str, Any]:
+        """What a session's config needs for its recording to be downloadable afterwards."""
+        return {"store": True}
+
+    async def download_recording(self, call_id: str) -> tuple[str, bytes]:
+        """The stored session's content, as (its content type, its bytes). ``UpstreamError``:
+        its ``status`` says whether trying again may help (5xx, 429, unreachable: None)."""
+        status, kind, body = await self._get_binary(
+            f"/live/sessions/{call_id}/content", CONTENT_TIMEOUT
+        )
+        if status != 200:
+            raise self._error_from(status, body.decode("utf-8", "replace"))
+        return kind, body
 
     async def open_sideband(self, call_id: str) -> ClientConnection:
         """Attach to the session as a trusted observer: the same server events as the data

@@ -229,6 +229,23 @@ class HttpUpstream:
                 f"upstream unreachable: {type(exc).__name__}", code="unreachable"
             ) from None
 
+    async def _get_binary(self, path: str, seconds: float) -> tuple[int, str, bytes]:
+        """GET binary content (``Accept: application/binary``, as the SDK asks for it):
+        (status, its ``Content-Type``, body); ``UpstreamError`` if unreachable."""
+        try:
+            async with self._http.get(
+                f"{self.base_url}{path}",
+                headers={**self._headers, "Accept": "application/binary"},
+                timeout=aiohttp.ClientTimeout(total=seconds),
+            ) as response:
+                body = await response.read()
+                kind = response.headers.get("Content-Type", "application/binary")
+                return response.status, kind, body
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(
+                f"upstream unreachable: {type(exc).__name__}", code="unreachable"
+            ) from None
+
     async def _hangup(self, call_id: str, path: str) -> bool:
         """POST ``path`` to end ``call_id``; a call left open costs money, so a failure is logged
         loudly, but ending a session must not fail because the upstream is gone."""

@@ -16,7 +16,7 @@ from gateway.sessions.turns import read_turns
 from gateway.sim.live import SimulatedLiveSession
 from gateway.sim.script import Script
 from signaling.client import SignalingClient
-from storage import transcripts
+from storage import quality, transcripts
 
 from .conftest import GatewayFactory, RunningGateway
 
@@ -153,3 +153,23 @@ async def test_fragments_out_of_order_and_twice_over_two_paths_are_one_row_each(
     assert [(t.role, t.text) for t in read_turns(rows)] == said
     await client.bye()
     await client.close()
+
+
+async def test_each_candidate_turn_on_live_has_one_latency_from_its_end_ms(
+    start_gateway: GatewayFactory,
+) -> None:
+    """GPT-Live has no ``speech_stopped``: the relay times a turn from the last input
+    fragment's ``end_ms`` (placed on its own clock) to the interviewer's next voice packet. One
+    row per answer; each at least most of the simulator's VAD hangover (300 ms of silence it
+    waits before answering, which lies after ``end_ms``), and under ten seconds."""
+    gateway = await start_gateway(mode="relay", upstream="sim-live", quality_interval=0.3)
+    invitation = await gateway.invite("relay")
+    report = await gateway.candidate(invitation).run(time_limit=90)
+    assert report.error is None, report.error
+    await gateway.ended_record(invitation)
+    _, turns = await quality.quality_samples(
+        gateway.db, invitation.tenant_id, invitation.interview_id
+    )
+    assert len(turns) == report.answers_spoken == len(SCRIPT.turns)
+    for turn in turns:
+        assert 150 <= turn.latency_ms < 10_000, turns
