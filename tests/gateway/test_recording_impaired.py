@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -135,9 +136,14 @@ async def test_loss_and_a_reconnect_leave_gaps_in_their_places_on_every_track(
     tracks = tracks_of(out.getvalue())
     assert set(tracks) == {"candidate-audio", "interviewer-audio", "candidate-video"}
 
-    # every track runs from the start of the recording to the end of the interview
+    # every track runs from the start of the recording to the end of the interview: audio to
+    # within GAP, video to within GAP after its last frame's own spacing (an encoder starved
+    # of CPU sends few frames a second, and the last one came that long before the end)
     for name, packets in tracks.items():
-        assert abs(packets[-1][0] - since["ended"]) < GAP, (name, packets[-1][0], since)
+        times = [t for t, *_ in packets]
+        spacing = statistics.median(b - a for a, b in itertools.pairwise(times))
+        slack = GAP + (3 * spacing if name == "candidate-video" else 0.0)
+        assert abs(times[-1] - since["ended"]) < slack, (name, times[-1], spacing, since)
     # the interviewer's voice crossed no lossy leg and went on through the reconnect: no gap
     # in it (a moment at most, where its forwarder to the new browser leg took over)
     interviewer = [run for run in silences(tracks["interviewer-audio"]) if run[0] > 0]
