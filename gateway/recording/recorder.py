@@ -231,6 +231,19 @@ class InterviewRecording:
     def submit(self, job: Job) -> None:
         self._jobs.put_nowait(job)
 
+    def settle(self, file: SegmentFile, sink: BinaryIO, duration_ms: int, size: int) -> None:
+        """A finished segment of any track: fsync'd and closed off the loop, its row
+        ``stored``, then handed to the uploader; in order with this recording's other row
+        writes (``submit``), so a row is never ``stored`` before it was begun."""
+        extra = self.log_extra
+
+        async def settle() -> None:
+            await asyncio.to_thread(file.complete, sink)
+            await file.stored(self.options.db, duration_ms, size, extra)
+            self.uploader.submit(file, extra)
+
+        self.submit(settle)
+
     def close(self) -> None:
         """Stop recording: every track's last segment is finished; its row settles later."""
         for track in self.tracks.values():
@@ -341,18 +354,11 @@ class AudioTrackRecording:
         segment, self._segment = self._segment, None
         if segment is None:
             return
-        segment.writer.finish()
-        self._finished_bytes += segment.writer.bytes_written
-        owner, extra = self.owner, self.owner.log_extra
-        file, sink, writer = segment.file, segment.sink, segment.writer
-
-        async def settle() -> None:
-            await asyncio.to_thread(file.complete, sink)
-            duration_ms = round(writer.granule * 1000 / opus.RATE)
-            await file.stored(owner.options.db, duration_ms, writer.bytes_written, extra)
-            owner.uploader.submit(file, extra)
-
-        self.owner.submit(settle)
+        writer = segment.writer
+        writer.finish()
+        self._finished_bytes += writer.bytes_written
+        duration_ms = round(writer.granule * 1000 / opus.RATE)
+        self.owner.settle(segment.file, segment.sink, duration_ms, writer.bytes_written)
 
     def close(self) -> None:
         self.closed = True

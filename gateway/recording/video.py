@@ -16,7 +16,6 @@ Rows and fsyncs go through the interview's one background task, as a voice's do.
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,19 +147,11 @@ class VideoTrackRecording:
         segment.writer.finish()
         size = segment.sink.seek(0, io.SEEK_END)  # the muxer seeks back to write sizes
         self._finished_bytes += size
-        owner, extra = self.owner, self.owner.log_extra
-        file, sink = segment.file, segment.sink
         # the last frame lasts as long as the one before it did, on average
         frames = segment.writer.frames
         span = segment.last - segment.start
         duration_ms = round((span + (span / (frames - 1) if frames > 1 else 0)) * 1000 / RATE)
-
-        async def settle() -> None:
-            await asyncio.to_thread(file.complete, sink)
-            await file.stored(owner.options.db, duration_ms, size, extra)
-            owner.uploader.submit(file, extra)
-
-        owner.submit(settle)
+        self.owner.settle(segment.file, segment.sink, duration_ms, size)
 
     def close(self) -> None:
         self.closed = True
