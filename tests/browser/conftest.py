@@ -26,8 +26,10 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from gateway.app import DATABASE, JWT_SECRET, WRITER, create_app
 from gateway.config import Settings
 from gateway.sessions.invitations import Invitation, invite
+from gateway.sessions.session import InterviewSession
 from gateway.sim.speech import SAMPLE_RATE, synthesize
-from storage import tenants
+from storage import interviews, tenants
+from storage.transcripts import TranscriptRow, read_transcript
 
 from .netns import splice
 
@@ -137,6 +139,24 @@ class Gateway:
 
     async def flush_transcripts(self) -> None:
         await self.app[WRITER].flush()
+
+    async def ran_to_its_end(
+        self, page: Page, session: InterviewSession, interview_id: UUID, within: float
+    ) -> list[TranscriptRow]:
+        """The interview's closing line ended it within ``within`` seconds, the page says so,
+        its row says ``ended``/``interview_complete``, and no line was stored twice: the lines."""
+        await asyncio.wait_for(session.ended.wait(), within)
+        await expect(page.get_by_role("status").last).to_contain_text(
+            "The interviewer has finished"
+        )
+        db = self.app[DATABASE]
+        record = await interviews.get_session(db, self.tenant_id, interview_id)
+        assert record is not None
+        assert (record.status, record.end_reason) == ("ended", "interview_complete")
+        await self.flush_transcripts()
+        rows = await read_transcript(db, self.tenant_id, interview_id)
+        assert len({row.event_id for row in rows}) == len(rows), "a line was stored twice"
+        return rows
 
 
 @pytest.fixture

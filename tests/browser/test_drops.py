@@ -13,7 +13,6 @@ are the script's, with the line it was on possibly cut short and then repeated.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import subprocess
@@ -24,11 +23,9 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from gateway.app import DATABASE, SESSIONS
+from gateway.app import SESSIONS
 from gateway.sessions.session import InterviewSession
 from gateway.sim.script import Script
-from storage import interviews
-from storage.transcripts import read_transcript
 
 from .conftest import CuttableLink, Gateway, LaunchBrowser, browser_test, phone_page
 
@@ -147,15 +144,7 @@ async def test_a_drop_resumes_and_the_interview_runs_to_its_end(
     assert gateway.app[SESSIONS].live(invitation.tenant_id, invitation.interview_id) is session
 
     # ... and to its end: the closing line ends it, the page says so
-    await asyncio.wait_for(session.ended.wait(), 90)
-    await expect(page.get_by_role("status").last).to_contain_text("The interviewer has finished")
-    db = gateway.app[DATABASE]
-    record = await interviews.get_session(db, gateway.tenant_id, invitation.interview_id)
-    assert record is not None
-    assert (record.status, record.end_reason) == ("ended", "interview_complete")
-    await gateway.flush_transcripts()
-    rows = await read_transcript(db, gateway.tenant_id, invitation.interview_id)
-    assert len({row.event_id for row in rows}) == len(rows), "a line was stored twice"
+    rows = await gateway.ran_to_its_end(page, session, invitation.interview_id, 90)
     script = Script.from_dict(SHORT)
     said = [row.text for row in rows if row.role == "interviewer"]
     assert as_scripted(said) == [script.turns[0].question, script.closing]
