@@ -1,10 +1,12 @@
 """``interview-gateway recording export INTERVIEW [--out FILE]``: an interview's recording as
 one file.
 
-Both voices as separate Opus tracks, and the candidate's video as a VP8 track when it sent
-one, of one WebM (Matroska) file, made of the uploaded
-segments' packets as they are, remuxed and never transcoded; a segment that was lost leaves
-a gap in its place. ``--out`` defaults to ``INTERVIEW.webm`` in the current directory. Uses
+Both voices as separate Opus tracks, and the candidate's video as a VP8 (or H.264) track
+when it sent one, of one WebM file (Matroska when the video is H.264, which WebM does not
+hold), made of the uploaded segments' packets as they are, remuxed and never transcoded; a
+segment that was lost leaves a gap in its place. ``--out`` defaults to ``INTERVIEW.webm``
+(``INTERVIEW.mkv``) in the current directory; a file named otherwise still gets the format
+the recording needs. Uses
 the same settings as ``serve`` (``DATABASE_URL``, ``GATEWAY_RECORDING_STORAGE`` and the rest):
 it reads the rows as the interview's own tenant, and the segments from the configured
 storage. Exit status 1, with one sentence on stderr, for an unknown interview, one with no
@@ -63,15 +65,19 @@ async def _export(settings: Settings, interview_id: UUID, out: Path | None) -> s
         tenant_id = await interviews.interview_tenant(db, interview_id)
         if tenant_id is None:
             raise CommandError(f"no interview {interview_id}")
-        path = out or Path(f"{interview_id}.webm")
         try:
-            duration = await export.write(
-                db, segment_storage(settings), tenant_id, interview_id, path
+            exported = await export.write(
+                db,
+                segment_storage(settings),
+                tenant_id,
+                interview_id,
+                out or (lambda fmt: Path(f"{interview_id}.{fmt}")),
             )
         except export.NoRecording:
             raise CommandError(f"interview {interview_id} has no uploaded recording") from None
         except StorageError as exc:
             raise CommandError(str(exc)) from None
-        return f"wrote {path} ({duration:.1f} s, {path.stat().st_size} bytes)"
+        path = exported.path
+        return f"wrote {path} ({exported.seconds:.1f} s, {path.stat().st_size} bytes)"
     finally:
         await db.close()

@@ -289,13 +289,13 @@ _PATHS["/v1/interviews/{interview_id}/recordings"] = {
 _MEDIA = {"schema": {"type": "string", "format": "binary"}}
 _PATHS["/v1/interviews/{interview_id}/recordings/{track}"] = {
     "get": {
-        "summary": "one voice as Ogg Opus, or both (combined) as WebM; remuxed, never"
-        " transcoded; honours Range",
+        "summary": "one voice as Ogg Opus, or the video or all (combined) as WebM (Matroska"
+        " when the video is H.264); remuxed, never transcoded; honours Range",
         "parameters": [_ID, _TRACK],
         "responses": {
             "200": {
                 "description": "the file",
-                "content": {"audio/ogg": _MEDIA, "video/webm": _MEDIA},
+                "content": {"audio/ogg": _MEDIA, "video/webm": _MEDIA, "video/matroska": _MEDIA},
             },
             "206": {"description": "the range asked for"},
             "503": _STORAGE_DOWN,

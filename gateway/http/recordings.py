@@ -11,6 +11,7 @@ file (remuxed, never transcoded: ``recording.export``) and served by aiohttp's
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC
@@ -103,11 +104,9 @@ class RecordingsApi:
             tracks = (track,)
         else:
             raise api_error(404, "not_found", f"no track {track!r}; see the recordings list")
-        fmt = export.format_of(tracks)
-        self.scratch_dir.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkstemp(dir=self.scratch_dir, suffix=f".{fmt}")[1])
+        path = self._scratch_path()
         try:
-            await export.write(
+            exported = await export.write(
                 self._database(), self.storage, tenant_id, interview_id, path, tracks
             )
         except export.NoRecording:
@@ -118,6 +117,7 @@ class RecordingsApi:
             raise api_error(
                 503, "storage_unavailable", "the recording's storage cannot be read now"
             ) from None
+        fmt = exported.format
         return _ScratchFile(
             path,
             headers={
@@ -154,8 +154,7 @@ class RecordingsApi:
             raise api_error(
                 503, "storage_unavailable", "the recording's storage cannot be read now"
             ) from None
-        self.scratch_dir.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkstemp(dir=self.scratch_dir, suffix=".bin")[1])
+        path = self._scratch_path()
         await asyncio.to_thread(path.write_bytes, data)
         filename = f"{interview_id}-{content.TRACK}-{sequence}.bin"
         return _ScratchFile(
@@ -165,6 +164,14 @@ class RecordingsApi:
                 "Content-Disposition": f'attachment; filename="{filename}"',
             },
         )
+
+    def _scratch_path(self) -> Path:
+        """A new empty file in the scratch directory (its descriptor closed: the download
+        writes it by name and ``_ScratchFile`` removes it once sent)."""
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.scratch_dir)
+        os.close(fd)
+        return Path(name)
 
     async def delete_recordings(self, request: web.Request) -> web.Response:
         tenant_id, interview_id = await self._interview(request)

@@ -172,6 +172,12 @@ def tap_frames(
     return detach
 
 
+def drop_frames(receiver: RTCRtpReceiver) -> None:
+    """Drop the frames ``receiver``'s jitter buffer assembles, never decoded (aiortc decodes
+    every frame of a video track for a ``recv`` nobody may make); PLIs still go out."""
+    tap_frames(receiver, _discard_frame)
+
+
 def _discard_frame(frame: JitterFrame) -> None:
     pass
 

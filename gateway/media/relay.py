@@ -378,19 +378,23 @@ class Relay:
             log.warning("the %s's audio is not recorded: it is not forwarded as Opus", participant)
 
     def _take_video(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
-        """The candidate's video: recorded as its VP8 frames came (``media.video``), when this
-        interview is recorded and the leg negotiated VP8; otherwise only drained."""
+        """The candidate's video: recorded as its frames came (``media.video``), when this
+        interview is recorded and the leg negotiated VP8 or H.264; otherwise dropped as it
+        comes, never decoded (or, on an aiortc whose internals are not known, drained)."""
         transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
         codecs = aiortc_internals.negotiated_codecs(transceiver)
-        if self._recording is None:
-            self._sink(track)
-        elif codecs and video.recordable(codecs[0]):
-            frames = video.VideoFrames(transceiver.receiver)
+        codec = video.recordable(codecs[0]) if codecs else None
+        if self._recording is not None and codec is not None:
+            frames = video.VideoFrames(transceiver.receiver, codec)
             self._video.append(frames)
             self._recording.follow_video("candidate", frames)
-        else:
+            return
+        if self._recording is not None:
             name = codecs[0].mimeType if codecs else "unknown"
-            log.warning("the candidate's video is not recorded: %s is not VP8", name)
+            log.warning("the candidate's video is not recorded: %s is not VP8 or H.264", name)
+        if aiortc_internals.version_supported():
+            aiortc_internals.drop_frames(transceiver.receiver)
+        else:
             self._sink(track)
 
     def _sink(self, track: MediaStreamTrack) -> None:

@@ -1,12 +1,13 @@
 """The candidate's video as the encoded frames it came in: for recording, never decoded.
 
 Nobody forwards the candidate's video (the interviewer hears, it does not see), so without a
-recording it is only drained. With one, and when the browser leg negotiated VP8, the receiver's
-jitter buffer is tapped (``aiortc_internals.tap_frames``): aiortc reassembles each frame from
-its depacketized RTP payloads and ``VideoFrames`` hands it to ``subscribers`` as an
-``av.Packet`` whose pts counts the sender's 90 kHz clock from its first frame, with
-``is_keyframe`` read from the VP8 frame tag (RFC 6386 section 9.1). A recorder that needs a
-keyframe (to begin a segment) calls ``request_keyframe``, which sends the sender a PLI.
+recording it is only drained. With one, and when the browser leg negotiated a codec the
+recorder knows (VP8 or H.264: ``recording.video_codecs``), the receiver's jitter buffer is
+tapped (``aiortc_internals.tap_frames``): aiortc reassembles each frame from its depacketized
+RTP payloads and ``VideoFrames`` hands it to ``subscribers`` as an ``av.Packet`` whose pts
+counts the sender's 90 kHz clock from its first frame, with ``is_keyframe`` as the codec reads
+it (a VP8 frame tag, an H.264 IDR slice). A recorder that needs a keyframe (to begin a
+segment) calls ``request_keyframe``, which sends the sender a PLI.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.packet import Packet
 
 from gateway.media import aiortc_internals
+from gateway.recording.video_codecs import VideoCodec, codec_where
 
 VIDEO_RATE = 90000
 TIME_BASE = fractions.Fraction(1, VIDEO_RATE)
@@ -28,25 +30,20 @@ _HALF = 1 << 31
 _WRAP = 1 << 32
 
 
-def recordable(codec: RTCRtpCodecParameters | None) -> bool:
-    """Whether video of ``codec`` can be recorded as it came (VP8, on a known aiortc)."""
-    return (
-        codec is not None
-        and codec.mimeType.lower() == "video/vp8"
-        and aiortc_internals.version_supported()
-    )
-
-
-def is_vp8_keyframe(frame: bytes) -> bool:
-    """A VP8 frame tag's first bit is 0 for a key frame (RFC 6386 section 9.1)."""
-    return bool(frame) and not frame[0] & 1
+def recordable(codec: RTCRtpCodecParameters | None) -> VideoCodec | None:
+    """The recorder's codec for video negotiated as ``codec``, if it can be recorded as it
+    came (VP8 or H.264, on a known aiortc)."""
+    if codec is None or not aiortc_internals.version_supported():
+        return None
+    return codec_where("mime_type", codec.mimeType)
 
 
 class VideoFrames:
-    """One receiver's VP8 frames, for ``subscribers`` (pts on a 1/90000 time base)."""
+    """One receiver's frames of ``codec``, for ``subscribers`` (pts on a 1/90000 time base)."""
 
-    def __init__(self, receiver: RTCRtpReceiver) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, codec: VideoCodec) -> None:
         self.receiver = receiver
+        self.codec = codec
         self.subscribers: list[Callable[[Packet], None]] = []
         self._last: int | None = None
         self._pts = 0
@@ -65,7 +62,7 @@ class VideoFrames:
         packet = Packet(frame.data)
         packet.pts = packet.dts = self._pts
         packet.time_base = TIME_BASE
-        packet.is_keyframe = is_vp8_keyframe(frame.data)
+        packet.is_keyframe = self.codec.is_keyframe(frame.data)
         for subscriber in self.subscribers:
             subscriber(packet)
 

@@ -65,7 +65,9 @@ class ApiVideoClient:
         body = await self._call(http, "POST", "/videos", json={"title": title})
         return _video(body)
 
-    async def upload(self, http: aiohttp.ClientSession, video_id: str, path: Path) -> Video:
+    async def upload(
+        self, http: aiohttp.ClientSession, video_id: str, path: Path, content_type: str
+    ) -> Video:
         """``path`` as the video's source, in ``chunk_bytes`` chunks with ``Content-Range``."""
         total = path.stat().st_size
         chunk = max(1, self.settings.chunk_bytes)
@@ -75,7 +77,7 @@ class ApiVideoClient:
                 data = source.read(chunk)
                 end = start + len(data) - 1
                 form = aiohttp.FormData()
-                form.add_field("file", data, filename=path.name, content_type="video/webm")
+                form.add_field("file", data, filename=path.name, content_type=content_type)
                 headers = {"Content-Range": f"bytes {start}-{end}/{total}"}
                 body = await self._call(
                     http, "POST", f"/videos/{video_id}/source", data=form, headers=headers
@@ -152,11 +154,13 @@ class ApiVideoStorage(LocalStorage):
         """Upload the interview's combined export to a new video; record it on every row.
         ``StorageError`` (nothing recorded: it can be tried again), ``export.NoRecording``."""
         with tempfile.TemporaryDirectory(prefix="igw-apivideo-") as tmp:
-            path = Path(tmp) / f"{interview_id}.webm"
-            await export.write(db, self, tenant_id, interview_id, path)
+            exported = await export.write(
+                db, self, tenant_id, interview_id, lambda fmt: Path(tmp) / f"{interview_id}.{fmt}"
+            )
+            content_type = export.CONTENT_TYPES[exported.format]
             async with aiohttp.ClientSession() as http:
                 video = await self.client.create_video(http, f"interview {interview_id}")
-                video = await self.client.upload(http, video.video_id, path)
+                video = await self.client.upload(http, video.video_id, exported.path, content_type)
         for row in await interviews.list_video_segments(db, tenant_id, interview_id):
             await interviews.update_video_segment(
                 db, tenant_id, row.id, video_id=video.video_id, video_url=video.player_url

@@ -3,7 +3,8 @@
 A track (``candidate-audio``, ``interviewer-audio``, ``candidate-video``) is its uploaded
 segments in sequence, each segment placed at its ``started_at`` on the interview's timeline (a
 segment a crash lost leaves a gap rather than pulling the rest forward). ``export`` writes one
-voice as Ogg Opus, or the tracks as separate tracks of one WebM file (Matroska): each packet
+voice as Ogg Opus, or the tracks as separate tracks of one WebM file (Matroska when the video
+is H.264, which WebM does not hold): each packet
 is the very bytes the segment holds, handed to FFmpeg's muxer through PyAV with its timestamp
 (and a video frame's keyframe flag) and nothing else, so nothing is decoded or re-encoded.
 """
@@ -13,26 +14,33 @@ from __future__ import annotations
 import asyncio
 import heapq
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 from uuid import UUID
 
 import av
 from av.audio.stream import AudioStream
 
 from gateway.recording import opus
+from gateway.recording.segments import CODECS
 from gateway.recording.storage import SegmentStorage
 from storage import interviews
 from storage.database import Database
 from storage.interviews import VideoSegmentRecord
 
-Format = Literal["ogg", "webm"]
-#: What each format is served as.
-CONTENT_TYPES: dict[Format, str] = {"ogg": "audio/ogg", "webm": "video/webm"}
+#: an export's format, named as its file name's extension
+Format = Literal["ogg", "webm", "mkv"]
+#: What each format is served as (Matroska: RFC 9559's media type), and FFmpeg's muxer for it.
+CONTENT_TYPES: dict[Format, str] = {
+    "ogg": "audio/ogg",
+    "webm": "video/webm",
+    "mkv": "video/matroska",
+}
+MUXERS: dict[Format, str] = {"ogg": "ogg", "webm": "webm", "mkv": "matroska"}
 #: Track names, in the order a combined file holds them.
 TRACKS = ("candidate-audio", "interviewer-audio", "candidate-video")
 TIME_BASE = Fraction(1, opus.RATE)
@@ -75,9 +83,14 @@ async def load(
     return {name: loaded[name] for name in tracks if name in loaded}
 
 
-def format_of(tracks: tuple[str, ...]) -> Format:
-    """Ogg for one voice alone, WebM for anything else (video, or more than one track)."""
-    return "ogg" if len(tracks) == 1 and tracks[0].endswith("-audio") else "webm"
+def format_of(tracks: dict[str, list[Segment]]) -> Format:
+    """Ogg for one voice alone; otherwise (video, or more than one track) WebM, or Matroska
+    when a video segment's codec is not one of WebM's."""
+    if len(tracks) == 1 and next(iter(tracks)).endswith("-audio"):
+        return "ogg"
+    codecs = {s.record.codec for segments in tracks.values() for s in segments}
+    webm = {CODECS["audio"], CODECS["video"]}  # Opus and VP8
+    return "webm" if codecs <= webm else "mkv"
 
 
 def export(tracks: dict[str, list[Segment]], out: Path | io.BytesIO, fmt: Format) -> float:
@@ -90,7 +103,7 @@ def export(tracks: dict[str, list[Segment]], out: Path | io.BytesIO, fmt: Format
     )
     # bit-exact: no random stream serials or UIDs, so the same segments always make the same
     # bytes, and a range request may continue a download of an earlier response
-    with av.open(out, "w", format=fmt, options={"fflags": "+bitexact"}) as container:
+    with av.open(out, "w", format=MUXERS[fmt], options={"fflags": "+bitexact"}) as container:
         streams = {}
         for name, segments in tracks.items():
             with av.open(io.BytesIO(segments[0].data)) as first:
@@ -102,7 +115,7 @@ def export(tracks: dict[str, list[Segment]], out: Path | io.BytesIO, fmt: Format
         for pts, name, data, keyframe, length in heapq.merge(*timelines):
             packet = av.Packet(data)
             packet.pts = packet.dts = pts
-            packet.time_base = TIME_BASE  # the muxer rescales to its own (WebM: 1 ms)
+            packet.time_base = TIME_BASE  # the muxer rescales to its own (Matroska: 1 ms)
             if keyframe is not None:
                 packet.is_keyframe = keyframe
             packet.stream = streams[name]
@@ -148,8 +161,8 @@ def packets(data: bytes) -> Iterator[bytes]:
 
 
 def frames(data: bytes) -> Iterator[tuple[int, bytes, bool, int]]:
-    """(pts, bytes, keyframe, duration) of each frame of one WebM video segment, times in
-    48 kHz samples from the segment's start (the file keeps milliseconds: exact)."""
+    """(pts, bytes, keyframe, duration) of each frame of one video segment (WebM or Matroska),
+    times in 48 kHz samples from the segment's start (the file keeps milliseconds: exact)."""
     with av.open(io.BytesIO(data), "r") as container:
         stream = container.streams.video[0]
         scale = stream.time_base * opus.RATE if stream.time_base else Fraction(opus.RATE, 1000)
@@ -164,11 +177,21 @@ async def write(
     storage: SegmentStorage,
     tenant_id: UUID,
     interview_id: UUID,
-    out: Path,
+    out: Path | Callable[[Format], Path],
     tracks: tuple[str, ...] = TRACKS,
-) -> float:
-    """Export ``tracks`` of the interview into the file ``out`` (``format_of``); its duration
-    in seconds. ``NoRecording``, ``StorageError``."""
+) -> Exported:
+    """Export ``tracks`` of the interview into the file ``out`` (or the one ``out`` names for
+    the format, ``format_of``). ``NoRecording``, ``StorageError``."""
     loaded = await load(db, storage, tenant_id, interview_id, tracks)
-    fmt = format_of(tracks)
-    return await asyncio.to_thread(export, loaded, out, fmt)
+    fmt = format_of(loaded)
+    path = out if isinstance(out, Path) else out(fmt)
+    seconds = await asyncio.to_thread(export, loaded, path, fmt)
+    return Exported(path, fmt, seconds)
+
+
+class Exported(NamedTuple):
+    """Where an export went, in which format, and how long it lasts (seconds)."""
+
+    path: Path
+    format: Format
+    seconds: float

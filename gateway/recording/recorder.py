@@ -1,5 +1,6 @@
 """One relayed interview's recording: each voice its own track of Ogg Opus segments (and the
-candidate's video, when it sends VP8, a track of WebM segments: ``recording.video``).
+candidate's video, when it sends VP8 or H.264, a track of WebM or Matroska segments:
+``recording.video``).
 
 The relay's forwarders hand every Opus packet they send on to ``subscribers``; a track here is
 one of them, so recording reads the very packets that cross the gateway, neither decoded nor
@@ -208,7 +209,7 @@ class InterviewRecording:
         track.follow(source)
 
     def follow_video(self, participant: Participant, source: VideoSource) -> None:
-        """Record ``source``'s VP8 frames as ``participant``'s video (``recording.video``)."""
+        """Record ``source``'s frames as ``participant``'s video (``recording.video``)."""
         track = self.video.get(participant)
         if track is None:
             track = self.video[participant] = VideoTrackRecording(self, participant)

@@ -39,6 +39,7 @@ from gateway.recording.segments import (
 )
 from gateway.recording.storage import StorageError
 from gateway.recording.uploads import Uploader
+from gateway.recording.video_codecs import codec_where
 from storage import interviews
 from storage.database import Database
 
@@ -119,6 +120,7 @@ async def _recover_interview(
             started_at=_started_at(rows, name),
             row_id=row.id if row is not None else None,
             kind=name.kind,
+            codec=_video_codec(path) if name.kind == "video" else None,
         )
         if row is None:
             await file.begin(db, extra)
@@ -142,10 +144,11 @@ async def _recover_interview(
             interview_id=interview_id,
             participant=name.participant,
             sequence=name.sequence,
-            path=directory / segment_name(name.participant, name.sequence, name.kind),
+            path=directory / segment_name(name.participant, name.sequence, name.kind, row.codec),
             started_at=row.started_at,
             row_id=row.id,
             kind=name.kind,
+            codec=row.codec,
         )
         try:
             uri = await uploader.storage.find(file.key)
@@ -167,3 +170,9 @@ def _started_at(
     if before is None or before.started_at is None or before.duration_ms is None:
         return None
     return before.started_at + timedelta(milliseconds=before.duration_ms)
+
+
+def _video_codec(path: Path) -> str | None:
+    """The codec a spooled video segment's extension names (its row's, if it has none yet)."""
+    codec = codec_where("extension", path.suffix.removeprefix("."))
+    return codec.name if codec is not None else None

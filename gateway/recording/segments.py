@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple
 from uuid import UUID
 
-from gateway.recording import opus, webm
+from gateway.recording import matroska, opus
 from gateway.recording.ogg import whole_pages
 from gateway.recording.storage import fsync_directory
+from gateway.recording.video_codecs import codec_where
 from gateway.sessions.recorder import retry_until_done
 from storage import interviews
 from storage.database import Database
@@ -29,12 +30,13 @@ from storage.database import Database
 #: upstream itself made and the gateway downloaded (``recording.content``)
 Participant = Literal["candidate", "interviewer", "upstream"]
 Kind = Literal["audio", "video", "content"]
-#: each kind's codec (its rows' ``codec``; the upstream's content: the type it was served as)
-#: and file name extension
+#: each kind's codec (its rows' ``codec``; a video's: VP8 unless its segment names another,
+#: the upstream's content: the type it was served as) and file name extension (a video's:
+#: its codec's, ``video_codecs``)
 CODECS: dict[Kind, str] = {"audio": "opus", "video": "vp8", "content": "application/binary"}
 EXTENSIONS: dict[Kind, str] = {"audio": "opus", "video": "webm", "content": "bin"}
 _NAME = re.compile(
-    r"(candidate|interviewer)-(audio-(\d{5,})\.opus|video-(\d{5,})\.webm)"
+    r"(candidate|interviewer)-(audio-(\d{5,})\.opus|video-(\d{5,})\.(?:webm|mkv))"
     r"|upstream-content-(\d{5,})\.bin"
 )
 
@@ -45,10 +47,14 @@ class SegmentName(NamedTuple):
     sequence: int
 
 
-def segment_name(participant: Participant, sequence: int, kind: Kind = "audio") -> str:
-    """A segment's file name: ``candidate-audio-00003.opus``, ``candidate-video-00003.webm``,
-    ``upstream-content-00000.bin``."""
-    return f"{participant}-{kind}-{sequence:05d}.{EXTENSIONS[kind]}"
+def segment_name(
+    participant: Participant, sequence: int, kind: Kind = "audio", codec: str | None = None
+) -> str:
+    """A segment's file name: ``candidate-audio-00003.opus``, ``candidate-video-00003.webm``
+    (``.mkv`` for ``codec`` ``h264``), ``upstream-content-00000.bin``."""
+    video = codec_where("name", codec) if kind == "video" and codec else None
+    extension = video.extension if video is not None else EXTENSIONS[kind]
+    return f"{participant}-{kind}-{sequence:05d}.{extension}"
 
 
 def parse_segment_name(name: str) -> SegmentName | None:
@@ -68,7 +74,7 @@ def salvage(path: Path, kind: Kind = "audio") -> tuple[int, int]:
     """Cut a segment file left unfinished by a crash back to what whole reached the disk and
     fsync it; (duration in ms, bytes) of what is left (0 ms: nothing survived). Blocking."""
     if kind == "video":
-        return webm.salvage(path)
+        return matroska.salvage(path)
     if kind == "content":  # written whole before its name was given: nothing to cut
         return 0, path.stat().st_size
     with path.open("r+b") as file:
@@ -89,6 +95,8 @@ class SegmentFile:
     started_at: datetime | None
     row_id: UUID | None = field(default=None)
     kind: Kind = "audio"
+    #: its row's ``codec``, where the kind's own (``CODECS``) is not it
+    codec: str | None = None
 
     @property
     def key(self) -> str:
@@ -104,7 +112,7 @@ class SegmentFile:
                 participant=self.participant,
                 kind=self.kind,
                 sequence=self.sequence,
-                codec=CODECS[self.kind],
+                codec=self.codec or CODECS[self.kind],
                 started_at=self.started_at,
                 storage_uri=self.path.as_uri(),
             )

@@ -1,4 +1,5 @@
-"""The candidate's video track of a recording: its VP8 frames into WebM segments, as they came.
+"""The candidate's video track of a recording: its frames into segments, as they came (VP8 into
+WebM, H.264 into Matroska: ``recording.video_codecs``).
 
 A source (``media.video.VideoFrames``) hands on every frame the browser leg received, with its
 sender's 90 kHz timestamps; like a voice, each source is anchored once to the recording's
@@ -6,11 +7,13 @@ shared timeline, so a reconnect's new source continues the same track after the 
 video stays in step with both voices. Nothing is concealed: a player holds the last picture
 across a gap.
 
-A segment must begin with a keyframe (a player can start there; its picture size is read from
-it). Once a segment holds ``segment_seconds``, the track asks the sender for a keyframe (PLI,
-again each second it has not come) and keeps writing until it comes; the keyframe begins the
-next segment. A new source's frames are dropped until its first keyframe, which it is asked
-for as it is followed: its frames before one could not be decoded on top of the old source's.
+A segment must begin with a keyframe (a player can start there; its codec parameters are read
+from it), and holds one codec: a reconnect from a browser that negotiated another codec begins
+a new segment at the new source's first keyframe. Once a segment holds ``segment_seconds``,
+the track asks the sender for a keyframe (PLI, again each second it has not come) and keeps
+writing until it comes; the keyframe begins the next segment. A new source's frames are
+dropped until its first keyframe, which it is asked for as it is followed: its frames before
+one could not be decoded on top of the old source's.
 Rows and fsyncs go through the interview's one background task, as a voice's do.
 """
 
@@ -25,8 +28,9 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 import av
 from av.packet import Packet
 
+from gateway.recording.matroska import VideoWriter
 from gateway.recording.segments import Participant, SegmentFile, segment_name
-from gateway.recording.webm import NotAKeyframe, WebmVp8Writer, vp8_size
+from gateway.recording.video_codecs import NotAKeyframe, VideoCodec
 
 if TYPE_CHECKING:
     from gateway.recording.recorder import InterviewRecording
@@ -35,9 +39,11 @@ RATE = 90000
 
 
 class VideoSource(Protocol):
-    """Frames (pts on a 1/90000 time base, ``is_keyframe`` set) to ``subscribers``."""
+    """Frames of ``codec`` (pts on a 1/90000 time base, ``is_keyframe`` set) to
+    ``subscribers``."""
 
     subscribers: list[Callable[[Packet], None]]
+    codec: VideoCodec
 
     def request_keyframe(self) -> None: ...
 
@@ -72,7 +78,7 @@ class VideoTrackRecording:
         #: timeline position (90 kHz) just after the last frame written
         self.position = 0
         self.closed = False
-        #: frames dropped: a keyframe whose header is not VP8's, or one the muxer refused
+        #: frames dropped: a keyframe a segment cannot begin with, or one the muxer refused
         self.malformed = 0
         self._finished_bytes = 0
         self._sequence = 0
@@ -96,12 +102,13 @@ class VideoTrackRecording:
         at = max(at, self.position)  # never before a frame already written
         data = bytes(packet)
         segment = self._segment
+        codec = source.codec
         try:
-            if packet.is_keyframe and (segment is None or at >= segment.end):
-                vp8_size(data)  # a keyframe a segment can begin with (before the last ends)
-                self._finish()
-                segment = self._begin(at, data)
-            elif segment is None:
+            if packet.is_keyframe and (
+                segment is None or at >= segment.end or segment.codec is not codec
+            ):
+                segment = self._begin(at, data, codec)
+            elif segment is None or segment.codec is not codec:
                 return  # the first keyframe is not here yet
             elif at >= segment.end and at - segment.asked_at >= RATE:
                 segment.asked_at = at
@@ -114,9 +121,11 @@ class VideoTrackRecording:
         segment.last = at
         self.position = at + 1
 
-    def _begin(self, at: int, keyframe: bytes) -> _OpenSegment:
+    def _begin(self, at: int, keyframe: bytes, codec: VideoCodec) -> _OpenSegment:
+        """The next segment, which ``keyframe`` begins; the one before it is finished. Raises
+        ``NotAKeyframe`` (or the muxer's error) with nothing changed."""
         owner = self.owner
-        path = owner.directory / segment_name(self.participant, self._sequence, "video")
+        path = owner.directory / segment_name(self.participant, self._sequence, "video", codec.name)
         file = SegmentFile(
             tenant_id=owner.tenant_id,
             interview_id=owner.interview_id,
@@ -125,12 +134,21 @@ class VideoTrackRecording:
             path=path,
             started_at=owner.started_at + timedelta(seconds=at / RATE),
             kind="video",
+            codec=codec.name,
         )
         sink = path.open("w+b")
+        try:
+            writer = VideoWriter.beginning_with(sink, codec, keyframe)
+        except BaseException:
+            sink.close()
+            path.unlink()
+            raise
+        self._finish()
         self._segment = _OpenSegment(
             file=file,
             sink=sink,
-            writer=WebmVp8Writer(sink, keyframe),
+            writer=writer,
+            codec=codec,
             start=at,
             end=at + self.segment_ticks,
             asked_at=at - RATE,
@@ -162,7 +180,8 @@ class VideoTrackRecording:
 class _OpenSegment:
     file: SegmentFile
     sink: BinaryIO
-    writer: WebmVp8Writer
+    writer: VideoWriter
+    codec: VideoCodec
     #: timeline positions (90 kHz): its first frame's, where it is full, the last frame's
     start: int
     end: int

@@ -24,7 +24,13 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from gateway.media import ice
@@ -68,7 +74,7 @@ class HeadlessCandidate:
         ice_addresses: Sequence[str] = ("127.0.0.1",),
         words_per_second: float = 6.0,
         seed: int = 0,
-        video: bool = False,
+        video: bool | str = False,
     ) -> None:
         self.signal_url = signal_url
         self.token = token
@@ -76,7 +82,8 @@ class HeadlessCandidate:
         self.ice_addresses = ice_addresses
         self.report = CandidateReport(interview_id=interview_id)
         self._wps, self._seed = words_per_second, seed
-        #: whether it sends a camera too (aiortc's synthetic ``VideoStreamTrack``, VP8-encoded)
+        #: whether it sends a camera too (aiortc's synthetic ``VideoStreamTrack``), and in which
+        #: codec: True for aiortc's first (VP8), or a MIME type it offers alone (``video/H264``)
         self.video = video
         self.speech = SpeechTrack(words_per_second=words_per_second, seed=seed, pitch_hz=190.0)
         self.client: SignalingClient | None = None
@@ -127,7 +134,16 @@ class HeadlessCandidate:
         self.reconnect_secret = welcome.get("reconnect_secret")
         pc.addTrack(self.speech)
         if self.video:
-            pc.addTrack(VideoStreamTrack())
+            sender = pc.addTrack(VideoStreamTrack())
+            camera = next(t for t in pc.getTransceivers() if t.sender is sender)
+            if isinstance(self.video, str):
+                camera.setCodecPreferences(
+                    [
+                        codec
+                        for codec in RTCRtpSender.getCapabilities("video").codecs
+                        if codec.mimeType.lower() == self.video.lower()
+                    ]
+                )
         self.channel = pc.createDataChannel(EVENTS_LABEL)
         self.channel.on("message", self._on_event)
 

@@ -127,7 +127,11 @@ async def test_recordings_are_listed_downloaded_exported_and_deleted_by_their_te
             document = await response.json()
         download = document["paths"]["/v1/interviews/{interview_id}/recordings/{track}"]["get"]
         [track_parameter] = [p for p in download["parameters"] if p["name"] == "track"]
-        assert set(download["responses"]["200"]["content"]) == {"audio/ogg", "video/webm"}
+        assert set(download["responses"]["200"]["content"]) == {
+            "audio/ogg",
+            "video/webm",
+            "video/matroska",
+        }
         files = {}
         for name in track_parameter["schema"]["enum"]:
             async with await owner.request("GET", f"{base}/{name}") as response:

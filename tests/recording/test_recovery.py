@@ -9,17 +9,19 @@ from pathlib import Path
 from uuid import UUID
 
 import av
+import pytest
 
 from gateway.recording import opus
+from gateway.recording.matroska import VideoWriter
 from gateway.recording.ogg import OggOpusWriter
 from gateway.recording.recovery import recover
 from gateway.recording.segments import Participant, segment_name
 from gateway.recording.storage import LocalStorage
 from gateway.recording.uploads import Uploader
-from gateway.recording.webm import WebmVp8Writer
+from gateway.recording.video_codecs import codec_where
 from storage import interviews, tenants
 from storage.database import Database
-from tests.recording.vp8 import vp8_frames
+from tests.recording.camera import CODECS, Codec, camera_frames, payload
 
 BEGAN = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PACKET = bytes([0xFC]) + bytes(range(60))  # CELT 20 ms, code 0: 960 samples
@@ -111,16 +113,19 @@ async def test_recovery_settles_every_state_a_killed_gateway_leaves(
     assert sorted(os.listdir(directory)) == ["notes.txt"]
 
 
-def video_segment(path: Path, frames: list[tuple[bytes, bool]]) -> None:
+def video_segment(path: Path, frames: list[tuple[bytes, bool]], codec: Codec) -> None:
+    video_codec = codec_where("name", codec)
+    assert video_codec is not None
     with path.open("w+b") as sink:
-        writer = WebmVp8Writer(sink, frames[0][0])
+        writer = VideoWriter.beginning_with(sink, video_codec, frames[0][0])
         for index, (data, keyframe) in enumerate(frames):
             writer.write(data, index * 3000, keyframe)
         writer.finish()
 
 
+@pytest.mark.parametrize("codec", CODECS)
 async def test_recovery_salvages_a_torn_video_segment_and_uploads_a_stored_one(
-    db: Database, tmp_path: Path
+    db: Database, tmp_path: Path, codec: Codec
 ) -> None:
     tenant = await tenants.create_tenant(db, "video recovery")
     interview = await interviews.create_session(db, tenant, requested_mode="relay")
@@ -129,25 +134,28 @@ async def test_recovery_salvages_a_torn_video_segment_and_uploads_a_stored_one(
     directory.mkdir(parents=True)
     storage = LocalStorage(tmp_path / "recordings")
     kept = storage.root / str(tenant) / str(interview)
-    frames = vp8_frames(150)
+    frames = camera_frames(150, codec=codec)
 
     async def row(sequence: int, status: str, **fields: object) -> None:
         segment_id = await interviews.add_video_segment(
             db, tenant, interview, participant="candidate", kind="video", sequence=sequence,
-            codec="vp8", started_at=BEGAN + timedelta(seconds=5 * sequence),
-            storage_uri=(directory / segment_name("candidate", sequence, "video")).as_uri(),
+            codec=codec, started_at=BEGAN + timedelta(seconds=5 * sequence),
+            storage_uri=(directory / name(sequence)).as_uri(),
         )  # fmt: skip
         await interviews.update_video_segment(db, tenant, segment_id, status=status, **fields)
 
+    def name(sequence: int) -> str:
+        return segment_name("candidate", sequence, "video", codec)
+
     # 0: stored (storage was away); 1: torn by the kill, its tail gone; 2: nothing whole
-    video_segment(directory / segment_name("candidate", 0, "video"), frames)
+    video_segment(directory / name(0), frames, codec)
     await row(0, "stored", duration_ms=5000)
-    torn = directory / segment_name("candidate", 1, "video")
-    video_segment(torn, frames)
+    torn = directory / name(1)
+    video_segment(torn, frames, codec)
     torn.write_bytes(torn.read_bytes()[: torn.stat().st_size * 6 // 10])
     await row(1, "recording")
-    empty = directory / segment_name("candidate", 2, "video")
-    video_segment(empty, frames)
+    empty = directory / name(2)
+    video_segment(empty, frames, codec)
     empty.write_bytes(empty.read_bytes()[:120])
     await row(2, "recording")
 
@@ -158,12 +166,15 @@ async def test_recovery_salvages_a_torn_video_segment_and_uploads_a_stored_one(
     assert (found.uploading, found.salvaged, found.lost) == (2, 1, 1)
     rows = {r.sequence: r for r in await interviews.list_video_segments(db, tenant, interview)}
     assert {s: r.status for s, r in rows.items()} == {0: "uploaded", 1: "uploaded", 2: "failed"}
-    salvaged = kept / segment_name("candidate", 1, "video")
+    salvaged = kept / name(1)
     with av.open(str(salvaged)) as container:
+        assert container.streams.video[0].codec_context.name == codec
         survived = [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
     # a whole prefix of the frames, the very bytes, and the row says how much of it
     assert 0 < len(survived) < len(frames)
-    assert survived == [data for data, _ in frames[: len(survived)]]
+    assert [payload(data, codec, stored=True) for data in survived] == [
+        payload(data, codec, stored=False) for data, _ in frames[: len(survived)]
+    ]
     assert rows[1].duration_ms == round((len(survived) - 1) * 1000 / 30)
     assert rows[1].bytes == salvaged.stat().st_size
     assert os.listdir(directory) == []
