@@ -1,7 +1,8 @@
 """A recorded interview on a bad network: 5 % of the candidate's RTP packets lost on the
 browser leg (``tests.lossy``) and a reconnect mid-interview. Each track still runs the length
 of the interview; the lost audio packets are concealed where they were; the reconnect's gap is
-in the same place in the candidate's voice and video; the interviewer's voice has none."""
+in the same place in the candidate's voice and video (VP8 and H.264 alike); the interviewer's
+voice has none."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from gateway.recording import export
 from gateway.recording.storage import LocalStorage
 from storage import interviews
 from tests.lossy import LossyLeg
+from tests.recording.camera import CODECS, Codec
 
 from .conftest import GatewayFactory
 from .test_recording import segments_until
@@ -69,8 +71,9 @@ def frame_gaps(frames: list[tuple[float, int]], least: float) -> list[tuple[floa
     return [(a, b) for a, b in itertools.pairwise(times) if b - a >= least]
 
 
+@pytest.mark.parametrize("codec", CODECS)
 async def test_loss_and_a_reconnect_leave_gaps_in_their_places_on_every_track(
-    start_gateway: GatewayFactory, tmp_path: Path
+    start_gateway: GatewayFactory, tmp_path: Path, codec: Codec
 ) -> None:
     gateway = await start_gateway(
         mode="relay",
@@ -81,7 +84,7 @@ async def test_loss_and_a_reconnect_leave_gaps_in_their_places_on_every_track(
     )
     invitation = await gateway.invite("relay")
     ids = (invitation.tenant_id, invitation.interview_id)
-    candidate = gateway.candidate(invitation, video=True)
+    candidate = gateway.candidate(invitation, video=True if codec == "vp8" else "video/H264")
     await candidate.connect()
     loss = LossyLeg(LOSS, seed=17)
     assert candidate.pc is not None
@@ -132,7 +135,8 @@ async def test_loss_and_a_reconnect_leave_gaps_in_their_places_on_every_track(
     storage = LocalStorage(tmp_path / "recordings")
     loaded = await export.load(gateway.db, storage, *ids)
     out = io.BytesIO()
-    await asyncio.to_thread(export.export, loaded, out, "webm")
+    assert {r.codec for r in rows if r.kind == "video"} == {codec}
+    await asyncio.to_thread(export.export, loaded, out, export.format_of(loaded))
     tracks = tracks_of(out.getvalue())
     assert set(tracks) == {"candidate-audio", "interviewer-audio", "candidate-video"}
 
