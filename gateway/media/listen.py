@@ -33,7 +33,6 @@ from av.packet import Packet
 from gateway.media import aiortc_internals, ice
 from gateway.media.forwarding import (
     MIN_STEP,
-    TIME_BASE,
     EncodedAudioTrack,
     PacketQueueTrack,
     forwardable,
@@ -76,14 +75,9 @@ class VoiceFeed(PacketQueueTrack):
             assert self._last_pts is not None
             self._offset = self._last_pts + MIN_STEP - packet.pts
             self._rebase = False
-        if self._offset:
-            out = Packet(bytes(packet))
-            out.pts = packet.pts + self._offset
-            out.time_base = TIME_BASE
-        else:  # the forwarder's own packet, which nobody changes once made: shared, not copied
-            out = packet
-        self._last_pts = out.pts
-        asyncio.get_running_loop().call_soon(self._put, out)
+        pts = packet.pts + self._offset
+        self._last_pts = pts
+        asyncio.get_running_loop().call_soon(self.send, bytes(packet), pts)
         self.packets += 1
 
     def _leave(self) -> None:
