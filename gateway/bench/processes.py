@@ -15,6 +15,8 @@ import sys
 import aiohttp
 from aiohttp import web
 
+from gateway import heap
+
 READY_TIMEOUT = 120.0
 EXIT_TIMEOUT = 10.0
 
@@ -26,6 +28,7 @@ async def serve(app: web.Application, done: asyncio.Event) -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
+    heap.freeze_start_up()  # as the gateway does once it serves
     print(f"READY {port}", flush=True)
     try:
         await done.wait()

@@ -15,7 +15,7 @@ listen``: one receive-only listen-in peer connection per observer, fed both voic
 ``Relay.listen_in`` as in the gateway). The relay runs alone in its process
 (``relay_process``), whose CPU (getrusage, all threads) and resident memory are read at the
 start and end of the measured window, and its UDP sockets at the most (``udp_sockets``,
-sampled from ``/proc``).
+sampled from ``/proc`` every ``SOCKET_SAMPLE_S`` by the bench's own process, not the relay's).
 
 Figures: CPU per session, frames delivered / frames sent at the far ends, one-way latency of
 the marks minus the direct connection's median (``added_latency_ms``), resident MB per session;
@@ -47,6 +47,7 @@ import aiortc
 
 from gateway.bench import relay_peers, relay_process
 from gateway.bench.processes import Process
+from gateway.bench.udp_sockets import udp_drops, udp_sockets
 from gateway.cli.helptext import command_parser
 from gateway.config import ConfigError, Settings
 from gateway.sim.opus_peers import FRAME_SECONDS, MARK_PERIOD
@@ -58,6 +59,7 @@ BASELINE_SESSIONS = 4
 MAX_DURATION = 120.0
 NETNS_MARK = "IGW_BENCH_NETNS"
 DRAIN_SECONDS = 1.0  # after the sources stop, for packets still in flight
+SOCKET_SAMPLE_S = 0.5
 #: the ``recorded`` object of the JSON report (issue 17's contract)
 RECORDED_KEYS = ("cpu_percent_per_session", "delivered_ratio", "bytes_per_minute_per_session")
 
@@ -66,6 +68,22 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
     async with http.get(url) as response:
         response.raise_for_status()
         return await response.json()
+
+
+class SocketPeak:
+    """The most UDP sockets a process held at any sample, and the kernel's drops on them."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+
+    def drops(self) -> int:
+        return udp_drops(self.pid)
+
+    async def run(self) -> None:
+        while True:
+            self.peak = max(self.peak, len(udp_sockets(self.pid)))
+            await asyncio.sleep(SOCKET_SAMPLE_S)
 
 
 async def run_phase(
@@ -80,6 +98,7 @@ async def run_phase(
     report; ``observers`` listen in on each session (fast path and mux only)."""
     peers = relay_peers.__name__
     started: list[Process] = []
+    sampler: asyncio.Task[None] | None = None
     try:
         far = await Process.start(peers, "far")
         started.append(far)
@@ -91,6 +110,8 @@ async def run_phase(
             )
             started.append(relay)
             target = relay.url
+            sockets = SocketPeak(relay.proc.pid)
+            sampler = asyncio.create_task(sockets.run())
             idle = await get_json(http, f"{relay.url}/control/usage")
         near = await Process.start(
             peers, "near", "--target", target + "/v1", "--sessions", str(sessions)
@@ -108,9 +129,11 @@ async def run_phase(
             await http.post(f"{peer.url}/control/go")
         if relay is not None:
             first = await get_json(http, f"{relay.url}/control/usage")
+            drops_before = sockets.drops()
         await asyncio.sleep(duration)  # the measured window
         if relay is not None:
             last = await get_json(http, f"{relay.url}/control/usage")
+            drops = sockets.drops() - drops_before
         for peer in (near, far):
             await http.post(f"{peer.url}/control/stop")
         await asyncio.sleep(DRAIN_SECONDS)
@@ -119,6 +142,8 @@ async def run_phase(
         if listeners is not None:
             heard = await get_json(http, f"{listeners.url}/control/report")
     finally:
+        if sampler is not None:
+            sampler.cancel()
         for process in reversed(started):
             await process.stop(http)
     result = delivery_and_latency(near_report, far_report)
@@ -131,9 +156,9 @@ async def run_phase(
         result["kernel_cpu_percent"] = round(100 * kernel, 3)
         result["cpu_percent_per_session"] = round(100 * cpu / sessions, 2)
         result["rss_mb_per_session"] = round((last["rss_mb"] - idle["rss_mb"]) / sessions, 2)
-        result["udp_sockets"] = last["udp_sockets_peak"]
+        result["udp_sockets"] = sockets.peak
         #: dropped by the kernel in the window, on the relay's sockets (a full receive buffer)
-        result["udp_drops"] = last["udp_drops"] - first["udp_drops"]
+        result["udp_drops"] = drops
         if mode == "recorded":
             written = (last["recorded_bytes"] - first["recorded_bytes"]) / (last["t"] - first["t"])
             result["bytes_per_minute_per_session"] = round(60 * written / sessions)

@@ -65,7 +65,7 @@ def control_routes(app: web.Application, host: PeerHost) -> None:
 
 
 async def run_far() -> None:
-    host = PeerHost(marked_payloads())
+    host = PeerHost(marked_payloads(), keep_packets=False)
     app = web.Application()
     app.router.add_post("/v1/realtime/calls", host.answer)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", host.hangup)
@@ -79,7 +79,7 @@ async def run_far() -> None:
 
 
 async def run_near(target: str, sessions: int, parallel: int) -> None:
-    host = PeerHost(marked_payloads())
+    host = PeerHost(marked_payloads(), keep_packets=False)
     app = web.Application()
     control_routes(app, host)
     async with aiohttp.ClientSession() as http:
@@ -104,10 +104,10 @@ async def run_near(target: str, sessions: int, parallel: int) -> None:
 async def listen(http: aiohttp.ClientSession, url: str) -> tuple[RTCPeerConnection, PacketProbe]:
     """One observer's listen-in peer, connected: both voices' packets go to one probe."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    probe = PacketProbe()
-    for _ in VOICES:
-        transceiver = pc.addTransceiver("audio", direction="recvonly")
-        aiortc_internals.tap_receiver(transceiver.receiver, probe.on_packet)
+    probe = PacketProbe(keep=False)
+    receivers = [pc.addTransceiver("audio", direction="recvonly").receiver for _ in VOICES]
+    for receiver in receivers:
+        aiortc_internals.tap_receiver(receiver, probe.on_packet)
     connected = asyncio.get_running_loop().create_future()
 
     @pc.on("connectionstatechange")
@@ -121,6 +121,8 @@ async def listen(http: aiohttp.ClientSession, url: str) -> tuple[RTCPeerConnecti
         response.raise_for_status()
         answer = await response.text()
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    for receiver in receivers:
+        aiortc_internals.receive_directly(receiver)
     if await asyncio.wait_for(connected, CONNECT_TIMEOUT) != "connected":
         raise RuntimeError(f"listener of {url} failed to connect")
     return pc, probe
@@ -139,7 +141,7 @@ async def run_listen(target: str, sessions: int, observers: int, parallel: int) 
 
     async def report(_: web.Request) -> web.Response:
         return web.json_response(
-            {name: sum(len(p.packets) for _, p in heard) for name, heard in listeners.items()}
+            {name: sum(p.received for _, p in heard) for name, heard in listeners.items()}
         )
 
     async def exit_(_: web.Request) -> web.Response:

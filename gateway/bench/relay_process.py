@@ -6,9 +6,9 @@ session to the ``--upstream`` AI (the bench's far peers) either through the gate
 one shared UDP socket, ``gateway.media.udp_mux``; ``recorded``: the fast path recording both
 voices of every session, ``relay_recording``) or through stock aiortc (``baseline``:
 ``MediaRelay`` subscriptions of the decoded tracks, re-encoded on the way out). Alone in its
-process, its CPU (getrusage, all threads), resident memory, UDP sockets (now and the most
-seen, sampled every ``SOCKET_SAMPLE_S``) and the bytes its recordings wrote are what
-``GET /control/usage`` reports; ``POST /control/listen/{name}`` (an SDP offer) gives an
+process, its CPU (getrusage, all threads), resident memory and the bytes its recordings wrote
+are what ``GET /control/usage`` reports (its UDP sockets the bench reads itself, from
+``/proc``: ``gateway.bench.udp_sockets``); ``POST /control/listen/{name}`` (an SDP offer) gives an
 observer's listen-in peer of the session the near peers named ``name`` (``Relay.listen_in``,
 fast path only); ``POST /control/exit`` ends it.
 """
@@ -31,7 +31,6 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from gateway.bench.processes import serve
 from gateway.bench.relay_recording import BenchRecordings
-from gateway.bench.udp_sockets import udp_drops, udp_sockets
 from gateway.config import Settings
 from gateway.media import aiortc_internals, ice
 from gateway.media.host_sockets import HostSockets
@@ -46,7 +45,6 @@ from storage.database import DatabaseUnavailable
 MODES = ("fast", "mux", "recorded", "baseline")
 #: the contract the relay's upstream leg speaks: the Realtime calls API, or GPT-Live
 CONTRACTS = ("sim", "sim-live")
-SOCKET_SAMPLE_S = 0.5
 
 
 class MediaRelayBaseline:
@@ -94,26 +92,12 @@ def usage() -> dict[str, float]:
     }
 
 
-class SocketPeak:
-    """The most UDP sockets the process held at any sample."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-
-    async def run(self) -> None:
-        while True:
-            self.peak = max(self.peak, len(udp_sockets()))
-            await asyncio.sleep(SOCKET_SAMPLE_S)
-
-
 async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None:
     if mode != "baseline":
         aiortc_internals.install()  # as the gateway does (the fast path encodes nothing)
     relays: list[Relay | MediaRelayBaseline] = []
     named: dict[str, Relay] = {}  # by the near peers' session names, for listeners
     done = asyncio.Event()
-    sockets = SocketPeak()
-    sampler = asyncio.create_task(sockets.run())
     mux = UdpMux(0, LOCAL) if mode == "mux" else None
     if mux is not None:
         await mux.start()
@@ -152,9 +136,6 @@ async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None
             return web.json_response(
                 {
                     **usage(),
-                    "udp_sockets": len(udp_sockets()),
-                    "udp_sockets_peak": sockets.peak,
-                    "udp_drops": udp_drops(),
                     "demux": demux,
                     "recorded_bytes": recordings.bytes_written if recordings is not None else 0,
                 }
@@ -180,7 +161,6 @@ async def run_relay(mode: str, upstream_url: str, contract: str = "sim") -> None
             await serve(app, done)
         finally:
             await asyncio.gather(*(relay.close() for relay in relays))
-            sampler.cancel()
             if recordings is not None:
                 await recordings.close()
             if mux is not None:

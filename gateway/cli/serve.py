@@ -149,6 +149,7 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
     """
     from aiohttp import web
 
+    from gateway import heap
     from gateway.app import DATABASE, JWT_SECRET, SESSIONS, create_app
     from gateway.cli import listening
     from gateway.fleet.worker import until_done
@@ -177,6 +178,7 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
             flush=True,
         )
         listening.record(settings.data_dir, base_url)
+        heap.freeze_start_up()
         if invite_at_start:
             tenant_id = await default_tenant(app[DATABASE], settings.data_dir)
             invitation = await invite(app[DATABASE], app[JWT_SECRET], tenant_id, mode=settings.mode)

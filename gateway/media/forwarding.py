@@ -113,11 +113,15 @@ class PacketQueueTrack(MediaStreamTrack):
         this aiortc allows it (``RtpWriter.for_sender``); otherwise its loop drains the queue."""
         self._writer = aiortc_internals.RtpWriter.for_sender(sender, codec)
 
-    def _put(self, packet: Packet) -> None:
+    def send(self, payload: bytes, pts: int) -> None:
+        """Send ``payload`` (pts on ``TIME_BASE``): written through at once where bound, else
+        queued (as an ``av.Packet``) for the sender's loop."""
         if self._writer is not None:
-            assert packet.pts is not None
-            self._write(bytes(packet), packet.pts)
+            self._write(payload, pts)
             return
+        packet = Packet(payload)
+        packet.pts = pts
+        packet.time_base = TIME_BASE
         if len(self._queue) == CAPACITY:
             self._queue.popleft()
             self.dropped += 1
@@ -210,16 +214,13 @@ class EncodedAudioTrack(PacketQueueTrack):
         self.last_frame_at = now
         self.frames += 1
         payload = packet.payload
-        if self.subscribers or self._writer is None:
+        self.send(payload, pts)  # the interview's own copy goes out first
+        if self.subscribers:
             out = Packet(payload)
             out.pts = pts
             out.time_base = TIME_BASE
             for subscriber in self.subscribers:
                 subscriber(out)
-        if self._writer is not None:
-            self._write(payload, pts)  # no av.Packet for the sender: it wants the bytes
-        else:
-            self._put(out)
 
     def stop(self) -> None:
         """Stop; the receiver's packets go nowhere from now on (a fallback route that must

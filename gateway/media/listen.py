@@ -2,16 +2,18 @@
 interview as two tracks of forwarded Opus packets (the candidate's first, the interviewer's
 second), never decoded or mixed on the gateway, and never sending anything into the interview.
 
-Each voice is a ``VoiceFeed``: a subscriber of the relay's forwarder for that voice (the hook
-the recorder uses). A subscriber runs on the forwarding path, so it never waits: it hands the
-packet on at the event loop's next turn, so that every forwarder's own send that the packet's
-arrival woke (this session's and any other's) goes out before a listener's copy, and then the
-copy is written through the listen leg's sender as it comes (``PacketQueueTrack.write_through``),
-a few held in a bounded deque only while that sender cannot send. A listener that cannot keep
-up loses its oldest packets, the interview loses nothing. The leg takes its host sockets where
-the relay's other legs do (the UDP mux of ``GATEWAY_ICE_UDP_PORT``, a port range). When the
-relay replaces a forwarder (the candidate reconnected and got a new browser leg), ``follow``
-moves the feed to the new one and keeps its timestamps running on.
+Each voice is a ``VoiceFeed``, fed by the ``Listeners`` of the relay's forwarder for that
+voice: one subscriber of the forwarder (the hook the recorder uses) for all its listeners. A
+subscriber runs on the forwarding path, so it never waits: it hands the packet on, once for
+every listener, at the event loop's next turn, so that every forwarder's own send that the
+packet's arrival woke (this session's and any other's) goes out before a listener's copy, and
+then each copy is written through its listen leg's sender as it comes
+(``PacketQueueTrack.write_through``: ``RtpWriter``, the writer of the relay's own forwarded
+packets), a few held in a bounded deque only while that sender cannot send. A listener that
+cannot keep up loses its oldest packets, the interview loses nothing. The leg takes its host
+sockets where the relay's other legs do (the UDP mux of ``GATEWAY_ICE_UDP_PORT``, a port
+range). When the relay replaces a forwarder (the candidate reconnected and got a new browser
+leg), ``follow`` moves the feed to the new one and keeps its timestamps running on.
 
 A listener that stops answering (its browser froze, its network went) fails ICE consent
 freshness (RFC 7675: a check every ~5 s, each retransmitted for up to 7.5 s, six in a row
@@ -24,7 +26,9 @@ cost a send each, and nobody waits on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -33,7 +37,6 @@ from av.packet import Packet
 from gateway.media import aiortc_internals, ice
 from gateway.media.forwarding import (
     MIN_STEP,
-    TIME_BASE,
     EncodedAudioTrack,
     PacketQueueTrack,
     forwardable,
@@ -47,6 +50,45 @@ log = logging.getLogger(__name__)
 
 #: The order of the listen leg's audio m-lines.
 VOICES: tuple[Participant, ...] = ("candidate", "interviewer")
+
+
+class Listeners:
+    """Every listener of one forwarder behind one subscriber of it: each packet is copied once
+    and handed on in one call at the loop's next turn, however many listen (a call and a copy
+    per listener and packet were a fifth of a listener's cost)."""
+
+    def __init__(self, source: EncodedAudioTrack) -> None:
+        self._source = source
+        self.feeds: list[VoiceFeed] = []
+        source.subscribers.append(self._push)
+
+    @classmethod
+    def of(cls, source: EncodedAudioTrack) -> Listeners:
+        listeners = _LISTENERS.get(source)
+        if listeners is None:
+            listeners = _LISTENERS[source] = cls(source)
+        return listeners
+
+    def _push(self, packet: Packet) -> None:
+        assert packet.pts is not None
+        asyncio.get_running_loop().call_soon(self._forward, bytes(packet), packet.pts)
+
+    def _forward(self, payload: bytes, pts: int) -> None:
+        for feed in self.feeds:
+            feed.forward(payload, pts)
+
+    def remove(self, feed: VoiceFeed) -> None:
+        """``feed`` listens no more; the last one gone, so does the subscriber."""
+        if feed in self.feeds:
+            self.feeds.remove(feed)
+        if not self.feeds:
+            with contextlib.suppress(ValueError):
+                self._source.subscribers.remove(self._push)
+            _LISTENERS.pop(self._source, None)
+
+
+#: each forwarder's listeners, while it has any
+_LISTENERS: weakref.WeakKeyDictionary[EncodedAudioTrack, Listeners] = weakref.WeakKeyDictionary()
 
 
 class VoiceFeed(PacketQueueTrack):
@@ -68,30 +110,22 @@ class VoiceFeed(PacketQueueTrack):
         self._leave()
         self._source = source
         self._rebase = self._last_pts is not None
-        source.subscribers.append(self._push)
+        Listeners.of(source).feeds.append(self)
 
-    def _push(self, packet: Packet) -> None:
-        assert packet.pts is not None
+    def forward(self, payload: bytes, pts: int) -> None:
+        """Send one of the source's packets (``pts`` on the source's clock)."""
         if self._rebase:
             assert self._last_pts is not None
-            self._offset = self._last_pts + MIN_STEP - packet.pts
+            self._offset = self._last_pts + MIN_STEP - pts
             self._rebase = False
-        if self._offset:
-            out = Packet(bytes(packet))
-            out.pts = packet.pts + self._offset
-            out.time_base = TIME_BASE
-        else:  # the forwarder's own packet, which nobody changes once made: shared, not copied
-            out = packet
-        self._last_pts = out.pts
-        asyncio.get_running_loop().call_soon(self._put, out)
+        pts += self._offset
+        self._last_pts = pts
+        self.send(payload, pts)
         self.packets += 1
 
     def _leave(self) -> None:
         if self._source is not None:
-            try:
-                self._source.subscribers.remove(self._push)
-            except ValueError:
-                pass
+            Listeners.of(self._source).remove(self)
             self._source = None
 
     def stop(self) -> None:

@@ -17,22 +17,23 @@ from __future__ import annotations
 import asyncio
 import fractions
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from aiohttp import BodyPartReader, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.opus import OpusEncoder
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 from av import AudioFrame
 from av.packet import Packet
 
 from gateway.media import aiortc_internals, ice
-from gateway.media.forwarding import LegAudio
+from gateway.media.forwarding import LegAudio, PacketQueueTrack
 from gateway.upstream.openai import EVENTS_LABEL
 
 SAMPLE_RATE = 48_000
@@ -74,67 +75,91 @@ def marked_payloads() -> list[bytes]:
     return encode_opus(np.tile(period, 2))[MARK_PERIOD:]
 
 
-class OpusSource(MediaStreamTrack):
+class OpusSource(PacketQueueTrack):
     """Sends ``payloads`` in a loop as pre-encoded packets, paced at 20 ms.
 
-    Sending starts when ``go`` is set and ends after ``stop`` (the sender then closes the
-    track). ``mark_times`` notes when each loop start (the mark) went out (monotonic).
+    Sending starts when ``go`` is set (at a random phase within the first 20 ms, as independent
+    browsers' microphones are not in step) and ends after ``stop`` (the track then stops, and
+    so does its sender's loop). ``mark_times`` notes when each loop start (the mark) went out
+    (monotonic). Each packet is sent by a timer callback: bound to its sender
+    (``write_through``), written out at once through ``RtpWriter``, the writer the relay's
+    forwarded packets take, so that a peer costs what the gateway's hot path costs and not
+    aiortc's sender loop; unbound, queued for that loop.
     """
-
-    kind = "audio"
 
     def __init__(self, payloads: Sequence[bytes], go: asyncio.Event, stop: asyncio.Event) -> None:
         super().__init__()
         self._payloads = payloads
         self._go = go
         self._stop_sending = stop
-        self._start: float | None = None
+        self._start = 0.0
+        self._pacing: asyncio.Task[None] | None = None
         self.sent = 0
         self.mark_times: list[float] = []
 
     async def recv(self) -> Packet:  # type: ignore[override]
+        # the sender's loop asks once it can send: from then on the timer paces the source
+        if self._pacing is None:
+            self._pacing = asyncio.ensure_future(self._pace())
+        return await super().recv()
+
+    async def _pace(self) -> None:
         await self._go.wait()
+        loop = asyncio.get_running_loop()
+        self._start = loop.time() + random.random() * FRAME_SECONDS
+        loop.call_at(self._start, self._tick)
+
+    def _tick(self) -> None:
         if self._stop_sending.is_set() or self.readyState != "live":
-            raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        due = self._start + self.sent * FRAME_SECONDS
-        if due > now:
-            await asyncio.sleep(due - now)  # pacing, like a microphone
+            self.stop()
+            return
         index = self.sent % len(self._payloads)
         if index == 0:
             self.mark_times.append(time.monotonic())
-        packet = Packet(self._payloads[index])
-        packet.pts = self.sent * FRAME_SAMPLES
-        packet.time_base = TIME_BASE
+        self.send(self._payloads[index], self.sent * FRAME_SAMPLES)
         self.sent += 1
-        return packet
+        # late ticks catch up at once, as a microphone's buffered frames would
+        asyncio.get_running_loop().call_at(self._start + self.sent * FRAME_SECONDS, self._tick)
 
 
 class PacketProbe:
-    """Takes a receiver's RTP packets without decoding them and notes what arrived when."""
+    """Takes a receiver's RTP packets without decoding them and notes what arrived when.
 
-    def __init__(self) -> None:
+    ``keep=False`` (the benchmark's peers) counts packets without keeping them: a list of
+    hundreds of thousands of ``RtpPacket`` objects makes each of the process's full garbage
+    collections take ~90 ms, a pause the probe would then measure as the relay's latency.
+    """
+
+    def __init__(self, keep: bool = True) -> None:
+        self._keep = keep
         self.packets: list[RtpPacket] = []
+        self.received = 0
+        self.sequence_numbers: set[int] = set()
         self.mark_times: list[float] = []
+        self._last_loud = False
         self._wanted: tuple[int, asyncio.Future[None]] | None = None
 
     def attach(self, audio: LegAudio) -> None:
+        """Take ``audio``'s packets, handled as they arrive (as the relay handles its own)."""
         aiortc_internals.tap_receiver(audio.receiver, self.on_packet)
+        aiortc_internals.receive_directly(audio.receiver)
 
     def on_packet(self, packet: RtpPacket) -> None:
         loud = len(packet.payload) > MARK_BYTES
-        if loud and (not self.packets or len(self.packets[-1].payload) <= MARK_BYTES):
+        if loud and not self._last_loud:
             self.mark_times.append(time.monotonic())
-        self.packets.append(packet)
-        if self._wanted is not None and len(self.packets) >= self._wanted[0]:
+        self._last_loud = loud
+        self.received += 1
+        self.sequence_numbers.add(packet.sequence_number)
+        if self._keep:
+            self.packets.append(packet)
+        if self._wanted is not None and self.received >= self._wanted[0]:
             if not self._wanted[1].done():
                 self._wanted[1].set_result(None)
 
     async def wait_for(self, count: int) -> None:
         """Until ``count`` packets in all have arrived (bound it with ``asyncio.timeout``)."""
-        if len(self.packets) >= count:
+        if self.received >= count:
             return
         self._wanted = (count, asyncio.get_running_loop().create_future())
         await self._wanted[1]
@@ -146,22 +171,32 @@ class Peer:
 
     pc: RTCPeerConnection
     source: OpusSource
-    probe: PacketProbe = field(default_factory=PacketProbe)
+    probe: PacketProbe
 
     def report(self) -> dict[str, Any]:
         return {
             "sent": self.source.sent,
             "sent_marks": self.source.mark_times,
-            "received": len({p.sequence_number for p in self.probe.packets}),
+            "received": len(self.probe.sequence_numbers),
             "received_marks": self.probe.mark_times,
         }
+
+    def attach(self, track: MediaStreamTrack) -> None:
+        """Once negotiated: probe the remote ``track``, write the source through its sender."""
+        audio = LegAudio.of(self.pc, track)
+        self.probe.attach(audio)
+        sender = next(s for s in self.pc.getSenders() if s.track is self.source)
+        transceiver = next(t for t in self.pc.getTransceivers() if t.sender is sender)
+        codecs = aiortc_internals.negotiated_codecs(transceiver)
+        self.source.write_through(sender, codecs[0] if codecs else None)
 
 
 class PeerHost:
     """The peers of one process and the controls the bench drives them with."""
 
-    def __init__(self, payloads: Sequence[bytes]) -> None:
+    def __init__(self, payloads: Sequence[bytes], keep_packets: bool = True) -> None:
         self.payloads = payloads
+        self._keep_packets = keep_packets
         self.go = asyncio.Event()
         self.stop = asyncio.Event()
         self.done = asyncio.Event()
@@ -171,7 +206,7 @@ class PeerHost:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         source = OpusSource(self.payloads, self.go, self.stop)
         pc.addTrack(source)
-        return Peer(pc, source)
+        return Peer(pc, source, PacketProbe(self._keep_packets))
 
     async def accept(self, offer_sdp: str, name: str | None = None) -> tuple[str, Peer]:
         """Answer an offer with a new peer; returns its call id and the peer."""
@@ -179,7 +214,7 @@ class PeerHost:
         tracks: list[MediaStreamTrack] = []
         peer.pc.on("track", tracks.append)
         await peer.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        peer.probe.attach(LegAudio.of(peer.pc, tracks[0]))
+        peer.attach(tracks[0])
         with ice.host_addresses(LOCAL):
             await peer.pc.setLocalDescription(await peer.pc.createAnswer())
         name = name or str(len(self.peers))
@@ -232,7 +267,7 @@ class PeerHost:
             await peer.pc.setLocalDescription(await peer.pc.createOffer())
         answer_sdp = await answer(peer.pc.localDescription.sdp)
         await peer.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-        peer.probe.attach(LegAudio.of(peer.pc, tracks[0]))
+        peer.attach(tracks[0])
         self.peers[name] = peer
         if await asyncio.wait_for(connected, CONNECT_TIMEOUT) != "connected":
             raise RuntimeError(f"session {name} failed to connect")

@@ -9,23 +9,15 @@ import datetime
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
-from av.packet import Packet
 
 from gateway.media import aiortc_internals
-from gateway.media.forwarding import TIME_BASE, EncodedAudioTrack, PacketQueueTrack
+from gateway.media.forwarding import EncodedAudioTrack, PacketQueueTrack
 from gateway.media.relay import Relay
 from gateway.sim.opus_peers import PeerHost
 
 from .test_fast_path import WAIT, flowing
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
-
-
-def packet(pts: int) -> Packet:
-    out = Packet(b"opus" + bytes([pts % 256]))
-    out.pts = pts
-    out.time_base = TIME_BASE
-    return out
 
 
 async def remote_sender_report(pc: RTCPeerConnection) -> object:
@@ -73,12 +65,12 @@ async def test_a_track_taken_off_its_sender_goes_back_to_its_queue() -> None:
         track = PacketQueueTrack()
         sender = pc.addTrack(track)
         track.write_through(sender, OPUS)
-        track._put(packet(0))  # the sender has not started: held for it
+        track.send(b"opus", 0)  # the sender has not started: held for it
         assert len(track._held) == 1 and not track._queue
         sender.replaceTrack(None)
-        track._put(packet(960))  # no longer the sender's: the held and this one are dropped
+        track.send(b"opus", 960)  # no longer the sender's: the held and this one are dropped
         assert track.dropped == 2
-        track._put(packet(1920))
+        track.send(b"opus", 1920)
         async with asyncio.timeout(WAIT):
             assert (await track.recv()).pts == 1920  # whatever reads it reads the queue
     finally:
