@@ -12,8 +12,9 @@ from it), and holds one codec: a reconnect from a browser that negotiated anothe
 a new segment at the new source's first keyframe. Once a segment holds ``segment_seconds``,
 the track asks the sender for a keyframe (PLI, again each second it has not come) and keeps
 writing until it comes; the keyframe begins the next segment. A new source's frames are
-dropped until its first keyframe, which it is asked for as it is followed: its frames before
-one could not be decoded on top of the old source's.
+dropped until its first keyframe, which it is asked for as it is followed and again each
+second it has not come (one lost packet of a keyframe loses all of it): its frames before one
+could not be decoded on top of the old source's.
 Rows and fsyncs go through the interview's one background task, as a voice's do.
 """
 
@@ -54,6 +55,8 @@ class _Subscription:
         self._source = source
         self._offset: int | None = None
         self._synced = False
+        #: the source's pts when it was last asked for its first keyframe
+        self._asked_at: int | None = None
 
     def __call__(self, packet: Packet) -> None:
         track = self._track
@@ -63,6 +66,11 @@ class _Subscription:
             self._offset = max(track.owner.elapsed_ticks(), track.position) - packet.pts
         if not self._synced:
             if not packet.is_keyframe:
+                # the keyframe asked for as it was followed may not have come (lost on the
+                # way, or asked before the sender was heard): asked again each second
+                if self._asked_at is None or packet.pts - self._asked_at >= RATE:
+                    self._asked_at = packet.pts
+                    self._source.request_keyframe()
                 return
             self._synced = True
         track.write(self._offset + packet.pts, packet, self._source)

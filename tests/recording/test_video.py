@@ -81,14 +81,15 @@ async def test_video_segments_begin_with_keyframes_asked_for_at_each_boundary(
     sent = camera_frames(100, keyframes=frozenset({75}), codec=codec)
     assert [i for i, (_, key) in enumerate(sent) if key] == [0, 75]
     assert [i for i, (data, _) in enumerate(sent) if source.codec.is_keyframe(data)] == [0, 75]
-    source.send(sent[1][0], 0, False)  # before any keyframe: dropped
+    source.send(sent[1][0], 0, False)  # before any keyframe: dropped, and one asked for again
+    assert source.keyframe_requests == 2
     source.send(UNUSABLE_KEYFRAMES[codec], 0, True)
     track = recording.video["candidate"]
     assert track.malformed == 1 and track.bytes_written == 0
     for index, (data, keyframe) in enumerate(sent):
         source.send(data, index + 1, keyframe)
     # full at 1 s (frame 30): asked then, and again at 2 s, until frame 75's keyframe
-    assert source.keyframe_requests == 3
+    assert source.keyframe_requests == 4
     recording.close()
     await recordings.close()
 
@@ -124,7 +125,11 @@ async def test_a_source_of_another_codec_begins_a_segment_of_its_own(
         first.send(data, index, keyframe)
     recording.follow_video("candidate", second)  # the candidate came back in another browser
     assert second.keyframe_requests == 1
-    second.send(h264[1][0], 0, False)  # not a keyframe: nothing of it can follow VP8
+    # its keyframe lost on the way: what follows cannot follow VP8, and a keyframe is asked
+    # for again each second until one comes
+    for index in range(70):
+        second.send(h264[1][0], index - 70, False)
+    assert second.keyframe_requests == 1 + 3  # at -70 (-2.33 s), -40 and -10 frames
     for index, (data, keyframe) in enumerate(h264):
         second.send(data, index, keyframe)
     recording.close()
