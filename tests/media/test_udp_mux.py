@@ -12,20 +12,18 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aioice import stun
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
 from gateway.bench.udp_sockets import udp_sockets
 from gateway.media import ice, udp_mux
-from gateway.media.forwarding import LegAudio
 from gateway.media.host_sockets import HostSockets
-from gateway.media.listen import VOICES
 from gateway.media.relay import Relay, RelayOptions
 from gateway.media.udp_mux import Demux, UdpMux
-from gateway.sim.opus_peers import LOCAL, PacketProbe, PeerHost
+from gateway.sim.opus_peers import LOCAL, PeerHost
 from gateway.upstream.openai import RealtimeUpstream
 
 from .conftest import Heard
+from .test_listen import observe
 
 WAIT = 15.0
 
@@ -195,27 +193,19 @@ async def test_a_listen_in_leg_takes_its_host_socket_from_the_mux_too(
         upstream = RealtimeUpstream(kind="sim", base_url=far[1], api_key="test", http=http)
         options = RelayOptions(ice_addresses=LOCAL, ice_sockets=HostSockets(mux=mux))
         relay = Relay(upstream, Heard(), options=options)
-        observer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
             await near.offer(relay.start, "browser")
             near.go.set()
             far[0].go.set()
-            for _ in VOICES:
-                observer.addTransceiver("audio", direction="recvonly")
-            tracks: list[MediaStreamTrack] = []
-            observer.on("track", tracks.append)
-            with ice.host_addresses(LOCAL):
-                await observer.setLocalDescription(await observer.createOffer())
-            leg, answer = await relay.listen_in(observer.localDescription.sdp)
-            await observer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-            assert local_ports(leg.pc) == {mux.port}
-            probes = [PacketProbe() for _ in VOICES]
-            for probe, track in zip(probes, tracks, strict=True):
-                probe.attach(LegAudio.of(observer, track))
-            async with asyncio.timeout(WAIT):
-                await asyncio.gather(*(probe.wait_for(50) for probe in probes))
-            summary = ice.selected_pair_summary(leg.pc)
-            assert summary is not None and summary.startswith(f"host udp 127.0.0.1:{mux.port} ")
+            observer, leg, probes = await observe(relay)
+            try:
+                assert local_ports(leg.pc) == {mux.port}
+                async with asyncio.timeout(WAIT):
+                    await asyncio.gather(*(probe.wait_for(50) for probe in probes))
+                summary = ice.selected_pair_summary(leg.pc)
+                assert summary is not None
+                assert summary.startswith(f"host udp 127.0.0.1:{mux.port} ")
+            finally:
+                await observer.close()
         finally:
-            await observer.close()
             await relay.close()
