@@ -63,6 +63,21 @@ class CandidateReport:
         return self.error is None
 
 
+class SmallCamera(VideoStreamTrack):
+    """aiortc's synthetic camera (a flat picture at 30 fps) at 160x120 rather than its
+    640x480: a headless candidate's encoder (libvpx, libx264) then costs its machine little,
+    so that simulations and tests on a small machine measure the gateway, not the encoder."""
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame(width=160, height=120)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.pts = pts
+        frame.time_base = time_base
+        return frame
+
+
 class HeadlessCandidate:
     def __init__(
         self,
@@ -82,7 +97,7 @@ class HeadlessCandidate:
         self.ice_addresses = ice_addresses
         self.report = CandidateReport(interview_id=interview_id)
         self._wps, self._seed = words_per_second, seed
-        #: whether it sends a camera too (aiortc's synthetic ``VideoStreamTrack``), and in which
+        #: whether it sends a camera too (``SmallCamera``), and in which
         #: codec: True for aiortc's first (VP8), or a MIME type it offers alone (``video/H264``)
         self.video = video
         self.speech = SpeechTrack(words_per_second=words_per_second, seed=seed, pitch_hz=190.0)
@@ -134,7 +149,7 @@ class HeadlessCandidate:
         self.reconnect_secret = welcome.get("reconnect_secret")
         pc.addTrack(self.speech)
         if self.video:
-            sender = pc.addTrack(VideoStreamTrack())
+            sender = pc.addTrack(SmallCamera())
             camera = next(t for t in pc.getTransceivers() if t.sender is sender)
             if isinstance(self.video, str):
                 camera.setCodecPreferences(
