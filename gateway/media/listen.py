@@ -125,7 +125,9 @@ class VoiceFeed(PacketQueueTrack):
 
     def _leave(self) -> None:
         if self._source is not None:
-            Listeners.of(self._source).remove(self)
+            listeners = _LISTENERS.get(self._source)
+            if listeners is not None:
+                listeners.remove(self)
             self._source = None
 
     def stop(self) -> None:

@@ -26,8 +26,8 @@ import av
 from av.audio.stream import AudioStream
 
 from gateway.recording import opus
-from gateway.recording.segments import CODECS
 from gateway.recording.storage import SegmentStorage
+from gateway.recording.video_codecs import codec_where
 from storage import interviews
 from storage.database import Database
 from storage.interviews import VideoSegmentRecord
@@ -85,12 +85,14 @@ async def load(
 
 def format_of(tracks: dict[str, list[Segment]]) -> Format:
     """Ogg for one voice alone; otherwise (video, or more than one track) WebM, or Matroska
-    when a video segment's codec is not one of WebM's."""
+    when a video segment's codec is one whose segments are Matroska (``video_codecs``)."""
     if len(tracks) == 1 and next(iter(tracks)).endswith("-audio"):
         return "ogg"
-    codecs = {s.record.codec for segments in tracks.values() for s in segments}
-    webm = {CODECS["audio"], CODECS["video"]}  # Opus and VP8
-    return "webm" if codecs <= webm else "mkv"
+    videos = {
+        s.record.codec for segments in tracks.values() for s in segments if s.record.kind == "video"
+    }
+    codecs = (codec_where("name", name) for name in videos if name)
+    return "mkv" if any(c is not None and c.container == "matroska" for c in codecs) else "webm"
 
 
 def export(tracks: dict[str, list[Segment]], out: Path | io.BytesIO, fmt: Format) -> float:

@@ -15,8 +15,8 @@ import pytest
 from playwright.async_api import Page
 
 from gateway.app import DATABASE, SESSIONS
-from storage import interviews
 from storage.interviews import VideoSegmentRecord
+from tests.gateway.test_recording import segments_until
 
 from .conftest import Gateway, LaunchBrowser, browser_test
 
@@ -59,17 +59,8 @@ async def sent_codec(page: Page) -> str:
     return codec.lower()
 
 
-async def video_segments_until(
-    gateway: Gateway, invitation_ids: tuple[object, object], count: int, within: float
-) -> list[VideoSegmentRecord]:
-    db = gateway.app[DATABASE]
-    async with asyncio.timeout(within):
-        while True:
-            rows = await interviews.list_video_segments(db, *invitation_ids)  # type: ignore[arg-type]
-            video = [r for r in rows if r.kind == "video" and r.status == "uploaded"]
-            if len(video) >= count:
-                return video
-            await asyncio.sleep(0.2)
+def uploaded_video(rows: list[VideoSegmentRecord]) -> list[VideoSegmentRecord]:
+    return [r for r in rows if r.kind == "video" and r.status == "uploaded"]
 
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
@@ -96,7 +87,10 @@ async def test_chromiums_camera_is_recorded_in_the_codec_it_sent(
         [invitation.signal_url(gateway.base_url), invitation.token],
     )
     ids = (invitation.tenant_id, invitation.interview_id)
-    video = await video_segments_until(gateway, ids, count=2, within=30)
+    rows = await segments_until(
+        gateway.app[DATABASE], *ids, lambda rows: len(uploaded_video(rows)) >= 2, within=30
+    )
+    video = uploaded_video(rows)
     assert await sent_codec(page) == f"video/{codec}"
     session = gateway.app[SESSIONS].live(*ids)
     assert session is not None
