@@ -31,6 +31,7 @@ from gateway.env import (
     env_port_range,
     raw,
 )
+from gateway.event_loop import EVENT_LOOPS, installed
 from gateway.recording.storage import APIVIDEO_MIN_CHUNK, ApiVideoSettings, S3Settings
 from gateway.upstream.integrity import DEFAULT_CLIENT_EVENTS
 from signaling.candidates import DEFAULT_MAX_REMOTE_CANDIDATES, parse_networks
@@ -323,6 +324,8 @@ class Settings:
     #: default is its script's closing line), and how long its line then plays on.
     end_phrase: str = ""
     end_linger: float = 5.0
+    #: The process's event loop (``gateway.event_loop``): ``asyncio`` or ``uvloop``.
+    event_loop: str = "asyncio"
     #: Local addresses ICE gathers host candidates on (empty: every interface).
     ice_addresses: tuple[str, ...] = ()
     #: The one UDP port every relay leg's ICE shares (the UDP mux; 0: a random port per leg),
@@ -480,6 +483,7 @@ class Settings:
             reconnect_grace=env_float(e, "GATEWAY_RECONNECT_GRACE", cls.reconnect_grace),
             end_phrase=raw(e, "GATEWAY_END_PHRASE") or cls.end_phrase,
             end_linger=env_float(e, "GATEWAY_END_LINGER", cls.end_linger),
+            event_loop=env_choice(e, "GATEWAY_EVENT_LOOP", cls.event_loop, EVENT_LOOPS),
             ice_addresses=env_addresses(e, "GATEWAY_ICE_ADDRESSES"),
             ice_udp_port=env_int(e, "GATEWAY_ICE_UDP_PORT", cls.ice_udp_port),
             ice_bind_addresses=env_addresses(e, "GATEWAY_ICE_BIND_ADDRESS"),
@@ -586,6 +590,11 @@ class Settings:
             if not ok(value):
                 raise ConfigError(f"{variable} is {value!r}; it must be {allowed}.")
         self._check_ice_sockets()
+        if not installed(self.event_loop):
+            raise ConfigError(
+                f"GATEWAY_EVENT_LOOP is {self.event_loop}, but uvloop is not installed here"
+                " (it does not run on Windows); unset it for asyncio's own loop."
+            )
         if self.role == "front" and self.backend == "fly":
             missing = [
                 name

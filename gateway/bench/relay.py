@@ -12,10 +12,11 @@ configured database, uploaded to local storage; ``relay_recording``), so that re
 is the difference of two set-ups of one run. With ``--observers K``, the fast path runs twice
 more, right after its first run, with 1 and then K observers of every session (``relay_peers
 listen``: one receive-only listen-in peer connection per observer, fed both voices by
-``Relay.listen_in`` as in the gateway). The relay runs alone in its process
-(``relay_process``), whose CPU (getrusage, all threads) and resident memory are read at the
-start and end of the measured window, and its UDP sockets at the most (``udp_sockets``,
-sampled from ``/proc`` every ``SOCKET_SAMPLE_S`` by the bench's own process, not the relay's).
+``Relay.listen_in`` as in the gateway). The relay runs alone in its process (``relay_process``,
+on the event loop ``--event-loop`` names, as ``GATEWAY_EVENT_LOOP`` names the gateway's), whose
+CPU (getrusage, all threads) and resident memory are read at the start and end of the measured
+window, and its UDP sockets at the most (``udp_sockets``, sampled from ``/proc`` every
+``SOCKET_SAMPLE_S`` by the bench's own process, not the relay's).
 
 Figures: CPU per session, frames delivered / frames sent at the far ends, one-way latency of
 the marks minus the direct connection's median (``added_latency_ms``), resident MB per session;
@@ -50,6 +51,7 @@ from gateway.bench.processes import Process
 from gateway.bench.udp_sockets import udp_drops, udp_sockets
 from gateway.cli.helptext import command_parser
 from gateway.config import ConfigError, Settings
+from gateway.event_loop import EVENT_LOOPS
 from gateway.sim.opus_peers import FRAME_SECONDS, MARK_PERIOD
 
 MODULE = "gateway.bench.relay"
@@ -93,6 +95,7 @@ async def run_phase(
     duration: float,
     upstream: str = "sim",
     observers: int = 0,
+    event_loop: str = "asyncio",
 ) -> dict[str, Any]:
     """One set-up (``direct``, ``fast``, ``mux`` or ``baseline``): connect, run marked audio,
     report; ``observers`` listen in on each session (fast path and mux only)."""
@@ -106,8 +109,9 @@ async def run_phase(
         target = far.url
         if mode != "direct":
             relay = await Process.start(
-                relay_process.__name__, mode, "--upstream", far.url + "/v1", "--contract", upstream
-            )
+                relay_process.__name__, mode, "--upstream", far.url + "/v1", "--contract", upstream,
+                "--event-loop", event_loop,
+            )  # fmt: skip
             started.append(relay)
             target = relay.url
             sockets = SocketPeak(relay.proc.pid)
@@ -238,6 +242,7 @@ async def run_bench(
     upstream: str = "sim",
     observers: int = 0,
     record: bool = False,
+    event_loop: str = "asyncio",
 ) -> dict[str, Any]:
     counts = {"direct": sessions, "fast": sessions}
     if record:
@@ -249,10 +254,10 @@ async def run_bench(
     async with aiohttp.ClientSession() as http:
         phases: dict[str, dict[str, Any]] = {}
         for mode, n in counts.items():
-            phases[mode] = await run_phase(http, mode, n, duration, upstream)
+            phases[mode] = await run_phase(http, mode, n, duration, upstream, 0, event_loop)
             if mode == "fast":  # right after it, so that the machine's load is alike
                 for k in sorted({1, observers} - {0}):
-                    watched[k] = await run_phase(http, "fast", n, duration, upstream, k)
+                    watched[k] = await run_phase(http, "fast", n, duration, upstream, k, event_loop)
     for mode, n in counts.items():
         phases[mode]["sessions"] = n
     direct = phases["direct"]
@@ -272,6 +277,7 @@ async def run_bench(
     return {
         "sessions": sessions,
         "upstream": upstream,
+        "event_loop": event_loop,
         "duration_s": duration,
         "cpu_count": os.cpu_count(),
         "aiortc": aiortc.__version__,
@@ -305,7 +311,10 @@ def recording_cost(report: dict[str, Any]) -> str:
 
 def print_report(report: dict[str, Any]) -> None:
     direct = report["direct"]["latency_ms"]
-    print(f"relay bench: full-duplex Opus sessions, {report['duration_s']} s per set-up")
+    print(
+        f"relay bench: full-duplex Opus sessions, {report['duration_s']} s per set-up,"
+        f" the relay on {report['event_loop']}'s event loop"
+    )
     header = (
         "",
         "sessions",
@@ -408,6 +417,12 @@ def main(argv: list[str]) -> int:
         help="also run the fast path recording both voices of every session (recorded): CPU "
         "with and without recording in one run, and bytes written per minute per session",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="asyncio",
+        help="the relay process's event loop, as GATEWAY_EVENT_LOOP sets the gateway's",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args(argv)
     baseline = args.baseline_sessions or min(args.sessions, BASELINE_SESSIONS)
@@ -437,6 +452,7 @@ def main(argv: list[str]) -> int:
             args.upstream,
             args.observers,
             args.record,
+            args.event_loop,
         )
     )
     print_report(report)

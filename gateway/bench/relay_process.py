@@ -29,9 +29,11 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
+from gateway import event_loop
 from gateway.bench.processes import serve
 from gateway.bench.relay_recording import BenchRecordings
 from gateway.config import Settings
+from gateway.event_loop import EVENT_LOOPS
 from gateway.media import aiortc_internals, ice
 from gateway.media.host_sockets import HostSockets
 from gateway.media.relay import Relay, RelayOptions, rtc_configuration
@@ -172,10 +174,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("mode", choices=MODES)
     parser.add_argument("--upstream", required=True, help="base URL of the AI upstream (/v1)")
     parser.add_argument("--contract", choices=CONTRACTS, default="sim")
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio")
     args = parser.parse_args(argv)
     ice.install(LOCAL)  # also the host-socket hook the mux mode needs
     try:
-        asyncio.run(run_relay(args.mode, args.upstream, args.contract))
+        event_loop.run(run_relay(args.mode, args.upstream, args.contract), args.event_loop)
     except DatabaseUnavailable as exc:  # the recorded set-up's
         print(f"bench relay: {exc}", file=sys.stderr)
         return 1

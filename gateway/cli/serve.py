@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     stop = StopSignals()
     stop.install()
     # Everything else is imported only now, with the signals caught: see StopSignals.
-    from gateway import logs, media
+    from gateway import event_loop, logs, media
     from gateway.config import ConfigError, Settings
     from gateway.upstream.openai import api_key_from_env
     from storage.database import DatabaseUnavailable
@@ -126,7 +126,9 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         media.install(settings.ice_addresses)
-        asyncio.run(serve(settings, stop, invite_at_start=not args.no_invite))
+        event_loop.run(
+            serve(settings, stop, invite_at_start=not args.no_invite), settings.event_loop
+        )
     except (ConfigError, DatabaseUnavailable) as exc:
         print(f"interview-gateway: {exc}", file=sys.stderr)
         return 1
@@ -174,7 +176,7 @@ async def serve(settings: Settings, stop: StopSignals, *, invite_at_start: bool 
         base_url = settings.public_url or f"http://{settings.host}:{port}"
         print(
             f"interview-gateway listening on {base_url} (mode {settings.mode},"
-            f" role {settings.role})",
+            f" role {settings.role}, event loop {settings.event_loop})",
             flush=True,
         )
         listening.record(settings.data_dir, base_url)

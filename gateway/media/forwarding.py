@@ -166,7 +166,9 @@ class PacketQueueTrack(MediaStreamTrack):
 class EncodedAudioTrack(PacketQueueTrack):
     """A sender's track of Opus packets taken straight from another leg's receiver.
 
-    ``subscribers`` see every forwarded packet (where a recorder takes the encoded audio).
+    ``subscribers`` see every forwarded packet as its payload and pts (on ``TIME_BASE``): a
+    recorder, a listen-in feed, the turn timer. They run on the forwarding path, after the
+    interview's own copy went out.
     """
 
     def __init__(self, source: LegAudio) -> None:
@@ -175,7 +177,7 @@ class EncodedAudioTrack(PacketQueueTrack):
         self._payload_type: int | None = None
         self._source_timestamp: int | None = None
         self._next_pts = 0
-        self.subscribers: list[Callable[[Packet], None]] = []
+        self.subscribers: list[Callable[[bytes, int], None]] = []
         #: monotonic time of the last packet forwarded (None before the first)
         self.last_frame_at: float | None = None
         self.frames = 0
@@ -215,12 +217,8 @@ class EncodedAudioTrack(PacketQueueTrack):
         self.frames += 1
         payload = packet.payload
         self.send(payload, pts)  # the interview's own copy goes out first
-        if self.subscribers:
-            out = Packet(payload)
-            out.pts = pts
-            out.time_base = TIME_BASE
-            for subscriber in self.subscribers:
-                subscriber(out)
+        for subscriber in self.subscribers:
+            subscriber(payload, pts)
 
     def stop(self) -> None:
         """Stop; the receiver's packets go nowhere from now on (a fallback route that must

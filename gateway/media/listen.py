@@ -32,7 +32,6 @@ import weakref
 from collections.abc import Callable, Sequence
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from av.packet import Packet
 
 from gateway.media import aiortc_internals, ice
 from gateway.media.forwarding import (
@@ -69,9 +68,8 @@ class Listeners:
             listeners = _LISTENERS[source] = cls(source)
         return listeners
 
-    def _push(self, packet: Packet) -> None:
-        assert packet.pts is not None
-        asyncio.get_running_loop().call_soon(self._forward, bytes(packet), packet.pts)
+    def _push(self, payload: bytes, pts: int) -> None:
+        asyncio.get_running_loop().call_soon(self._forward, payload, pts)
 
     def _forward(self, payload: bytes, pts: int) -> None:
         for feed in self.feeds:

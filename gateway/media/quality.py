@@ -38,7 +38,6 @@ from aiortc.stats import (
     RTCRemoteInboundRtpStreamStats,
     RTCRemoteOutboundRtpStreamStats,
 )
-from av.packet import Packet
 
 from gateway.media.forwarding import OPUS_RATE
 from storage.quality import LegSample
@@ -152,9 +151,9 @@ class TurnTimer:
             if kind == LIVE_INPUT_DELTA:
                 self._since = self._origin + end_ms / 1000
 
-    def interviewer_packet(self, packet: Packet) -> None:
+    def interviewer_packet(self, payload: bytes, pts: int) -> None:
         """A subscriber of the interviewer's forwarder."""
-        if self._since is not None and packet.size >= VOICE_BYTES:
+        if self._since is not None and len(payload) >= VOICE_BYTES:
             self._turns.append(max(0.0, time.monotonic() - self._since) * 1000)
             self._since = None
 

@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from uuid import UUID
 
-from av.packet import Packet
-
 from gateway.recording import content, opus, retention, video
 from gateway.recording.apivideo import ApiVideoStorage, publish_when_settled
 from gateway.recording.ogg import OggOpusWriter
@@ -53,9 +51,10 @@ SETTLE_TIMEOUT = 10.0
 
 
 class PacketSource(Protocol):
-    """A forwarder whose every packet (pts on a 1/48000 time base) goes to ``subscribers``."""
+    """A forwarder whose every packet goes to ``subscribers`` as its payload and pts (on a
+    1/48000 time base)."""
 
-    subscribers: list[Callable[[Packet], None]]
+    subscribers: list[Callable[[bytes, int], None]]
 
 
 @dataclass(frozen=True)
@@ -268,19 +267,18 @@ class _Subscription:
         self._track = track
         self._offset: int | None = None
 
-    def __call__(self, packet: Packet) -> None:
+    def __call__(self, data: bytes, pts: int) -> None:
         track = self._track
-        if track.closed or packet.pts is None:
+        if track.closed:
             return
-        data = bytes(packet)
         try:
             samples = opus.packet_samples(data)
         except opus.MalformedPacket:
             track.malformed += 1
             return
         if self._offset is None:
-            self._offset = max(track.owner.elapsed_samples(), track.position) - packet.pts
-        track.write(self._offset + packet.pts, data, samples)
+            self._offset = max(track.owner.elapsed_samples(), track.position) - pts
+        track.write(self._offset + pts, data, samples)
 
 
 class AudioTrackRecording:

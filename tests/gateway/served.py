@@ -27,12 +27,20 @@ class Served:
     base_url: str
     db: Database
     tenant_id: UUID
+    #: the line it printed once listening
+    banner: str
 
     async def invite(self) -> Invitation:
         return await invite(self.db, SECRET, self.tenant_id, mode="relay")
 
     async def candidate(self) -> tuple[Invitation, HeadlessCandidate]:
         """An invited candidate, connected to this gateway."""
+        invitation, candidate = await self.invited()
+        await candidate.connect()
+        return invitation, candidate
+
+    async def invited(self) -> tuple[Invitation, HeadlessCandidate]:
+        """An invited candidate of this gateway, not yet connected."""
         invitation = await self.invite()
         candidate = HeadlessCandidate(
             invitation.signal_url(self.base_url),
@@ -41,7 +49,6 @@ class Served:
             answers=[turn.answer for turn in Script.default().turns],
             words_per_second=8.0,
         )
-        await candidate.connect()
         return invitation, candidate
 
     async def output(self) -> str:
@@ -75,7 +82,7 @@ async def served(
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
         assert " listening on " in line, line
-        yield Served(process, line.split(" listening on ")[1].split()[0], db, tenant_id)
+        yield Served(process, line.split(" listening on ")[1].split()[0], db, tenant_id, line)
     finally:
         if process.returncode is None:
             process.kill()

@@ -8,6 +8,7 @@ import inspect
 import aioice.ice
 import aiortc
 import numpy as np
+import pylibsrtp
 from aiortc import (
     RTCConfiguration,
     RTCDtlsTransport,
@@ -183,5 +184,25 @@ async def test_the_hot_paths_reaches_are_where_aiortc_and_aioice_keep_them() -> 
         assert "self.receiver.data_received(data, self.local_candidate.component)" in (
             inspect.getsource(aioice.ice.StunProtocol.datagram_received)
         )
+        assert {"_rtp_router", "_transport"} <= set(vars(dtls))
+        assert {"ssrc_table", "payload_type_table"} <= set(vars(dtls._rtp_router))
+        # the direct receive lane keeps what aiortc's handling of an audio packet keeps
+        receiver = pc.addTransceiver("audio", direction="recvonly").receiver
+        for name in ("kind", "remote_streams", "active_ssrc", "jitter_buffer"):
+            assert f"_RTCRtpReceiver__{name}" in vars(receiver), name
+        assert "_enabled" in vars(receiver)
+        assert vars(receiver)["_RTCRtpReceiver__nack_generator"] is None  # audio: no NACK,
+        assert vars(receiver)["_RTCRtpReceiver__remote_bitrate_estimator"] is None  # no REMB
+        handling = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+        for line in (
+            "self.__active_ssrc[packet.ssrc] = clock.current_datetime()",
+            "self.__remote_streams[packet.ssrc].add(packet)",
+            "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)",
+        ):
+            assert line in handling, line
+        # and Srtp protects through a pylibsrtp session's own context and buffer
+        assert aiortc_internals.pylibsrtp_supported()
+        session = pylibsrtp.Session()
+        assert {"_srtp", "_cdata", "_buffer"} <= set(vars(session))
     finally:
         await pc.close()
