@@ -52,9 +52,9 @@ VOICES: tuple[Participant, ...] = ("candidate", "interviewer")
 
 
 class Listeners:
-    """Every listener of one forwarder behind one subscriber of it: each packet is copied once
-    and handed on in one call at the loop's next turn, however many listen (a call and a copy
-    per listener and packet were a fifth of a listener's cost)."""
+    """Every listener of one forwarder behind one subscriber of it: each packet (its payload, as
+    the forwarder sent it) is handed on in one call at the loop's next turn, however many listen
+    (a call and a copy per listener and packet were a fifth of a listener's cost)."""
 
     def __init__(self, source: EncodedAudioTrack) -> None:
         self._source = source
