@@ -32,6 +32,8 @@ PEER_TIMEOUT = 1.0
 LOSS = 0.05
 #: a silence this long is a gap, not a lost packet (5 % loss loses a few 20 ms in a row at most)
 GAP = 0.5
+#: how far a reconnected source's anchoring may shift the candidate's tracks under load
+ANCHOR_SLACK = 1.5
 #: how far a gap's edge may be from when the test made it, or from the same edge on another
 #: track (a loaded machine's scheduling; the gap itself lasts over a second)
 EDGE = 0.5
@@ -139,19 +141,21 @@ async def test_loss_and_a_reconnect_leave_gaps_in_their_places_on_every_track(
     tracks = tracks_of(out.getvalue())
     assert set(tracks) == {"candidate-audio", "interviewer-audio", "candidate-video"}
 
-    # every track runs from the start of the recording on, and none past the interview's end.
-    # The interviewer's voice, which the gateway forwards until it ends the interview, runs to
-    # that end (to within GAP). The candidate's tracks run on well past the reconnect; how
-    # near its bye they end is the candidate's own: it runs on this test's loop, and on a
-    # loaded machine its senders' media clock falls behind the wall clock (the full suite saw
-    # its voice's last packet 0.64 s before the bye on the recording's timeline)
+    # every track runs from the start of the recording on. The interviewer's voice, which the
+    # gateway forwards until it ends the interview, runs to that end (to within GAP). The
+    # candidate's tracks run on well past the reconnect and end near the end, to within
+    # ANCHOR_SLACK: where a source's packets go on the timeline is anchored at the arrival of
+    # its first packet (``recorder``), and on a loaded machine the reconnected source's first
+    # packet, and the candidate's own senders on this test's loop, are late or early by a
+    # good part of a second (the full suite saw the candidate's voice end 0.64 s before its
+    # bye, and in another run 0.59 s after the interview's end)
     for name, packets in tracks.items():
         times = [t for t, *_ in packets]
-        assert times[-1] < since["ended"] + GAP, (name, times[-1], since)
         if name == "interviewer-audio":
-            assert times[-1] > since["ended"] - GAP, (name, times[-1], since)
+            assert abs(times[-1] - since["ended"]) < GAP, (name, times[-1], since)
         else:
             assert times[-1] > since["gap_to"] + GAP, (name, times[-1], since)
+            assert abs(times[-1] - since["ended"]) < GAP + ANCHOR_SLACK, (name, times[-1], since)
     # the interviewer's voice crossed no lossy leg and went on through the reconnect: no gap
     # in it (a moment at most, where its forwarder to the new browser leg took over)
     interviewer = [run for run in silences(tracks["interviewer-audio"]) if run[0] > 0]
