@@ -250,6 +250,12 @@ class Srtp:
             self._buffer = session._buffer
             self._length = _srtp_ffi.new("int *")
 
+    @classmethod
+    def over(cls, cached: Srtp | None, session: pylibsrtp.Session) -> Srtp:
+        """``cached`` while it is still over ``session`` (a transport's SRTP session is set once
+        its DTLS handshake completes), else a new one over it."""
+        return cached if cached is not None and cached.session is session else cls(session)
+
     def protect(self, packet: bytes) -> bytes | None:
         if self._context is None:
             return self._through_session(self.session.protect, packet)
@@ -345,9 +351,7 @@ class RtpWriter:
         pair = dtls._transport._connection._nominated.get(1)
         if pair is None or (self._first is None and not self._start()):
             return False
-        srtp = self._srtp
-        if srtp is None or srtp.session is not dtls._tx_srtp:
-            srtp = self._srtp = Srtp(dtls._tx_srtp)
+        srtp = self._srtp = Srtp.over(self._srtp, dtls._tx_srtp)
         timestamp = (self._origin + pts) & 0xFFFFFFFF
         data = srtp.protect(
             _RTP_HEADER.pack(
@@ -358,7 +362,7 @@ class RtpWriter:
         )
         self._sequence = (self._sequence + 1) & 0xFFFF
         if data is None:
-            return True  # refused (it cannot be, short of a bug in libsrtp): lost, as UDP may
+            return True  # refused (too long for libsrtp's buffer, as no Opus packet is): lost
         pair.protocol.transport.sendto(data, pair.remote_addr)
         # aiortc.clock.current_ntp_time() without datetime objects, to within a microsecond
         state[_NTP] = int((time.time() + _NTP_OFFSET) * 4294967296)
@@ -396,8 +400,7 @@ def receive_directly(receiver: RTCRtpReceiver) -> None:
             and dtls._rx_srtp is not None
             and pending.empty()  # nothing received before it still waits for the task
         ):
-            if srtp is None or srtp.session is not dtls._rx_srtp:
-                srtp = Srtp(dtls._rx_srtp)
+            srtp = Srtp.over(srtp, dtls._rx_srtp)
             _handle_srtp(dtls, srtp, data)
         else:
             queued(data, component)
