@@ -30,8 +30,8 @@ loop) takes two more reaches, each removing a hop through a queue and a task wak
   ``getStats`` read.
 - ``receive_directly``: SRTP that reaches an ICE connection with nothing queued before it is
   decrypted in the same callback, instead of queued for the DTLS transport's receive task
-  (DTLS, SCTP and RTCP keep aiortc's queue); aioice's socket protocol hands it over without
-  first trying to parse it as STUN (RFC 7983's first byte tells). A tapped audio receiver's
+  (DTLS, SCTP and RTCP keep aiortc's queue; aioice's socket protocol hands it over without
+  first trying to parse it as STUN: ``gateway.media.ice``). A tapped audio receiver's
   packet from a source aiortc has already routed (``_tap_directly``) then goes to the tap with
   the receiver's statistics (which its RTCP receiver reports and ``getStats`` read) kept as
   aiortc keeps them, without the rest of aiortc's RTP handling (a full header parse, a
@@ -55,7 +55,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import aioice.ice
 import aiortc
 import aiortc.clock
 import aiortc.rtp
@@ -226,6 +225,7 @@ _STARTED, _TRANSPORT, _TRACK = _SENDER + "started", _SENDER + "transport", _SEND
 _NTP, _RTP_TIMESTAMP = _SENDER + "ntp_timestamp", _SENDER + "rtp_timestamp"
 _OCTETS, _PACKETS = _SENDER + "octet_count", _SENDER + "packet_count"
 _TX_BYTES, _TX_PACKETS = _DTLS + "tx_bytes", _DTLS + "tx_packets"
+_RX_BYTES, _RX_PACKETS = _DTLS + "rx_bytes", _DTLS + "rx_packets"
 
 
 def pylibsrtp_supported(version: str = pylibsrtp.__version__) -> bool:
@@ -382,8 +382,6 @@ def receive_directly(receiver: RTCRtpReceiver) -> None:
         return
     dtls = receiver.transport
     connection = dtls.transport._connection
-    for protocol in connection._protocols:
-        _skip_stun_parse(protocol)
     if getattr(connection.data_received, "direct", False):
         return
     queued = connection.data_received
@@ -409,30 +407,11 @@ def receive_directly(receiver: RTCRtpReceiver) -> None:
     connection.data_received = data_received  # type: ignore[method-assign]
 
 
-def _skip_stun_parse(protocol: object) -> None:
-    """Hand what cannot be STUN (RFC 7983: a first byte above 3) from one of aioice's host
-    sockets straight to its ICE connection, as aioice does once ``parse_message`` failed on
-    it; STUN still goes to aioice. (The UDP mux's transports already do this.)"""
-    if type(protocol) is not aioice.ice.StunProtocol or "datagram_received" in vars(protocol):
-        return
-    stun_received = protocol.datagram_received
-    component = protocol.local_candidate.component
-    connection = protocol.receiver
-
-    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-        if data and data[0] > 3:
-            connection.data_received(data, component)
-        else:
-            stun_received(data, addr)
-
-    protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]
-
-
 def _handle_srtp(dtls: RTCDtlsTransport, srtp: Srtp, data: bytes) -> None:
     """``RTCDtlsTransport._recv_next`` for one SRTP packet, run to completion now."""
     transport = vars(dtls)
-    transport[_DTLS + "rx_bytes"] += len(data)
-    transport[_DTLS + "rx_packets"] += 1
+    transport[_RX_BYTES] += len(data)
+    transport[_RX_PACKETS] += 1
     plain = srtp.unprotect(data)
     if plain is None:
         return

@@ -26,6 +26,15 @@ host_sockets``); server-reflexive and TURN candidates stay aioice's. Every other
 aioice's own code. This reach is version-guarded (``AIOICE_SUPPORTED``): with another aioice,
 ``install()`` leaves the method alone and ``host_addresses`` refuses ``sockets``;
 ``tests/media/test_ice_internals.py`` fails loudly if a name used here moves.
+
+``install()`` also replaces ``StunProtocol.datagram_received`` (the same guard): aioice tries
+``stun.parse_message`` on every datagram of a host socket, and hands what fails to parse to its
+ICE connection. A relay's sockets carry 50 SRTP packets a second per voice, each of which paid
+for a failed parse and the exception it raised. RFC 7983 tells them apart by the first byte
+(STUN's is 0-3), as the UDP mux does; STUN still goes to aioice's own method. It also no longer
+loses media to the parse: aioice checks neither the first bits nor the magic cookie, only the
+length field and the method, so an SRTP packet whose sequence number equalled its length less
+20 and whose payload type reads as a STUN method (PCMA's 8 does) was taken for STUN and lost.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import logging
 import random
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
+from typing import Any
 
 import aioice
 import aioice.ice
@@ -57,6 +67,8 @@ STOCK_QUERY_CONSENT = aioice.ice.Connection.query_consent
 CONSENT_RETRANSMISSIONS = 3
 #: aioice's own host-socket binding, kept to check on upgrades and for agents without sockets.
 STOCK_GET_COMPONENT_CANDIDATES = aioice.ice.Connection.get_component_candidates
+#: aioice's own socket input, kept to check on upgrades and for the STUN it still parses.
+STOCK_DATAGRAM_RECEIVED = aioice.ice.StunProtocol.datagram_received
 #: aioice versions whose ``get_component_candidates``/``StunProtocol`` the socket hook matches.
 AIOICE_SUPPORTED = ("0.10", "0.11", "0.12", "0.13")
 _default: tuple[str, ...] | None = None
@@ -96,6 +108,16 @@ def install(default_addresses: Sequence[str] | None = None) -> None:
     aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
     if aioice_supported():
         aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
+        aioice.ice.StunProtocol.datagram_received = _datagram_received  # type: ignore[method-assign,assignment]
+
+
+def _datagram_received(self: aioice.ice.StunProtocol, data: bytes, addr: tuple[Any, ...]) -> None:
+    """aioice's socket input, with RFC 7983's first-byte test before its STUN parse (see the
+    module doc): DTLS, SRTP and SRTCP go straight to the ICE connection."""
+    if data and data[0] > 3:
+        self.receiver.data_received(data, self.local_candidate.component)
+    else:
+        STOCK_DATAGRAM_RECEIVED(self, data, addr)
 
 
 async def _get_component_candidates(

@@ -18,7 +18,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
-from gateway.media import aiortc_internals
+from gateway.media import aiortc_internals, ice
 from gateway.media.forwarding import PacketQueueTrack
 from tests.media.test_aiortc_internals import WAIT, connect
 
@@ -220,7 +220,7 @@ async def test_aioices_socket_hands_media_on_and_stun_to_aioice(
 
     connection.data_received = spy  # type: ignore[method-assign]
     (protocol,) = connection._protocols
-    assert "datagram_received" in vars(protocol)  # receive_directly took the socket's input
+    assert type(protocol).datagram_received is ice._datagram_received  # ice.install()'s
     # a STUN response nobody asked for: aioice's to parse (and to ignore), not the connection's
     stray = bytes.fromhex("0101000021120442") + os.urandom(12)
     protocol.datagram_received(stray, ("127.0.0.1", 9))
@@ -228,3 +228,9 @@ async def test_aioices_socket_hands_media_on_and_stun_to_aioice(
     link.track.send(b"\x78" * 40, 0)
     await link.tapped_count(1)
     assert len(given) == 1 and 127 < given[0][0] < 192
+    # SRTP that aioice's parse takes for STUN still reaches the connection: its length field
+    # (the RTP sequence number) matches, its method (PCMA's payload type, 8) is one, and aioice
+    # checks nothing else
+    lookalike = bytes.fromhex("8008002c") + bytes(60)  # 64 bytes: 20 + 0x2c
+    protocol.datagram_received(lookalike, ("127.0.0.1", 9))
+    assert given[1:] == [lookalike]

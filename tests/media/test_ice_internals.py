@@ -23,6 +23,15 @@ def test_the_socket_hook_is_installed_in_place_of_aioices_own() -> None:
     assert aioice.ice.Connection.get_component_candidates is not ice.STOCK_GET_COMPONENT_CANDIDATES
 
 
+def test_aioices_socket_input_is_replaced_by_one_that_parses_only_stun() -> None:
+    assert aioice.ice.StunProtocol.datagram_received is ice._datagram_received
+    stock = inspect.getsource(ice.STOCK_DATAGRAM_RECEIVED)
+    # what the replacement does first is what aioice does once its parse failed
+    assert "message = stun.parse_message(data)" in stock
+    handed_on = "self.receiver.data_received(data, self.local_candidate.component)"
+    assert f"except ValueError:\n            {handed_on}" in stock
+
+
 def test_the_names_the_socket_hook_uses_are_where_it_expects_them() -> None:
     stock = inspect.signature(ice.STOCK_GET_COMPONENT_CANDIDATES)
     assert list(stock.parameters) == ["self", "component", "addresses", "timeout"]
