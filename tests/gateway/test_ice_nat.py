@@ -38,7 +38,8 @@ PRIVATE = "10.77.0.1"
 CANDIDATE = "10.77.0.2"
 GATEWAY_LINK, CANDIDATE_LINK = "igwnat0", "igwnat1"
 
-#: The candidate's process: waits for its veth, then takes the interview given on stdin.
+#: The candidate's process: says it runs (in its own namespace, which its veth is moved to: before
+#: that, ``unshare`` may not have made it yet), then takes the interview given on stdin.
 CANDIDATE_SCRIPT = f"""
 import asyncio, json, sys
 from gateway import media
@@ -54,6 +55,7 @@ async def main():
     print(json.dumps({{"error": report.error, "mode": report.mode}}), flush=True)
 
 media.install(["{CANDIDATE}"])
+print("ready", flush=True)
 asyncio.run(main())
 """
 
@@ -118,6 +120,8 @@ async def test_a_candidate_behind_the_test_nat_connects_through_the_advertised_a
     )  # fmt: skip
     assert child.stdin is not None and child.stdout is not None
     try:
+        # a veth moved to the child before unshare(2) made its namespace would stay here
+        assert await asyncio.wait_for(child.stdout.readline(), 60) == b"ready\n"
         with nat_link(child.pid, port):
             gateway = await start_gateway(
                 mode="relay",
