@@ -235,9 +235,9 @@ class MuxTransport(asyncio.DatagramTransport):
     """One ICE agent's view of a shared socket: what it sends goes out of the socket, what the
     demux routes to it arrives at its protocol; closing it unregisters it from the demux.
 
-    Only STUN goes through the protocol (aioice's ``StunProtocol``, which parses every datagram
-    as STUN and hands what fails to its ICE connection): the demux already told the rest from
-    STUN by its first byte, so it goes to the connection (``protocol.receiver``) at once.
+    What the demux routes here goes to the protocol, aioice's ``StunProtocol`` with
+    ``gateway.media.ice``'s input (the mux is only used where that is installed): STUN to
+    aioice's parse, anything else by its first byte straight to the ICE connection.
     """
 
     def __init__(
@@ -255,11 +255,7 @@ class MuxTransport(asyncio.DatagramTransport):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         """``data`` from ``addr``, routed here by the demux."""
-        if data[0] > 3:  # RFC 7983: not STUN (DTLS, SRTP/SRTCP)
-            protocol: Any = self._protocol
-            protocol.receiver.data_received(data, protocol.local_candidate.component)
-        else:
-            self._protocol.datagram_received(data, addr)
+        self._protocol.datagram_received(data, addr)
 
     def sendto(self, data: Any, addr: Any = None) -> None:
         if self._closing:
