@@ -5,7 +5,8 @@ A leg's sample (``LegMeter.sample``): round-trip time from the peer's receiver r
 (``remote-inbound-rtp``), jitter and loss of what the peer sends us (``inbound-rtp``; loss over
 the interval since the last sample), and bitrate both ways: what we sent over that interval,
 and what the peer's sender reports say it sent between the last two reports (None while no new
-report came: they arrive every second or so, less often than a short sampling interval).
+report came: they arrive every 2.5-7.5 s, as libwebrtc sends them for audio and as the
+relay's own do, ``aiortc_internals``, so a sample often brings none).
 Audio only: these are voice calls.
 
 A turn's latency (``TurnTimer``): from the candidate's end of speech as the upstream announces

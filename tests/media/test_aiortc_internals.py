@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from typing import Any
 
 import aioice.ice
 import aiortc
+import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
 import numpy as np
 import pylibsrtp
+import pytest
 from aiortc import (
     RTCConfiguration,
     RTCDtlsTransport,
@@ -63,6 +67,82 @@ def test_the_receiver_sends_a_pli_and_its_video_buffer_hands_back_frames() -> No
     assert "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)" in inspect.getsource(
         RTCRtpReceiver._handle_rtp_packet
     )
+
+
+def test_aiortcs_rtcp_loops_still_sleep_what_the_report_timer_scales() -> None:
+    for cls, stock in (
+        (RTCRtpSender, aiortc_internals.STOCK_SENDER_RTCP),
+        (RTCRtpReceiver, aiortc_internals.STOCK_RECEIVER_RTCP),
+    ):
+        assert "await asyncio.sleep(0.5 + random.random())" in inspect.getsource(stock)
+        # each loop is a task of its own, so the interval its wrapper sets stays in it
+        assert "self.__rtcp_task = asyncio.ensure_future(self._run_rtcp())" in inspect.getsource(
+            cls
+        )
+        assert cls._run_rtcp is not stock  # install()'s, pacing it by kind
+    assert aiortc.rtcrtpsender.random is aiortc_internals.ReportTimer
+    assert aiortc.rtcrtpreceiver.random is aiortc_internals.ReportTimer
+
+
+class Silent(MediaStreamTrack):
+    """A track that never yields a frame: its sender's loops start, nothing is encoded."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> Any:
+        await asyncio.Event().wait()
+
+
+async def test_rtcp_reports_audio_every_5_s_and_video_every_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 3550's randomization (0.5 to 1.5 times the interval) of libwebrtc's intervals: each
+    of the four loops (audio and video, sender and receiver) says how long it sleeps first."""
+    delays: dict[asyncio.Task[Any] | None, list[float]] = {}
+    slept = asyncio.Event()
+
+    class Loops:
+        """aiortc's RTCP modules' ``asyncio``, noting each sleep of the task that sleeps."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+        @staticmethod
+        async def sleep(delay: float) -> None:
+            delays.setdefault(asyncio.current_task(), []).append(delay)
+            slept.set()
+            await asyncio.sleep(delay)
+
+    monkeypatch.setattr(aiortc.rtcrtpsender, "asyncio", Loops())
+    monkeypatch.setattr(aiortc.rtcrtpreceiver, "asyncio", Loops())
+    offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        for kind in ("audio", "video"):
+            offerer.addTrack(Silent(kind))
+        await connect(offerer, answerer)
+
+        def loops() -> dict[str, list[asyncio.Task[Any] | None]]:
+            """Each kind's sender and receiver RTCP tasks (None until DTLS connects)."""
+            return {
+                kind: [
+                    vars(offerer.getTransceivers()[i].sender)["_RTCRtpSender__rtcp_task"],
+                    vars(answerer.getTransceivers()[i].receiver)["_RTCRtpReceiver__rtcp_task"],
+                ]
+                for i, kind in enumerate(("audio", "video"))
+            }
+
+        async with asyncio.timeout(WAIT):
+            while not all(t in delays for tasks in loops().values() for t in tasks):
+                slept.clear()
+                await slept.wait()
+        for kind, (low, high) in {"audio": (2.5, 7.5), "video": (0.5, 1.5)}.items():
+            assert all(low <= delays[task][0] <= high for task in loops()[kind]), (kind, delays)
+    finally:
+        await offerer.close()
+        await answerer.close()
 
 
 async def connect(
@@ -164,7 +244,7 @@ async def test_the_hot_paths_reaches_are_where_aiortc_and_aioice_keep_them() -> 
         for name in names + counters:
             assert f"_RTCRtpSender__{name}" in vars(sender), name
         for name in counters:
-            assert f"self.__{name}" in inspect.getsource(RTCRtpSender._run_rtcp), name
+            assert f"self.__{name}" in inspect.getsource(aiortc_internals.STOCK_SENDER_RTCP), name
         dtls = sender.transport
         for name in ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets"):
             assert f"_RTCDtlsTransport__{name}" in vars(dtls), name
