@@ -119,7 +119,15 @@ async def test_an_interviews_report_and_the_dashboard_in_chromium(
         outcome.answers_spoken
     )
     for leg in ("browser", "upstream"):
-        await expect(page.locator(f"#{leg}-network polyline").first).to_be_visible()
+        chart = page.locator(f"#{leg}-network")
+        await expect(chart).to_be_visible()
+        # a line for each series the database holds (not Playwright's visibility: a flat line
+        # has no height): the jitter of every sample, the round trip from the first report on
+        # (RTCP reports audio every 2.5-7.5 s, so a short interview may end before one came)
+        await expect(chart.locator("polyline.series-jitter").first).to_be_attached()
+        timed = any(s.sample.rtt_ms is not None for s in samples if s.sample.leg == leg)
+        drawn = chart.locator(".series-rtt:is(polyline, circle)")
+        await expect(drawn.first if timed else drawn).to_have_count(1 if timed else 0)
     first_answer = Script.default().turns[0].answer
     await expect(page.get_by_role("table", name="Transcript")).to_contain_text(first_answer)
     # a phone's width: nothing wider than the screen but the tables' own scrolling boxes
