@@ -98,8 +98,8 @@ class Silent(MediaStreamTrack):
 async def test_rtcp_reports_audio_every_5_s_and_video_every_second(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """RFC 3550's randomization (0.5 to 1.5 times the interval) of libwebrtc's intervals: each
-    of the four loops (audio and video, sender and receiver) says how long it sleeps first."""
+    """libwebrtc's intervals, randomized and the first halved as RFC 3550 says: each of the four
+    loops (audio and video, sender and receiver) says how long it sleeps."""
     delays: dict[asyncio.Task[Any] | None, list[float]] = {}
     slept = asyncio.Event()
 
@@ -138,8 +138,17 @@ async def test_rtcp_reports_audio_every_5_s_and_video_every_second(
             while not all(t in delays for tasks in loops().values() for t in tasks):
                 slept.clear()
                 await slept.wait()
-        for kind, (low, high) in {"audio": (2.5, 7.5), "video": (0.5, 1.5)}.items():
-            assert all(low <= delays[task][0] <= high for task in loops()[kind]), (kind, delays)
+        async with asyncio.timeout(WAIT):  # three more sleeps of each video loop, at full length
+            while any(len(delays[task]) < 4 for task in loops()["video"]):
+                slept.clear()
+                await slept.wait()
+        for kind, every in aiortc_internals.REPORT_INTERVALS.items():
+            for task in loops()[kind]:
+                first, *later = delays[task]
+                # RFC 3550's randomization (0.5 to 1.5 times), the first interval halved
+                assert every / 4 <= first <= every * 3 / 4, (kind, delays[task])
+                assert all(every / 2 <= delay <= every * 3 / 2 for delay in later), kind
+        assert aiortc_internals.REPORT_INTERVALS == {"audio": 5.0, "video": 1.0}
     finally:
         await offerer.close()
         await answerer.close()
