@@ -111,7 +111,9 @@ async def test_coturn_takes_a_minted_credential_and_refuses_it_once_expired(
         sides.gateway.run(lambda: allocate(fresh.username, fresh.credential))
     )
     assert relayed[0] == TURN_ADDRESS
-    expired = mint_credential(coturn.secret, "iv-1", ttl=-1)
+    # a minute ago: coturn reads its own clock, cached and advanced by its timers, which lags
+    # the wall clock on a busy machine (a credential a second old was once still taken)
+    expired = mint_credential(coturn.secret, "iv-1", ttl=-60)
     with pytest.raises(stun.TransactionFailed, match="401"):
         await asyncio.wrap_future(
             sides.gateway.run(lambda: allocate(expired.username, expired.credential))
