@@ -19,14 +19,15 @@ fails loudly if a name used here moves, so an aiortc upgrade cannot silently und
 - ``RTCRtpTransceiver._codecs``: the codecs negotiated for a transceiver (first = the one that is
   sent), which aiortc does not expose; the relay forwards only when both legs agree on Opus.
 - The RTCP report interval: aiortc's sender and receiver loops report every 0.5-1.5 s whatever
-  the kind, RFC 3550's randomization of a 1 s interval. For audio that is five times what
-  RFC 3550 6.2 recommends and what libwebrtc does (``kDefaultAudioReportInterval``: 5 s; video
-  1 s), and a relay at 50 sessions spent 6-8 % of its CPU on the difference (two reports a
-  second on each of its four audio loops a session, and as many in). ``install`` paces each loop
-  by its kind (``REPORT_INTERVALS``), the first interval halved as RFC 3550 says: the loops read
-  their delay from ``random.random()``, so their modules' ``random`` becomes ``ReportTimer``,
-  which scales it to the interval that the loop's own task set (``_paced``, wrapping
-  ``_run_rtcp``). Call quality reads round-trip times from these reports (``media.quality``).
+  the kind, RFC 3550's randomization of a 1 s interval. For audio that is five times what RFC
+  3550 6.2 recommends and what libwebrtc does (``kDefaultAudioReportInterval``: 5 s; video 1 s),
+  and a relay at 50 sessions spent 6-8 % of its CPU on the difference (a report a second from
+  each of its four audio loops a session, and as many in from the peers). ``install`` paces each
+  loop by its kind (``REPORT_INTERVALS``), the first interval halved as RFC 3550 says: the loops
+  read their delay from ``random.random()``, so their modules' ``random`` becomes
+  ``ReportTimer``, which scales it to the interval that the loop's own task set (``_paced``,
+  wrapping ``_run_rtcp``). Call quality reads round-trip times from these reports
+  (``media.quality``).
 
 The hot path (50 relayed sessions in one process are 5 000 packets a second through one event
 loop) takes two more reaches, each removing a hop through a queue and a task wake-up per packet:
