@@ -138,13 +138,17 @@ async def test_rtcp_reports_audio_every_5_s_and_video_every_second(
             while not all(t in delays for tasks in loops().values() for t in tasks):
                 slept.clear()
                 await slept.wait()
-        async with asyncio.timeout(WAIT):  # three more sleeps of each video loop, at full length
-            while any(len(delays[task]) < 4 for task in loops()["video"]):
+        # past each loop's first interval: one more sleep of an audio loop (up to 3.75 s in),
+        # three more of a video loop, each at full length
+        more = {"audio": 2, "video": 4}
+        async with asyncio.timeout(WAIT):
+            while any(len(delays[t]) < more[kind] for kind, ts in loops().items() for t in ts):
                 slept.clear()
                 await slept.wait()
         for kind, every in aiortc_internals.REPORT_INTERVALS.items():
             for task in loops()[kind]:
                 first, *later = delays[task]
+                assert later  # the full-length intervals were seen, not only the first
                 # RFC 3550's randomization (0.5 to 1.5 times), the first interval halved
                 assert every / 4 <= first <= every * 3 / 4, (kind, delays[task])
                 assert all(every / 2 <= delay <= every * 3 / 2 for delay in later), kind
